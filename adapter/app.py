@@ -1,0 +1,66 @@
+"""The app factory: configuration, backend and service wired into one FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from adapter import __version__
+from adapter.backends.base import Backend
+from adapter.backends.local import LocalBackend
+from adapter.body_limit import install_body_limit
+from adapter.config import ServedModel, load_models_file, merge_entries
+from adapter.errors import install_error_handlers
+from adapter.routes import generate, system
+from adapter.service import RunnerService
+from adapter.settings import Settings, demo_entries
+
+logger = logging.getLogger(__name__)
+
+
+def load_models(settings: Settings) -> list[ServedModel]:
+    if settings.models_config is None:
+        logger.warning(
+            "ADAPTER_MODELS_CONFIG is not set: serving the built-in demo model (random "
+            "weights, it draws noise)"
+        )
+        return merge_entries(demo_entries(settings), "built-in demo configuration")
+    return load_models_file(settings.models_config)
+
+
+def create_app(
+    settings: Settings,
+    models: list[ServedModel] | None = None,
+    backend: Backend | None = None,
+) -> FastAPI:
+    """Build the app. Bad configuration raises ConfigError here, before the port opens."""
+    models = load_models(settings) if models is None else models
+    backend = LocalBackend(settings, models) if backend is None else backend
+    backend.check(models)
+    service = RunnerService(settings, models, backend)
+    if not service.tokens:
+        logger.warning("no token configured: generate routes are open to anyone")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await backend.start()
+        try:
+            yield
+        finally:
+            await backend.close()
+
+    app = FastAPI(
+        title="Livepeer AI Runner",
+        description="Livepeer AI runner contract, served by modal-ai-runner",
+        version=__version__,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    install_body_limit(app, settings.limits.max_request_bytes)
+    app.include_router(generate.build_router())
+    app.include_router(system.router)
+    return app

@@ -1,0 +1,1 @@
+"""Where requests are executed: behind one small interface (`Backend`)."""

@@ -1,0 +1,33 @@
+"""The backend interface: load models, report their state, run validated requests."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from adapter.config import ServedModel
+from adapter.schemas import RequestModel
+
+
+class ModelState(StrEnum):
+    COLD = "COLD"  # not loaded; loads on its first request (warm: false)
+    LOADING = "LOADING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+class Backend(Protocol):
+    def check(self, models: list[ServedModel]) -> None:
+        """Raise ConfigError for a model this backend cannot serve (called before start)."""
+
+    async def start(self) -> None:
+        """Begin loading warm models; returns at once, loading goes on in the background."""
+
+    def state(self, model: ServedModel) -> ModelState: ...
+
+    async def run(self, model: ServedModel, request: RequestModel) -> BaseModel:
+        """Serve one request; raises adapter.errors types only."""
+
+    async def close(self) -> None: ...

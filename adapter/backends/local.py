@@ -1,0 +1,266 @@
+"""The local in-process backend: runs `functions/` pipelines on this machine's GPU or CPU.
+
+Each model gets one worker thread. Loading and inference run there, never on the event loop,
+so `/health` and other requests answer while a model loads or generates. One thread per model
+because a diffusers pipeline is not safe to call from two threads at once (its scheduler keeps
+per-call state); requests admitted by the capacity limiter wait their turn on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from adapter.backends.base import ModelState
+from adapter.config import ConfigError, ServedModel
+from adapter.errors import (
+    BadRequestError,
+    InferenceError,
+    ModelUnavailableError,
+    RunnerError,
+)
+from adapter.schemas import ImageResponse, Media, Pipeline, RequestModel, TextToImageParams
+from adapter.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class _Cancelled(Exception):
+    """The request was abandoned while its job ran."""
+
+
+@dataclass
+class _ModelSlot:
+    model: ServedModel
+    executor: ThreadPoolExecutor
+    state: ModelState = ModelState.COLD
+    error: str = ""
+    handle: Any = None
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@contextmanager
+def _pipeline_errors(model: ServedModel) -> Iterator[None]:
+    """Translate what a pipeline raises into the adapter's error tree, as the runner maps it."""
+    import torch
+
+    try:
+        yield
+    except RunnerError:
+        raise
+    except ValueError as exc:
+        raise BadRequestError(f"{exc}.") from exc
+    except torch.OutOfMemoryError as exc:
+        torch.cuda.empty_cache()
+        raise InferenceError("GPU out of memory.") from exc
+    except Exception as exc:
+        from functions.text_to_image import GenerationCancelled
+
+        if isinstance(exc, GenerationCancelled):
+            raise _Cancelled() from exc
+        logger.exception("%s failed", model.key)
+        if "out of memory" in str(exc).lower():
+            raise InferenceError("Out of memory.") from exc
+        raise InferenceError(f"{model.pipeline.value.capitalize()} pipeline error.") from exc
+
+
+class LocalBackend:
+    def __init__(self, settings: Settings, models: list[ServedModel]) -> None:
+        self.settings = settings
+        self._slots = {
+            model.key: _ModelSlot(
+                model=model,
+                executor=ThreadPoolExecutor(1, thread_name_prefix=f"model-{model.model_id}"),
+            )
+            for model in models
+        }
+        self._warm_task: asyncio.Task[None] | None = None
+        self._cold_loads: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def check(self, models: list[ServedModel]) -> None:
+        for model in models:
+            if model.pipeline not in LOCAL_PIPELINES:
+                implemented = ", ".join(sorted(p.value for p in LOCAL_PIPELINES))
+                raise ConfigError(
+                    f"{model.key}: field 'pipeline': {model.pipeline.value!r} has no local "
+                    f"implementation yet (implemented: {implemented})"
+                )
+
+    async def start(self) -> None:
+        warm = [slot for slot in self._slots.values() if slot.model.warm]
+        for slot in warm:
+            slot.state = ModelState.LOADING
+        self._warm_task = asyncio.create_task(self._load_in_turn(warm))
+
+    async def close(self) -> None:
+        if self._warm_task is not None:
+            self._warm_task.cancel()
+        for slot in self._slots.values():
+            slot.executor.shutdown(wait=False, cancel_futures=True)
+
+    def state(self, model: ServedModel) -> ModelState:
+        return self._slots[model.key].state
+
+    # --- loading -----------------------------------------------------------------------
+
+    async def _load_in_turn(self, slots: list[_ModelSlot]) -> None:
+        # One after another: loading several models at once only multiplies peak memory.
+        for slot in slots:
+            await self._load(slot)
+
+    async def _load(self, slot: _ModelSlot) -> None:
+        slot.state = ModelState.LOADING
+        loop = asyncio.get_running_loop()
+        try:
+            slot.handle = await loop.run_in_executor(slot.executor, self._load_sync, slot.model)
+        except Exception as exc:
+            logger.exception("loading %s failed", slot.model.key)
+            slot.error = str(exc) or type(exc).__name__
+            slot.state = ModelState.FAILED
+        else:
+            logger.info("%s loaded", slot.model.key)
+            slot.state = ModelState.READY
+        slot.settled.set()
+
+    def _load_sync(self, model: ServedModel) -> Any:
+        from functions.device import pick_device, pick_dtype
+        from functions.loading import resolve_model_path
+
+        if model.runner.demo and model.runner.model_path:
+            _ensure_demo_model(model.pipeline, Path(model.runner.model_path))
+        folder = resolve_model_path(
+            model.model_id, model.runner.model_path, self.settings.model_dir
+        )
+        device = pick_device(self.settings.device)
+        dtype = pick_dtype(device, model.runner.torch_dtype)
+        return LOCAL_PIPELINES[model.pipeline].load(model, folder, device, dtype, self.settings)
+
+    async def _ready_slot(self, model: ServedModel) -> _ModelSlot:
+        slot = self._slots[model.key]
+        if slot.state is ModelState.COLD:
+            # A cold model loads on its first request; later ones wait for the same load.
+            slot.state = ModelState.LOADING
+            self._cold_loads.add(task := asyncio.create_task(self._load(slot)))
+            task.add_done_callback(self._cold_loads.discard)
+        await slot.settled.wait()
+        if slot.state is ModelState.FAILED:
+            raise ModelUnavailableError(f"Model {model.model_id} failed to load: {slot.error}")
+        return slot
+
+    # --- serving -----------------------------------------------------------------------
+
+    async def run(self, model: ServedModel, request: RequestModel) -> BaseModel:
+        slot = await self._ready_slot(model)
+        stop = threading.Event()
+        job = LOCAL_PIPELINES[model.pipeline].run
+
+        def run_sync() -> BaseModel:
+            with _pipeline_errors(model):
+                return job(slot.handle, request, stop.is_set)
+
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(slot.executor, run_sync)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # The client went away: stop the job at its next step rather than finish for no one.
+            stop.set()
+            raise
+        except _Cancelled as exc:
+            raise InferenceError("The request was cancelled.") from exc
+
+
+def _ensure_demo_model(pipeline: Pipeline, folder: Path) -> None:
+    """Build the tiny random-weight demo model at `folder` unless it is already there."""
+    if (folder / "model_index.json").is_file():
+        return
+    from functions import tiny_models
+
+    builders: dict[Pipeline, Callable[[Path], Path]] = {
+        Pipeline.TEXT_TO_IMAGE: tiny_models.build_tiny_sd,
+    }
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Built aside and renamed into place, so an interrupted first start leaves no half model.
+    staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    try:
+        builders[pipeline](staging)
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("built the demo %s model at %s (random weights: it draws noise)", pipeline, folder)
+
+
+# --- per-pipeline glue: request model -> functions call -> response model -----------------
+
+
+class _TextToImage:
+    @staticmethod
+    def load(model: ServedModel, folder: Path, device: Any, dtype: Any, settings: Settings) -> Any:
+        from functions.loading import resolve_model_path
+        from functions.safety import SafetyChecker
+        from functions.text_to_image import ModelProfile, TextToImage, profile_for
+
+        family = profile_for(model.model_id)
+        profile = ModelProfile(
+            guidance_scale=(
+                family.guidance_scale
+                if model.runner.guidance_scale is None
+                else float(model.runner.guidance_scale)
+            ),
+            num_inference_steps=model.runner.num_inference_steps or family.num_inference_steps,
+            trailing_timesteps=family.trailing_timesteps,
+        )
+        checker = None
+        if model.runner.safety_checker:
+            source = model.runner.safety_checker
+            checker_folder = (
+                Path(source)
+                if Path(source).is_dir()
+                else resolve_model_path(source, None, settings.model_dir)
+            )
+            checker = SafetyChecker.load(checker_folder, device)
+        return TextToImage.load(
+            folder, device=device, dtype=dtype, profile=profile, safety_checker=checker
+        )
+
+    @staticmethod
+    def run(pipe: Any, request: RequestModel, should_stop: Callable[[], bool]) -> BaseModel:
+        from functions.media import png_data_url
+
+        assert isinstance(request, TextToImageParams)
+        result = pipe.generate(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            height=request.height,
+            width=request.width,
+            num_inference_steps=request.num_inference_steps,
+            guidance_scale=request.guidance_scale,
+            num_images=request.num_images_per_prompt,
+            seed=request.seed,
+            safety_check=request.safety_check,
+            should_stop=should_stop,
+        )
+        return ImageResponse(
+            images=[
+                Media(url=png_data_url(image), seed=seed, nsfw=nsfw)
+                for image, seed, nsfw in zip(result.images, result.seeds, result.nsfw, strict=True)
+            ]
+        )
+
+
+LOCAL_PIPELINES: dict[Pipeline, Any] = {Pipeline.TEXT_TO_IMAGE: _TextToImage}

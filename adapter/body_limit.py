@@ -1,0 +1,75 @@
+"""Refuse request bodies over the byte limit with 413 and the contract's error body.
+
+Pure ASGI, so the limit holds for chunked uploads too, before anything is parsed or stored.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from adapter.errors import PayloadTooLargeError, error_response
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while reading the body. An HTTPException, so FastAPI's body reader lets it through
+    instead of making it a 400; `install_body_limit` renders it as the contract's 413."""
+
+    def __init__(self, error: PayloadTooLargeError) -> None:
+        super().__init__(status_code=413, detail=error.msg)
+        self.error = error
+
+
+async def _handle_body_too_large(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BodyTooLarge)
+    return error_response(exc.error)
+
+
+def install_body_limit(app: FastAPI, max_bytes: int) -> None:
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)
+    app.add_exception_handler(BodyTooLarge, _handle_body_too_large)
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _error(self) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"Request body is over the limit max_request_bytes={self.max_bytes}."
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await error_response(self._error())(scope, receive, send)
+            return
+
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self._error())
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await error_response(self._error())(scope, receive, send)

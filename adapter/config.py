@@ -1,0 +1,248 @@
+"""The orchestrator's own `aiModels.json`, read as the adapter's model configuration.
+
+An operator keeps one file: go-livepeer reads the fields it knows (`pipeline`, `model_id`, `url`,
+`token`, `warm`, `capacity`, `optimization_flags`, `gateway`, `price_per_unit`,
+`pixels_per_unit`, `currency`) and ignores the rest; the adapter reads the same fields plus an
+optional `runner` object of its own settings in each entry. A bad file fails at start with a
+message naming the entry and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+
+from adapter.schemas import Pipeline
+
+logger = logging.getLogger(__name__)
+
+LIVEPEER_FIELDS = frozenset(
+    {
+        "pipeline",
+        "model_id",
+        "url",
+        "token",
+        "warm",
+        "capacity",
+        "optimization_flags",
+        "gateway",
+        "price_per_unit",
+        "pixels_per_unit",
+        "currency",
+    }
+)
+RUNNER_KEY = "runner"
+
+
+class ConfigError(Exception):
+    """The model configuration is invalid; the message names the entry and the field."""
+
+
+class RunnerSettings(BaseModel):
+    """Our own per-entry settings, under the entry's `runner` key (go-livepeer ignores it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default: StrictBool = Field(
+        False, description="Serve this model when a request names no model_id."
+    )
+    model_path: StrictStr | None = Field(
+        None,
+        description="Folder holding the weights in diffusers/transformers layout. When absent, "
+        "the model is looked up by model_id in the Hugging Face cache under MODEL_DIR.",
+    )
+    demo: StrictBool = Field(
+        False,
+        description="Build a tiny random-weight model at model_path when none is there "
+        "(it draws noise; for trying the service without weights).",
+    )
+    max_in_flight: Annotated[StrictInt, Field(gt=0)] | None = Field(
+        None, description="Requests served at once (default: the entry's capacity)."
+    )
+    max_queue: Annotated[StrictInt, Field(ge=0)] | None = Field(
+        None, description="Requests that may wait for a slot (default: max_in_flight)."
+    )
+    safety_checker: StrictStr | None = Field(
+        None,
+        description="Folder (or HF cache model id) of a StableDiffusionSafetyChecker with its "
+        "image processor; without one every image reports nsfw=false.",
+    )
+    guidance_scale: StrictFloat | StrictInt | None = Field(
+        None, description="Force this guidance scale (e.g. 0 for Turbo/Lightning models)."
+    )
+    num_inference_steps: Annotated[StrictInt, Field(gt=0)] | None = Field(
+        None, description="Force this number of steps (e.g. 4 for a 4-step Lightning model)."
+    )
+    torch_dtype: str = Field("auto", pattern="^(auto|float16|bfloat16|float32)$")
+
+
+OptimizationFlagValue = StrictStr | StrictBool | StrictInt | StrictFloat
+
+
+class ModelEntry(BaseModel):
+    """One entry of aiModels.json (go-livepeer's `core.AIModelConfig` plus `runner`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    pipeline: Pipeline
+    model_id: Annotated[StrictStr, Field(min_length=1)]
+    url: StrictStr = ""
+    token: StrictStr = ""
+    warm: StrictBool = False
+    capacity: Annotated[StrictInt, Field(ge=0)] = 0
+    optimization_flags: dict[str, OptimizationFlagValue] = Field(default_factory=dict)
+    gateway: StrictStr = ""
+    # go-livepeer parses the raw JSON number; a string such as "0.5e-2USD" is refused there too.
+    price_per_unit: Annotated[StrictInt | StrictFloat, Field(ge=0)] | None = None
+    pixels_per_unit: Annotated[StrictInt, Field(gt=0)] | None = None
+    currency: StrictStr = ""
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A (pipeline, model_id) the adapter serves, merged from its aiModels.json entries."""
+
+    pipeline: Pipeline
+    model_id: str
+    warm: bool
+    capacity: int
+    tokens: tuple[str, ...]
+    runner: RunnerSettings
+    optimization_flags: dict[str, OptimizationFlagValue]
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.runner.max_in_flight or self.capacity
+
+    @property
+    def max_queue(self) -> int:
+        return self.max_in_flight if self.runner.max_queue is None else self.runner.max_queue
+
+    @property
+    def key(self) -> str:
+        return f"{self.pipeline.value}/{self.model_id}"
+
+
+def _describe(index: int, raw: Any) -> str:
+    if isinstance(raw, dict):
+        return f"entry {index} ({raw.get('pipeline', '?')} {raw.get('model_id', '?')!r})"
+    return f"entry {index}"
+
+
+def _format_validation_error(where: str, error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(entry)"
+        problems.append(f"field '{field}': {item['msg']} (got {item.get('input')!r})")
+    return f"{where}: " + "; ".join(problems)
+
+
+def parse_entries(raw_entries: Any, source: str = "aiModels.json") -> list[ModelEntry]:
+    """Validate raw JSON entries, raising ConfigError that names the entry and field."""
+    if not isinstance(raw_entries, list):
+        raise ConfigError(f"{source}: expected a JSON array of model entries")
+    if not raw_entries:
+        raise ConfigError(f"{source}: the array holds no model entries")
+    entries, problems = [], []
+    for index, raw in enumerate(raw_entries):
+        where = f"{source} {_describe(index, raw)}"
+        if not isinstance(raw, dict):
+            problems.append(f"{where}: expected a JSON object")
+            continue
+        try:
+            entry = ModelEntry.model_validate(raw)
+        except ValidationError as exc:
+            problems.append(_format_validation_error(where, exc))
+            continue
+        unknown = sorted(set(raw) - LIVEPEER_FIELDS - {RUNNER_KEY})
+        if unknown:
+            # go-livepeer ignores unknown keys, so we only warn: a newer go-livepeer may add some.
+            logger.warning("%s: ignoring unknown fields %s", where, unknown)
+        entries.append(entry)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return entries
+
+
+def merge_entries(entries: list[ModelEntry], source: str = "aiModels.json") -> list[ServedModel]:
+    """One ServedModel per (pipeline, model_id).
+
+    Entries of the same model (e.g. one price per gateway) add their capacities up, as
+    go-livepeer does; they must agree on `warm`, and at most one may carry `runner` settings.
+    """
+    groups: dict[tuple[Pipeline, str], list[tuple[int, ModelEntry]]] = {}
+    for index, entry in enumerate(entries):
+        groups.setdefault((entry.pipeline, entry.model_id), []).append((index, entry))
+
+    served, problems = [], []
+    for (pipeline, model_id), group in groups.items():
+        where = f"{source} entries {[i for i, _ in group]} ({pipeline.value} {model_id!r})"
+        if len({entry.warm for _, entry in group}) > 1:
+            problems.append(f"{where}: field 'warm': entries of one model must agree")
+            continue
+        with_runner = [entry for _, entry in group if "runner" in entry.model_fields_set]
+        if len(with_runner) > 1:
+            problems.append(f"{where}: field 'runner': give it in one entry of the model only")
+            continue
+        first = group[0][1]
+        runner = with_runner[0].runner if with_runner else first.runner
+        flags: dict[str, OptimizationFlagValue] = {}
+        for _, entry in group:
+            flags.update(entry.optimization_flags)
+        served.append(
+            ServedModel(
+                pipeline=pipeline,
+                model_id=model_id,
+                warm=first.warm,
+                # go-livepeer counts capacity 0 of an external container as 1.
+                capacity=sum(entry.capacity or 1 for _, entry in group),
+                tokens=tuple(sorted({entry.token for _, entry in group if entry.token})),
+                runner=runner,
+                optimization_flags=flags,
+            )
+        )
+    if problems:
+        raise ConfigError("\n".join(problems))
+    _check_defaults(served, source)
+    return served
+
+
+def _check_defaults(served: list[ServedModel], source: str) -> None:
+    for pipeline in {model.pipeline for model in served}:
+        defaults = [m.model_id for m in served if m.pipeline == pipeline and m.runner.default]
+        if len(defaults) > 1:
+            raise ConfigError(
+                f"{source}: field 'runner.default': {pipeline.value} has several defaults "
+                f"{defaults}; mark one"
+            )
+
+
+def load_models_file(path: Path) -> list[ServedModel]:
+    """Read and validate an aiModels.json file."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the model configuration: {exc}") from exc
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{source}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from exc
+    return merge_entries(parse_entries(raw, source), source)

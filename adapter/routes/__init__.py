@@ -1,0 +1,1 @@
+"""HTTP routes: the generate routes of every pipeline and the service routes."""

@@ -1,0 +1,62 @@
+"""One POST route per pipeline of the spec, each validated by its schema from adapter.schemas.
+
+A route whose pipeline is not configured still validates its body and then answers the
+contract's 400 naming what is served, rather than 404.
+"""
+
+# No `from __future__ import annotations` here: the endpoints' annotations are built at run time
+# from the schema table and FastAPI must see them as objects.
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import JSONResponse
+
+from adapter.auth import require_bearer_token
+from adapter.schemas import PIPELINE_SPECS, HTTPError, PipelineSpec, RequestModel
+
+_ERROR_DESCRIPTIONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    413: "Request Entity Too Large",
+    415: "Unsupported Media Type",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def _endpoint(spec: PipelineSpec) -> Any:
+    body_type: Any = spec.request if spec.body == "json" else Annotated[spec.request, Form()]
+
+    async def generate(request: Request, body: body_type) -> JSONResponse:  # type: ignore[valid-type]
+        assert isinstance(body, RequestModel)
+        result = await request.app.state.service.handle(spec, body)
+        return JSONResponse(result.model_dump(mode="json"))
+
+    generate.__name__ = spec.operation_id
+    return generate
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(tags=["generate"], dependencies=[Depends(require_bearer_token)])
+    for spec in PIPELINE_SPECS.values():
+        statuses = (400, 401, *spec.extra_error_statuses, 500, 503)
+        responses: dict[int | str, dict[str, Any]] = {
+            status: {"model": HTTPError, "description": _ERROR_DESCRIPTIONS[status]}
+            for status in statuses
+        }
+        endpoint = _endpoint(spec)
+        path = f"/{spec.pipeline.value}"
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            response_model=spec.response,
+            responses=responses,
+            summary=spec.summary,
+            description=spec.description,
+            operation_id=spec.operation_id,
+        )
+        # The runner answers with a trailing slash too, outside the schema.
+        router.add_api_route(path + "/", endpoint, methods=["POST"], include_in_schema=False)
+    return router

@@ -1,0 +1,97 @@
+"""The runner service: model routing, capacity and health over one backend.
+
+Routes hand it validated request models; it picks the model, checks limits, holds a capacity
+slot and lets the backend run the request.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from adapter.auth import accepted_tokens
+from adapter.backends.base import Backend, ModelState
+from adapter.capacity import CapacityLimiter
+from adapter.config import ServedModel
+from adapter.errors import UnknownModelError
+from adapter.limits import check_request
+from adapter.schemas import (
+    HealthStatus,
+    Pipeline,
+    PipelineSpec,
+    RequestModel,
+    requested_model_id,
+)
+from adapter.settings import Settings
+
+
+class RunnerService:
+    def __init__(self, settings: Settings, models: list[ServedModel], backend: Backend) -> None:
+        self.settings = settings
+        self.models = models
+        self.backend = backend
+        self.tokens = accepted_tokens(
+            settings.auth_token, tuple(t for m in models for t in m.tokens)
+        )
+        self.limiters = {
+            model.key: CapacityLimiter(
+                model.key,
+                max_in_flight=model.max_in_flight,
+                max_queue=model.max_queue,
+                queue_timeout_s=settings.queue_timeout_s,
+                retry_after_s=settings.retry_after_s,
+            )
+            for model in models
+        }
+
+    @property
+    def primary(self) -> ServedModel:
+        """The model named by /version and /hardware/*, which report one (pipeline, model)."""
+        return next((m for m in self.models if m.runner.default), self.models[0])
+
+    def served_summary(self) -> str:
+        by_pipeline: dict[Pipeline, list[str]] = {}
+        for model in self.models:
+            by_pipeline.setdefault(model.pipeline, []).append(model.model_id)
+        return "; ".join(f"{p.value}: {', '.join(ids)}" for p, ids in by_pipeline.items())
+
+    def resolve(self, pipeline: Pipeline, model_id: str) -> ServedModel:
+        """The model a request is for; an empty model_id means the pipeline's default."""
+        candidates = [m for m in self.models if m.pipeline == pipeline]
+        if not candidates:
+            raise UnknownModelError(
+                f"Pipeline {pipeline.value} is not served here. Served: {self.served_summary()}."
+            )
+        if model_id:
+            for model in candidates:
+                if model.model_id == model_id:
+                    return model
+            raise UnknownModelError(
+                f"Model {model_id} is not served for {pipeline.value}. "
+                f"Served: {self.served_summary()}."
+            )
+        defaults = [m for m in candidates if m.runner.default]
+        if len(candidates) == 1 or defaults:
+            return defaults[0] if defaults else candidates[0]
+        raise UnknownModelError(
+            f"Several models serve {pipeline.value} and none is the default: name one in "
+            f"model_id ({', '.join(m.model_id for m in candidates)})."
+        )
+
+    async def handle(self, spec: PipelineSpec, request: RequestModel) -> BaseModel:
+        model = self.resolve(spec.pipeline, requested_model_id(spec, request))
+        check_request(request, self.settings.limits)
+        async with self.limiters[model.key].slot():
+            return await self.backend.run(model, request)
+
+    def health(self) -> HealthStatus:
+        """ERROR if a model failed to load, LOADING while one loads, IDLE if none is loaded yet
+        (all cold), else OK. go-livepeer counts LOADING and IDLE as ready and gives up on ERROR.
+        """
+        states = {self.backend.state(model) for model in self.models}
+        if ModelState.FAILED in states:
+            return HealthStatus.ERROR
+        if ModelState.LOADING in states:
+            return HealthStatus.LOADING
+        if states == {ModelState.COLD}:
+            return HealthStatus.IDLE
+        return HealthStatus.OK

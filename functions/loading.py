@@ -1,0 +1,38 @@
+"""Where a model's weights are on local disk; nothing is ever downloaded at request time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The weights of a model are not on local disk."""
+
+
+def resolve_model_path(model_id: str, model_path: str | None, cache_dir: Path) -> Path:
+    """The folder holding a model's files.
+
+    An explicit `model_path` wins; otherwise `model_id` is looked up in the Hugging Face cache
+    layout under `cache_dir` (`models--org--name/snapshots/<rev>/`), offline.
+    """
+    if model_path is not None:
+        folder = Path(model_path).expanduser()
+        if not folder.is_dir():
+            raise ModelNotFoundError(f"model folder {folder} does not exist")
+        return folder
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(model_id, cache_dir=str(cache_dir), local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError) as exc:
+        raise ModelNotFoundError(
+            f"model {model_id!r} is not in the Hugging Face cache at {cache_dir}; download it "
+            f"there first (huggingface-cli download {model_id} --cache-dir {cache_dir}) or set "
+            f"runner.model_path in its aiModels.json entry"
+        ) from exc
+
+
+def has_fp16_variant(folder: Path) -> bool:
+    """Whether the folder ships `*.fp16.safetensors` files (the runner prefers them)."""
+    return any(folder.rglob("*.fp16.safetensors"))

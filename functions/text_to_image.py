@@ -1,0 +1,193 @@
+"""Text-to-image with diffusers: Stable Diffusion 1.5 and SDXL families (Turbo, Lightning).
+
+Seeds follow Livepeer's runner: the given seed, else a random one in [0, 2**32 - 1]; image i of
+a request uses seed + i, so any image can be reproduced alone. Each image's noise comes from its
+own CPU generator, so a seed gives the same image on CPU and GPU and in or out of a batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from functions.loading import has_fp16_variant
+from functions.safety import SafetyChecker
+
+DEFAULT_STEPS = 50
+MAX_SEED = 2**63 - 1
+
+
+class GenerationCancelled(Exception):
+    """The caller asked to stop; raised between denoising steps."""
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """Per-model settings the runner hard-codes by model family; `None` leaves the request's."""
+
+    guidance_scale: float | None = None
+    num_inference_steps: int | None = None
+    trailing_timesteps: bool = False
+
+
+def profile_for(model_id: str) -> ModelProfile:
+    """The family defaults the runner applies, recognised from the model id.
+
+    Turbo and Lightning models are distilled without classifier-free guidance (guidance 0);
+    Lightning checkpoints are trained for a fixed step count with trailing timesteps.
+    """
+    name = model_id.lower()
+    if re.search(r"[-_]lightning", name) or name.endswith("lightning"):
+        steps = re.search(r"(\d+)[-_]?step", name)
+        return ModelProfile(
+            guidance_scale=0.0,
+            num_inference_steps=int(steps.group(1)) if steps else 4,
+            trailing_timesteps=True,
+        )
+    if re.search(r"[-_]turbo", name):
+        return ModelProfile(guidance_scale=0.0)
+    return ModelProfile()
+
+
+@dataclass
+class GeneratedImages:
+    images: list[Image.Image]
+    seeds: list[int]
+    nsfw: list[bool]
+
+
+class TextToImage:
+    def __init__(
+        self,
+        pipe: Any,
+        profile: ModelProfile = ModelProfile(),
+        safety_checker: SafetyChecker | None = None,
+    ) -> None:
+        self.pipe = pipe
+        self.profile = profile
+        self.safety_checker = safety_checker
+        parameters = inspect.signature(pipe.__call__).parameters
+        # SDXL takes a second prompt for its second text encoder, SD3 a third: '|' feeds them.
+        self._prompt_slots = 1 + sum(f"prompt_{n}" in parameters for n in (2, 3))
+
+    @classmethod
+    def load(
+        cls,
+        folder: Path,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+        profile: ModelProfile = ModelProfile(),
+        safety_checker: SafetyChecker | None = None,
+    ) -> TextToImage:
+        from diffusers import AutoPipelineForText2Image, EulerDiscreteScheduler
+
+        kwargs: dict[str, Any] = {"dtype": dtype}
+        if dtype == torch.float16 and has_fp16_variant(folder):
+            kwargs["variant"] = "fp16"
+        if "safety_checker" in _model_index(folder):
+            # A bundled checker would run inside every call and blank flagged images; ours only
+            # flags them, and runs only when asked.
+            kwargs["safety_checker"] = None
+            kwargs["requires_safety_checker"] = False
+        pipe = AutoPipelineForText2Image.from_pretrained(folder, **kwargs)
+        if profile.trailing_timesteps:
+            pipe.scheduler = EulerDiscreteScheduler.from_config(
+                pipe.scheduler.config, timestep_spacing="trailing"
+            )
+        pipe.set_progress_bar_config(disable=True)
+        return cls(pipe.to(device), profile, safety_checker)
+
+    def _split_prompt(self, name: str, text: str) -> dict[str, str]:
+        parts = [part.strip() for part in text.split("|")] if text else []
+        if len(parts) > self._prompt_slots:
+            raise ValueError(
+                f"{name} has {len(parts)} parts separated by '|' but this model takes at most "
+                f"{self._prompt_slots}"
+            )
+        names = [name] + [f"{name}_{n}" for n in (2, 3)]
+        return {names[i]: part for i, part in enumerate(parts) if part}
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        *,
+        prompt: str,
+        height: int,
+        width: int,
+        num_inference_steps: int = DEFAULT_STEPS,
+        guidance_scale: float = 7.5,
+        negative_prompt: str = "",
+        num_images: int = 1,
+        seed: int | None = None,
+        safety_check: bool = True,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> GeneratedImages:
+        # 1. Check the arguments.
+        if not prompt.strip():
+            raise ValueError("prompt must not be empty")
+        if height < 8 or width < 8 or height % 8 or width % 8:
+            raise ValueError(
+                f"height and width must be positive multiples of 8, got {height}x{width}"
+            )
+        if num_images < 1:
+            raise ValueError(f"num_images_per_prompt must be at least 1, got {num_images}")
+        if seed is not None and not 0 <= seed <= MAX_SEED - num_images:
+            raise ValueError(f"seed must be between 0 and {MAX_SEED - num_images}, got {seed}")
+
+        # 2. Apply the model family's fixed settings; steps < 1 mean the default, as in the runner.
+        steps = self.profile.num_inference_steps or (
+            num_inference_steps if num_inference_steps >= 1 else DEFAULT_STEPS
+        )
+        guidance = (
+            guidance_scale if self.profile.guidance_scale is None else self.profile.guidance_scale
+        )
+        prompts = self._split_prompt("prompt", prompt)
+        prompts |= self._split_prompt("negative_prompt", negative_prompt)
+
+        # 3. One generator per image: image i is reproducible alone with seed + i.
+        base_seed = random.randint(0, 2**32 - 1) if seed is None else seed
+        seeds = [base_seed + i for i in range(num_images)]
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+
+        def on_step_end(_pipe: Any, _step: int, _t: Any, tensors: dict[str, Any]) -> dict:
+            if should_stop is not None and should_stop():
+                raise GenerationCancelled()
+            return tensors
+
+        # 4. Denoise and decode.
+        output = self.pipe(
+            **prompts,
+            height=height,
+            width=width,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            num_images_per_prompt=num_images,
+            generator=generators,
+            output_type="pil",
+            callback_on_step_end=on_step_end,
+        )
+        images: list[Image.Image] = output.images
+
+        # 5. Flag, never alter, what the safety checker finds.
+        if safety_check and self.safety_checker is not None:
+            nsfw = self.safety_checker.flags(images)
+        else:
+            nsfw = [False] * len(images)
+        return GeneratedImages(images=images, seeds=seeds, nsfw=nsfw)
+
+
+def _model_index(folder: Path) -> dict[str, Any]:
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"{folder} has no model_index.json: not a diffusers pipeline")
+    return json.loads(index.read_text(encoding="utf-8"))
