@@ -1,0 +1,123 @@
+"""Shared fixtures: tiny random-weight SD and SDXL pipelines on disk, and apps built over them."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+# Set before transformers/diffusers are imported: nothing may reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import pytest
+import torch
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from adapter.app import create_app
+from adapter.config import merge_entries, parse_entries
+from adapter.settings import Limits, Settings
+from functions.tiny_models import build_tiny_safety_checker, build_tiny_sd, build_tiny_sdxl
+
+# Two cores are shared with everything else CI runs; one intra-op thread keeps runs steady.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(model_root: Path) -> Path:
+    return build_tiny_sd(model_root / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(model_root: Path) -> Path:
+    return build_tiny_sdxl(model_root / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
+def flagging_checker(model_root: Path) -> Path:
+    return build_tiny_safety_checker(model_root / "checker-flags-all", threshold=-100.0)
+
+
+@pytest.fixture(scope="session")
+def passing_checker(model_root: Path) -> Path:
+    return build_tiny_safety_checker(model_root / "checker-flags-none", threshold=100.0)
+
+
+def sd_entry(path: Path, model_id: str = "test/tiny-sd", **fields: Any) -> dict[str, Any]:
+    runner = {"model_path": str(path), **fields.pop("runner", {})}
+    return {"pipeline": "text-to-image", "model_id": model_id, "warm": True, "capacity": 1,
+            "runner": runner, **fields}
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    limits = overrides.pop("limits", {})
+    return Settings(
+        models_config=None,
+        auth_token=overrides.pop("auth_token", ""),
+        model_dir=overrides.pop("model_dir", tmp_path / "hf-cache"),
+        demo_dir=tmp_path / "demo",
+        device="cpu",
+        limits=Limits(**limits),
+        **overrides,
+    )
+
+
+def make_app(tmp_path: Path, entries: list[dict[str, Any]], **settings: Any) -> FastAPI:
+    return create_app(make_settings(tmp_path, **settings), merge_entries(parse_entries(entries)))
+
+
+def wait_until_settled(client: Any, timeout_s: float = 120.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = client.get("/health").json()["status"]
+        if status != "LOADING":
+            return status
+        time.sleep(0.05)
+    raise AssertionError("models still LOADING after the timeout")
+
+
+@contextmanager
+def running_client(app: FastAPI) -> Iterator[TestClient]:
+    """A TestClient with lifespan run and every warm model loaded."""
+    with TestClient(app) as client:
+        wait_until_settled(client)
+        yield client
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """Run the app on a real uvicorn server in a thread; yields its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def app_factory(tmp_path: Path) -> Callable[..., FastAPI]:
+    def factory(entries: list[dict[str, Any]], **settings: Any) -> FastAPI:
+        return make_app(tmp_path, entries, **settings)
+
+    return factory
