@@ -14,6 +14,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+import httpx
 import pytest
 import torch
 import uvicorn
@@ -109,6 +110,8 @@ def serve(app: FastAPI) -> Iterator[str]:
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            wait_until_settled(client)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
