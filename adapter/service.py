@@ -13,7 +13,7 @@ from adapter.backends.base import Backend, ModelState
 from adapter.capacity import CapacityLimiter
 from adapter.config import ServedModel
 from adapter.errors import UnknownModelError
-from adapter.limits import check_request
+from adapter.pipelines import PIPELINES
 from adapter.schemas import (
     HealthStatus,
     Pipeline,
@@ -79,7 +79,8 @@ class RunnerService:
 
     async def handle(self, spec: PipelineSpec, request: RequestModel) -> BaseModel:
         model = self.resolve(spec.pipeline, requested_model_id(spec, request))
-        check_request(request, self.settings.limits)
+        # Checked (and uploads decoded) before a slot is taken: bad input costs no capacity.
+        request = await PIPELINES[spec.pipeline].prepare(request, self.settings.limits)
         async with self.limiters[model.key].slot():
             return await self.backend.run(model, request)
 

@@ -19,15 +19,12 @@ from typing import Any
 import torch
 from PIL import Image
 
+from functions.cancel import stop_between_steps
 from functions.loading import has_fp16_variant
 from functions.safety import SafetyChecker
 
 DEFAULT_STEPS = 50
 MAX_SEED = 2**63 - 1
-
-
-class GenerationCancelled(Exception):
-    """The caller asked to stop; raised between denoising steps."""
 
 
 @dataclass(frozen=True)
@@ -159,11 +156,6 @@ class TextToImage:
         seeds = [base_seed + i for i in range(num_images)]
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
 
-        def on_step_end(_pipe: Any, _step: int, _t: Any, tensors: dict[str, Any]) -> dict:
-            if should_stop is not None and should_stop():
-                raise GenerationCancelled()
-            return tensors
-
         # 4. Denoise and decode.
         output = self.pipe(
             **prompts,
@@ -174,7 +166,7 @@ class TextToImage:
             num_images_per_prompt=num_images,
             generator=generators,
             output_type="pil",
-            callback_on_step_end=on_step_end,
+            callback_on_step_end=stop_between_steps(should_stop),
         )
         images: list[Image.Image] = output.images
 

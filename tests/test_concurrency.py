@@ -13,12 +13,15 @@ import pytest
 from adapter.backends import local
 from adapter.capacity import CapacityLimiter
 from adapter.errors import OverloadedError
+from adapter.pipelines import PIPELINES
+from adapter.pipelines.text_to_image import TextToImageRunner
+from adapter.schemas import Pipeline
 from tests.conftest import running_client, sd_entry, serve
 
 SMALL = {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1}
 
 
-class GatedTextToImage:
+class GatedTextToImage(TextToImageRunner):
     """The real text-to-image glue, held at a gate so a test decides when each job may run."""
 
     def __init__(self) -> None:
@@ -28,9 +31,6 @@ class GatedTextToImage:
         self.running = 0
         self.peak = 0
 
-    def load(self, *args):
-        return local._TextToImage.load(*args)
-
     def run(self, pipe, request, should_stop):
         with self.lock:
             self.running += 1
@@ -38,7 +38,7 @@ class GatedTextToImage:
         self.entered.release()
         try:
             assert self.gate.wait(timeout=60), "test never opened the gate"
-            return local._TextToImage.run(pipe, request, should_stop)
+            return super().run(pipe, request, should_stop)
         finally:
             with self.lock:
                 self.running -= 1
@@ -47,7 +47,7 @@ class GatedTextToImage:
 @pytest.fixture
 def gated(monkeypatch):
     glue = GatedTextToImage()
-    monkeypatch.setitem(local.LOCAL_PIPELINES, local.Pipeline.TEXT_TO_IMAGE, glue)
+    monkeypatch.setitem(PIPELINES, Pipeline.TEXT_TO_IMAGE, glue)
     yield glue
     glue.gate.set()
 

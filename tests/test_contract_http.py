@@ -109,7 +109,8 @@ def test_several_models_and_no_default_means_model_id_is_required(
         response = client.post("/text-to-image", json=SMALL)
         assert response.status_code == 400
         assert "a/sd, b/sdxl" in response.json()["detail"]["msg"]
-        assert client.post("/text-to-image", json={**SMALL, "model_id": "b/sdxl"}).status_code == 200
+        named = client.post("/text-to-image", json={**SMALL, "model_id": "b/sdxl"})
+        assert named.status_code == 200
 
 
 # --- validation and errors -----------------------------------------------------------------

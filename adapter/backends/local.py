@@ -13,7 +13,7 @@ import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +30,8 @@ from adapter.errors import (
     ModelUnavailableError,
     RunnerError,
 )
-from adapter.schemas import ImageResponse, Media, Pipeline, RequestModel, TextToImageParams
+from adapter.pipelines import PIPELINES
+from adapter.schemas import Pipeline, RequestModel
 from adapter.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def _pipeline_errors(model: ServedModel) -> Iterator[None]:
         torch.cuda.empty_cache()
         raise InferenceError("GPU out of memory.") from exc
     except Exception as exc:
-        from functions.text_to_image import GenerationCancelled
+        from functions.cancel import GenerationCancelled
 
         if isinstance(exc, GenerationCancelled):
             raise _Cancelled() from exc
@@ -92,8 +93,8 @@ class LocalBackend:
 
     def check(self, models: list[ServedModel]) -> None:
         for model in models:
-            if model.pipeline not in LOCAL_PIPELINES:
-                implemented = ", ".join(sorted(p.value for p in LOCAL_PIPELINES))
+            if model.pipeline not in PIPELINES:
+                implemented = ", ".join(sorted(p.value for p in PIPELINES))
                 raise ConfigError(
                     f"{model.key}: field 'pipeline': {model.pipeline.value!r} has no local "
                     f"implementation yet (implemented: {implemented})"
@@ -146,7 +147,7 @@ class LocalBackend:
         )
         device = pick_device(self.settings.device)
         dtype = pick_dtype(device, model.runner.torch_dtype)
-        return LOCAL_PIPELINES[model.pipeline].load(model, folder, device, dtype, self.settings)
+        return PIPELINES[model.pipeline].load(model, folder, device, dtype, self.settings)
 
     async def _ready_slot(self, model: ServedModel) -> _ModelSlot:
         slot = self._slots[model.key]
@@ -165,7 +166,7 @@ class LocalBackend:
     async def run(self, model: ServedModel, request: RequestModel) -> BaseModel:
         slot = await self._ready_slot(model)
         stop = threading.Event()
-        job = LOCAL_PIPELINES[model.pipeline].run
+        job = PIPELINES[model.pipeline].run
 
         def run_sync() -> BaseModel:
             with _pipeline_errors(model):
@@ -185,82 +186,16 @@ class LocalBackend:
 
 def _ensure_demo_model(pipeline: Pipeline, folder: Path) -> None:
     """Build the tiny random-weight demo model at `folder` unless it is already there."""
-    if (folder / "model_index.json").is_file():
+    if folder.is_dir() and any(folder.iterdir()):
         return
-    from functions import tiny_models
-
-    builders: dict[Pipeline, Callable[[Path], Path]] = {
-        Pipeline.TEXT_TO_IMAGE: tiny_models.build_tiny_sd,
-    }
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Built aside and renamed into place, so an interrupted first start leaves no half model.
     staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:
-        builders[pipeline](staging)
+        PIPELINES[pipeline].build_demo(staging)
         if folder.exists():
             shutil.rmtree(folder)
         staging.rename(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("built the demo %s model at %s (random weights: it draws noise)", pipeline, folder)
-
-
-# --- per-pipeline glue: request model -> functions call -> response model -----------------
-
-
-class _TextToImage:
-    @staticmethod
-    def load(model: ServedModel, folder: Path, device: Any, dtype: Any, settings: Settings) -> Any:
-        from functions.loading import resolve_model_path
-        from functions.safety import SafetyChecker
-        from functions.text_to_image import ModelProfile, TextToImage, profile_for
-
-        family = profile_for(model.model_id)
-        profile = ModelProfile(
-            guidance_scale=(
-                family.guidance_scale
-                if model.runner.guidance_scale is None
-                else float(model.runner.guidance_scale)
-            ),
-            num_inference_steps=model.runner.num_inference_steps or family.num_inference_steps,
-            trailing_timesteps=family.trailing_timesteps,
-        )
-        checker = None
-        if model.runner.safety_checker:
-            source = model.runner.safety_checker
-            checker_folder = (
-                Path(source)
-                if Path(source).is_dir()
-                else resolve_model_path(source, None, settings.model_dir)
-            )
-            checker = SafetyChecker.load(checker_folder, device)
-        return TextToImage.load(
-            folder, device=device, dtype=dtype, profile=profile, safety_checker=checker
-        )
-
-    @staticmethod
-    def run(pipe: Any, request: RequestModel, should_stop: Callable[[], bool]) -> BaseModel:
-        from functions.media import png_data_url
-
-        assert isinstance(request, TextToImageParams)
-        result = pipe.generate(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt,
-            height=request.height,
-            width=request.width,
-            num_inference_steps=request.num_inference_steps,
-            guidance_scale=request.guidance_scale,
-            num_images=request.num_images_per_prompt,
-            seed=request.seed,
-            safety_check=request.safety_check,
-            should_stop=should_stop,
-        )
-        return ImageResponse(
-            images=[
-                Media(url=png_data_url(image), seed=seed, nsfw=nsfw)
-                for image, seed, nsfw in zip(result.images, result.seeds, result.nsfw, strict=True)
-            ]
-        )
-
-
-LOCAL_PIPELINES: dict[Pipeline, Any] = {Pipeline.TEXT_TO_IMAGE: _TextToImage}
+    logger.info("built the demo %s model at %s (random weights)", pipeline.value, folder)

@@ -1,0 +1,17 @@
+"""Each pipeline's glue between the runner contract and `functions/`, in one registry.
+
+To add a pipeline: a module here with a `PipelineRunner` subclass, and one line below.
+"""
+
+from __future__ import annotations
+
+from adapter.pipelines.base import PipelineRunner
+from adapter.pipelines.text_to_image import TextToImageRunner
+from adapter.schemas import Pipeline
+
+PIPELINES: dict[Pipeline, PipelineRunner] = {
+    runner.pipeline: runner
+    for runner in (
+        TextToImageRunner(),
+    )
+}

@@ -1,0 +1,117 @@
+"""What every pipeline's glue provides: request model -> `functions/` call -> response model.
+
+The same glue runs wherever the model lives: in the adapter's process (local backend) or in a
+Modal GPU container. `prepare` runs on the adapter before any capacity is taken, so bad input is
+refused before it can cost GPU time; `load` and `run` run where the model is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fastapi import UploadFile
+from pydantic import BaseModel
+
+from adapter.errors import BadRequestError
+from adapter.limits import check_request
+from adapter.schemas import Pipeline, RequestModel
+
+if TYPE_CHECKING:
+    import torch
+
+    from adapter.config import ServedModel
+    from adapter.settings import Limits, Settings
+
+StopCheck = Callable[[], bool]
+
+
+class PipelineRunner(ABC):
+    """Base of each pipeline's glue. Subclasses set `pipeline` and implement load/run."""
+
+    pipeline: ClassVar[Pipeline]
+
+    async def prepare(self, request: RequestModel, limits: Limits) -> RequestModel:
+        """Check a request on the adapter and return it ready to travel to a backend.
+
+        Uploads are read into memory so the request can be pickled (Modal) or resent (HTTP);
+        subclasses add their own decoding checks (images, audio) on top.
+        """
+        check_request(request, limits)
+        return await buffer_uploads(request)
+
+    @abstractmethod
+    def load(
+        self,
+        model: ServedModel,
+        folder: Path,
+        device: torch.device,
+        dtype: torch.dtype,
+        settings: Settings,
+    ) -> Any:
+        """Load the model's weights from `folder`; the returned handle is passed to `run`."""
+
+    @abstractmethod
+    def run(self, handle: Any, request: RequestModel, should_stop: StopCheck) -> BaseModel:
+        """Serve one prepared request; `should_stop` turns true when the client has gone."""
+
+    def build_demo(self, folder: Path) -> None:
+        """Save a tiny random-weight model of this pipeline at `folder` (the built-in demo)."""
+        from adapter.config import ConfigError
+
+        raise ConfigError(f"{self.pipeline.value} has no built-in demo model")
+
+
+def upload_fields(request: RequestModel) -> dict[str, UploadFile]:
+    return {
+        name: value
+        for name in type(request).model_fields
+        if isinstance(value := getattr(request, name), UploadFile)
+    }
+
+
+async def buffer_uploads(request: RequestModel) -> RequestModel:
+    """The request with each upload replaced by an in-memory copy of its bytes.
+
+    The body-size middleware has already bounded how much there is to read.
+    """
+    uploads = upload_fields(request)
+    if not uploads:
+        return request
+    buffered: dict[str, UploadFile] = {}
+    for name, upload in uploads.items():
+        await upload.seek(0)
+        data = await upload.read()
+        buffered[name] = in_memory_upload(data, upload.filename, upload.content_type)
+    return request.model_copy(update=buffered)
+
+
+def in_memory_upload(data: bytes, filename: str | None, content_type: str | None) -> UploadFile:
+    from starlette.datastructures import Headers
+
+    headers = Headers({"content-type": content_type}) if content_type else None
+    return UploadFile(io.BytesIO(data), size=len(data), filename=filename, headers=headers)
+
+
+def upload_bytes(upload: UploadFile) -> bytes:
+    """The bytes of a buffered upload (see `buffer_uploads`)."""
+    file = upload.file
+    if not isinstance(file, io.BytesIO):
+        raise TypeError("upload was not buffered; call PipelineRunner.prepare first")
+    return file.getvalue()
+
+
+def require_nonempty(upload: UploadFile, field: str) -> bytes:
+    data = upload_bytes(upload)
+    if not data:
+        raise BadRequestError(f"The uploaded {field} file is empty.")
+    return data
+
+
+async def off_loop(function: Callable[..., Any], *args: Any) -> Any:
+    """Run CPU-bound checking (decoding an upload) off the event loop."""
+    return await asyncio.to_thread(function, *args)

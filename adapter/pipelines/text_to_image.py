@@ -1,0 +1,87 @@
+"""Text-to-image glue: TextToImageParams -> functions.text_to_image -> ImageResponse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from adapter.pipelines.base import PipelineRunner, StopCheck
+from adapter.schemas import ImageResponse, Media, Pipeline, RequestModel, TextToImageParams
+
+if TYPE_CHECKING:
+    import torch
+
+    from adapter.config import ServedModel
+    from adapter.settings import Settings
+
+
+def load_safety_checker(source: str | None, device: torch.device, settings: Settings) -> Any:
+    """The configured safety checker (a folder, or a model id in the HF cache), or None."""
+    if not source:
+        return None
+    from functions.loading import resolve_model_path
+    from functions.safety import SafetyChecker
+
+    folder = Path(source) if Path(source).is_dir() else resolve_model_path(
+        source, None, settings.model_dir
+    )
+    return SafetyChecker.load(folder, device)
+
+
+class TextToImageRunner(PipelineRunner):
+    pipeline = Pipeline.TEXT_TO_IMAGE
+
+    def build_demo(self, folder: Path) -> None:
+        from functions.tiny_models import build_tiny_sd
+
+        build_tiny_sd(folder)
+
+    def load(
+        self,
+        model: ServedModel,
+        folder: Path,
+        device: torch.device,
+        dtype: torch.dtype,
+        settings: Settings,
+    ) -> Any:
+        from functions.text_to_image import ModelProfile, TextToImage, profile_for
+
+        family = profile_for(model.model_id)
+        profile = ModelProfile(
+            guidance_scale=(
+                family.guidance_scale
+                if model.runner.guidance_scale is None
+                else float(model.runner.guidance_scale)
+            ),
+            num_inference_steps=model.runner.num_inference_steps or family.num_inference_steps,
+            trailing_timesteps=family.trailing_timesteps,
+        )
+        checker = load_safety_checker(model.runner.safety_checker, device, settings)
+        return TextToImage.load(
+            folder, device=device, dtype=dtype, profile=profile, safety_checker=checker
+        )
+
+    def run(self, handle: Any, request: RequestModel, should_stop: StopCheck) -> BaseModel:
+        from functions.media import png_data_url
+
+        assert isinstance(request, TextToImageParams)
+        result = handle.generate(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            height=request.height,
+            width=request.width,
+            num_inference_steps=request.num_inference_steps,
+            guidance_scale=request.guidance_scale,
+            num_images=request.num_images_per_prompt,
+            seed=request.seed,
+            safety_check=request.safety_check,
+            should_stop=should_stop,
+        )
+        return ImageResponse(
+            images=[
+                Media(url=png_data_url(image), seed=seed, nsfw=nsfw)
+                for image, seed, nsfw in zip(result.images, result.seeds, result.nsfw, strict=True)
+            ]
+        )
