@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from pydantic import BaseModel
@@ -29,5 +30,11 @@ class Backend(Protocol):
 
     async def run(self, model: ServedModel, request: RequestModel) -> BaseModel:
         """Serve one request; raises adapter.errors types only."""
+
+    def stream(self, model: ServedModel, request: RequestModel) -> AsyncIterator[BaseModel]:
+        """Serve one streaming request (LLM `stream: true`), yielding each chunk as it comes.
+
+        Closing the iterator early (the client went away) must stop the work.
+        """
 
     async def close(self) -> None: ...
