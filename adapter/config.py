@@ -144,11 +144,35 @@ def _describe(index: int, raw: Any) -> str:
     return f"entry {index}"
 
 
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """The entry's field that an error is about, without pydantic's union-member tags."""
+    parts: list[str] = []
+    model: type[BaseModel] | None = ModelEntry
+    for part in loc:
+        if model is None or not isinstance(part, str):
+            break
+        parts.append(part)  # a field, or an unknown name that the error is about
+        if part not in model.model_fields:
+            break
+        annotation = model.model_fields[part].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(
+            annotation, BaseModel
+        ) else None
+    return ".".join(parts) or "(entry)"
+
+
 def _format_validation_error(where: str, error: ValidationError) -> str:
-    problems = []
+    by_field: dict[str, list[str]] = {}
+    inputs: dict[str, Any] = {}
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(entry)"
-        problems.append(f"field '{field}': {item['msg']} (got {item.get('input')!r})")
+        field = _field_path(item["loc"])
+        if item["msg"] not in by_field.setdefault(field, []):
+            by_field[field].append(item["msg"])
+        inputs.setdefault(field, item.get("input"))
+    problems = [
+        f"field '{field}': {' or '.join(messages)} (got {inputs[field]!r})"
+        for field, messages in by_field.items()
+    ]
     return f"{where}: " + "; ".join(problems)
 
 

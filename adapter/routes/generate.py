@@ -26,7 +26,11 @@ _ERROR_DESCRIPTIONS = {
 
 
 def _endpoint(spec: PipelineSpec) -> Any:
-    body_type: Any = spec.request if spec.body == "json" else Annotated[spec.request, Form()]
+    body_type: Any = (
+        spec.request
+        if spec.body == "json"
+        else Annotated[spec.request, Form(media_type="multipart/form-data")]
+    )
 
     async def generate(request: Request, body: body_type) -> JSONResponse:  # type: ignore[valid-type]
         assert isinstance(body, RequestModel)
