@@ -31,6 +31,14 @@ def load_models(settings: Settings) -> list[ServedModel]:
     return load_models_file(settings.models_config)
 
 
+def build_backend(settings: Settings, models: list[ServedModel]) -> Backend:
+    if settings.backend == "http":
+        from adapter.backends.http import HTTPBackend
+
+        return HTTPBackend(settings, models)
+    return LocalBackend(settings, models)
+
+
 def create_app(
     settings: Settings,
     models: list[ServedModel] | None = None,
@@ -38,7 +46,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app. Bad configuration raises ConfigError here, before the port opens."""
     models = load_models(settings) if models is None else models
-    backend = LocalBackend(settings, models) if backend is None else backend
+    backend = build_backend(settings, models) if backend is None else backend
     backend.check(models)
     service = RunnerService(settings, models, backend)
     if not service.tokens:

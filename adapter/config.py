@@ -88,6 +88,19 @@ class RunnerSettings(BaseModel):
         None, description="Force this number of steps (e.g. 4 for a 4-step Lightning model)."
     )
     torch_dtype: str = Field("auto", pattern="^(auto|float16|bfloat16|float32)$")
+    upstream_url: Annotated[StrictStr, Field(pattern=r"^https?://")] | None = Field(
+        None,
+        description="With the http backend: base URL of the runner-contract service that "
+        "serves this model (a runner container, or another adapter).",
+    )
+    upstream_token: StrictStr = Field(
+        "", description="Bearer token the http backend sends to upstream_url."
+    )
+    request_timeout_s: Annotated[StrictFloat | StrictInt, Field(gt=0)] | None = Field(
+        None,
+        description="Longest a request to the backend may take (default: the pipeline's, "
+        "see adapter/backends/timeouts.py).",
+    )
 
 
 OptimizationFlagValue = StrictStr | StrictBool | StrictInt | StrictFloat

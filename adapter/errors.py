@@ -7,7 +7,9 @@
     ├── UnauthorizedError       401  missing or wrong bearer token
     ├── PayloadTooLargeError    413  request body over the byte limit
     ├── UnsupportedMediaError   415  a file we cannot decode
-    ├── OverloadedError         503  capacity and wait queue full (with Retry-After)
+    ├── ServiceUnavailableError 503  try again later (with Retry-After)
+    │   └── OverloadedError          capacity and wait queue full
+    ├── UpstreamError           4xx/5xx  an upstream runner's own error answer, passed through
     ├── ModelUnavailableError   500  the model failed to load
     └── InferenceError          500  the pipeline failed (out of memory among others)
 
@@ -16,6 +18,8 @@ types; foreign errors (torch, diffusers) are translated where they are caught, n
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -32,6 +36,9 @@ class RunnerError(Exception):
 
     def headers(self) -> dict[str, str] | None:
         return None
+
+    def body(self) -> Any:
+        return error_body(self.msg)
 
 
 class BadRequestError(RunnerError):
@@ -69,8 +76,8 @@ class UnsupportedMediaError(RunnerError):
     status_code = 415
 
 
-class OverloadedError(RunnerError):
-    """Every slot of the model is busy and its wait queue is full (or the wait timed out)."""
+class ServiceUnavailableError(RunnerError):
+    """The request cannot be served now but may be later (an upstream is down)."""
 
     status_code = 503
 
@@ -80,6 +87,22 @@ class OverloadedError(RunnerError):
 
     def headers(self) -> dict[str, str] | None:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class OverloadedError(ServiceUnavailableError):
+    """Every slot of the model is busy and its wait queue is full (or the wait timed out)."""
+
+
+class UpstreamError(RunnerError):
+    """An upstream runner answered with an error of the contract: its status and body stand."""
+
+    def __init__(self, status_code: int, body: Any, msg: str) -> None:
+        super().__init__(msg)
+        self.status_code = status_code
+        self._body = body
+
+    def body(self) -> Any:
+        return self._body
 
 
 class ModelUnavailableError(RunnerError):
@@ -96,7 +119,7 @@ def error_body(msg: str) -> dict[str, dict[str, str]]:
 
 def error_response(error: RunnerError) -> JSONResponse:
     return JSONResponse(
-        status_code=error.status_code, content=error_body(error.msg), headers=error.headers()
+        status_code=error.status_code, content=error.body(), headers=error.headers()
     )
 
 

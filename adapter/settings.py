@@ -7,6 +7,7 @@ Only the entrypoint (`adapter.main`) reads the environment; everything else is h
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +56,14 @@ class Settings(BaseSettings):
     demo_dir: Path = Field(
         Path.home() / ".cache" / "modal-ai-runner" / "demo",
         description="Where the built-in demo model is created on first start.",
+    )
+    backend: Literal["local", "http"] = Field(
+        "local",
+        description="Where requests run: `local` (in this process) or `http` (forwarded to each "
+        "model's runner.upstream_url).",
+    )
+    upstream_poll_interval_s: float = Field(
+        2.0, gt=0, description="With the http backend: how often each upstream's /health is read."
     )
     device: str = Field("auto", pattern="^(auto|cpu|cuda(:[0-9]+)?)$")
     queue_timeout_s: float = Field(

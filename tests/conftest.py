@@ -97,8 +97,9 @@ def running_client(app: FastAPI) -> Iterator[TestClient]:
 
 
 @contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Run the app on a real uvicorn server in a thread; yields its base URL."""
+def serve(app: FastAPI, settle: bool = True) -> Iterator[str]:
+    """Run the app on a real uvicorn server in a thread; yields its base URL once every warm
+    model has loaded (or at once, with settle=False)."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -110,8 +111,9 @@ def serve(app: FastAPI) -> Iterator[str]:
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            wait_until_settled(client)
+        if settle:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+                wait_until_settled(client)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
