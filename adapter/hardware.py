@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from adapter.schemas import GPUComputeInfo, GPUUtilizationInfo
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _nvml() -> Any | None:
@@ -25,53 +27,52 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def gpu_compute_info() -> dict[int, GPUComputeInfo]:
+def _per_gpu(describe: Callable[[Any, Any], T]) -> dict[int, T]:
+    """`describe(nvml, handle)` for each GPU; an empty map without NVML or on its failure."""
     nvml = _nvml()
     if nvml is None:
         return {}
     try:
-        info = {}
-        for index in range(nvml.nvmlDeviceGetCount()):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-            major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
-            info[index] = GPUComputeInfo(
-                id=_text(nvml.nvmlDeviceGetUUID(handle)),
-                name=_text(nvml.nvmlDeviceGetName(handle)),
-                memory_total=memory.total,
-                memory_free=memory.free,
-                major=major,
-                minor=minor,
-            )
-        return info
+        return {
+            index: describe(nvml, nvml.nvmlDeviceGetHandleByIndex(index))
+            for index in range(nvml.nvmlDeviceGetCount())
+        }
     except Exception as exc:
         logger.warning("NVML query failed: %s", exc)
         return {}
     finally:
         nvml.nvmlShutdown()
+
+
+def _compute_info(nvml: Any, handle: Any) -> GPUComputeInfo:
+    memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+    major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
+    return GPUComputeInfo(
+        id=_text(nvml.nvmlDeviceGetUUID(handle)),
+        name=_text(nvml.nvmlDeviceGetName(handle)),
+        memory_total=memory.total,
+        memory_free=memory.free,
+        major=major,
+        minor=minor,
+    )
+
+
+def _utilization(nvml: Any, handle: Any) -> GPUUtilizationInfo:
+    memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+    utilization = nvml.nvmlDeviceGetUtilizationRates(handle)
+    return GPUUtilizationInfo(
+        id=_text(nvml.nvmlDeviceGetUUID(handle)),
+        name=_text(nvml.nvmlDeviceGetName(handle)),
+        memory_total=memory.total,
+        memory_free=memory.free,
+        utilization_compute=utilization.gpu,
+        utilization_memory=utilization.memory,
+    )
+
+
+def gpu_compute_info() -> dict[int, GPUComputeInfo]:
+    return _per_gpu(_compute_info)
 
 
 def gpu_utilization_stats() -> dict[int, GPUUtilizationInfo]:
-    nvml = _nvml()
-    if nvml is None:
-        return {}
-    try:
-        stats = {}
-        for index in range(nvml.nvmlDeviceGetCount()):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-            utilization = nvml.nvmlDeviceGetUtilizationRates(handle)
-            stats[index] = GPUUtilizationInfo(
-                id=_text(nvml.nvmlDeviceGetUUID(handle)),
-                name=_text(nvml.nvmlDeviceGetName(handle)),
-                memory_total=memory.total,
-                memory_free=memory.free,
-                utilization_compute=utilization.gpu,
-                utilization_memory=utilization.memory,
-            )
-        return stats
-    except Exception as exc:
-        logger.warning("NVML query failed: %s", exc)
-        return {}
-    finally:
-        nvml.nvmlShutdown()
+    return _per_gpu(_utilization)
