@@ -65,6 +65,14 @@ def read_aimodels(path: Path) -> AiModelsFile:
         ) from exc
     except AiModelsError as exc:
         raise AiModelsError(f"{path}: {exc}") from exc
+    for index, entry in enumerate(raw if isinstance(raw, list) else []):
+        price = entry.get("price_per_unit") if isinstance(entry, dict) else None
+        if type(price) is str:
+            raise AiModelsError(
+                f"{path} entry {index}: field 'price_per_unit' must be a JSON number, got the "
+                f"string {price!r}: go-livepeer refuses strings (its docs' \"0.5e-2USD\" "
+                "example is a docs bug; write the number and put the currency in 'currency')"
+            )
     try:
         entries = parse_entries(json.loads(text), str(path))
     except ConfigError as exc:

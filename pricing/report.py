@@ -6,7 +6,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_origin
 
 from fastapi import UploadFile
 from pydantic import ValidationError
@@ -100,8 +100,11 @@ def typical_request(
     for name, info in known.items():
         if name in data or not info.is_required():
             continue
-        is_file = info.annotation is UploadFile
-        data[name] = UploadFile(io.BytesIO(upload or b""), filename="typical") if is_file else ""
+        if info.annotation is UploadFile:
+            data[name] = UploadFile(io.BytesIO(upload or b""), filename="typical")
+        else:
+            # Text and messages do not count, except a text-to-speech text (given or refused).
+            data[name] = [] if get_origin(info.annotation) is list else ""
     try:
         return spec.request.model_validate(data)
     except ValidationError as exc:
