@@ -280,16 +280,29 @@ def render(report: EntryReport, options: Options) -> str:
             f"{_g(cost.idle_s)} s idle ({_scaling(options)})"
         )
         lines.append(f"    aiModels.json: {row.config.fields()}")
-        if report.current_usd_per_unit is not None:
-            now = report.current_usd_per_unit * row.units_per_job
-            lines.append(
-                f"    current price: {_g(report.current_usd_per_unit)} USD/unit, "
-                f"{_g(now)} USD per typical job, {_g(now / cost.usd_per_job, 3)}x its cost"
-            )
+        lines.append(_current(report, row))
         live = " | ".join(live_json(info) for info in row.live)
         lines.append(f"    Live Runner price_info: {live}")
         lines += [f"    warning: {text}" for text in cost.warnings]
     return "\n".join(lines)
+
+
+def _current(report: EntryReport, row: Row) -> str:
+    entry = report.entry
+    if entry.price_per_unit is None:
+        return "    current price: none (go-livepeer would use -pricePerUnit)"
+    if report.current_usd_per_unit is None:
+        return (
+            f"    current price: {entry.price_per_unit} {entry.currency or 'wei'} per "
+            f"{entry.pixels_per_unit or 1} units (give --eth-usd to compare it with the cost)"
+        )
+    now = report.current_usd_per_unit * row.units_per_job
+    ratio = now / row.cost.usd_per_job
+    verdict = " - BELOW COST, every job loses money" if ratio < 1 else ""
+    return (
+        f"    current price: {_g(report.current_usd_per_unit)} USD/unit, {_g(now)} USD per "
+        f"typical job, {_g(ratio, 3)}x its cost{verdict}"
+    )
 
 
 def _scaling(options: Options) -> str:
