@@ -29,6 +29,16 @@ if TYPE_CHECKING:
     import torch
 
 
+def gpu_kind(device_name: str, memory_gib: float) -> str | None:
+    """The Modal gpu kind a CUDA device's name denotes, or None when it is none of them."""
+    upper = device_name.upper().replace("-", " ")
+    if "A100" in upper:
+        return "A100-80GB" if memory_gib > 45 else "A100-40GB"
+    found = [kind for kind in GPU_USD_PER_SECOND if kind.replace("-", " ") in upper]
+    # "L4" is inside "L40S" and "A10" inside "A100": the longest match is the device.
+    return max(found, key=len) if found else None
+
+
 def detect_gpu(device: torch.device) -> tuple[str | None, str]:
     """(Modal gpu kind or None when unsure, device name) of `device`."""
     import torch
@@ -36,13 +46,8 @@ def detect_gpu(device: torch.device) -> tuple[str | None, str]:
     if device.type != "cuda":
         return "CPU", "cpu"
     name = torch.cuda.get_device_name(device)
-    upper = name.upper().replace("-", " ")
-    found = [kind for kind in GPU_USD_PER_SECOND if kind.replace("-", " ") in upper]
-    if any(kind.startswith("A100") for kind in found) or "A100" in upper:
-        gib = torch.cuda.get_device_properties(device).total_memory / 2**30
-        return ("A100-80GB" if gib > 45 else "A100-40GB"), name
-    # "L4" is inside "L40S": the longest match is the device.
-    return (max(found, key=len) if found else None), name
+    memory_gib = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return gpu_kind(name, memory_gib), name
 
 
 def _seconds(start: float) -> Decimal:

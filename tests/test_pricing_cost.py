@@ -232,3 +232,22 @@ def test_a_live_price_under_one_wei_is_refused_as_go_livepeer_does():
     tiny = {"price": D("0.0001"), "currency": "usd", "unit": "720p"}
     with pytest.raises(PricingError, match="under one wei"):
         live_wei(tiny, D(3000))
+
+
+@pytest.mark.parametrize(
+    ("name", "memory_gib", "kind"),
+    [
+        ("NVIDIA H100 80GB HBM3", 79.1, "H100"),
+        ("NVIDIA L40S", 44.5, "L40S"),
+        ("NVIDIA L4", 22.0, "L4"),
+        ("NVIDIA A100-SXM4-80GB", 79.2, "A100-80GB"),
+        ("NVIDIA A100-SXM4-40GB", 39.4, "A100-40GB"),
+        ("NVIDIA A10", 22.0, "A10"),
+        ("NVIDIA RTX PRO 6000 Blackwell Server Edition", 95.0, "RTX-PRO-6000"),
+        ("NVIDIA GeForce RTX 4090", 24.0, None),
+    ],
+)
+def test_calibration_names_the_modal_gpu_kind_of_a_cuda_device(name, memory_gib, kind):
+    from pricing.calibrate import gpu_kind
+
+    assert gpu_kind(name, memory_gib) == kind

@@ -45,7 +45,7 @@ def upload(data: bytes = b"\x89PNG not decoded here") -> UploadFile:
 
 def form(model, **fields):
     """A multipart request as FastAPI builds it from go-livepeer's form (values as strings)."""
-    return model.model_validate({key: value for key, value in fields.items()})
+    return model.model_validate(fields)
 
 
 # --- text-to-image: height x width x num_images, 512 x 512 x 1 when absent -----------------
