@@ -14,6 +14,7 @@ from adapter.backends.local import LocalBackend
 from adapter.body_limit import install_body_limit
 from adapter.config import ServedModel, load_models_file, merge_entries
 from adapter.errors import install_error_handlers
+from adapter.metrics import router as metrics_router
 from adapter.routes import generate, system
 from adapter.service import RunnerService
 from adapter.settings import Settings, demo_entries
@@ -71,4 +72,5 @@ def create_app(
     install_body_limit(app, settings.limits.max_request_bytes)
     app.include_router(generate.build_router())
     app.include_router(system.router)
+    app.include_router(metrics_router)
     return app

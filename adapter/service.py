@@ -13,6 +13,7 @@ from adapter.backends.base import Backend, ModelState
 from adapter.capacity import CapacityLimiter
 from adapter.config import ServedModel
 from adapter.errors import UnknownModelError
+from adapter.metrics import RunnerMetrics
 from adapter.pipelines import PIPELINES
 from adapter.schemas import (
     HealthStatus,
@@ -42,6 +43,7 @@ class RunnerService:
             )
             for model in models
         }
+        self.metrics = RunnerMetrics()
 
     @property
     def primary(self) -> ServedModel:
@@ -78,11 +80,18 @@ class RunnerService:
         )
 
     async def handle(self, spec: PipelineSpec, request: RequestModel) -> BaseModel:
-        model = self.resolve(spec.pipeline, requested_model_id(spec, request))
-        # Checked (and uploads decoded) before a slot is taken: bad input costs no capacity.
-        request = await PIPELINES[spec.pipeline].prepare(request, self.settings.limits)
-        async with self.limiters[model.key].slot():
-            return await self.backend.run(model, request)
+        with self.metrics.request(spec.pipeline) as record:
+            model = self.resolve(spec.pipeline, requested_model_id(spec, request))
+            record.model = model.model_id
+            glue = PIPELINES[spec.pipeline]
+            # Checked (and uploads decoded) before a slot is taken: bad input costs no capacity.
+            request = await glue.prepare(request, self.settings.limits)
+            record.count_units(request, glue.pricing_facts(request))
+            record.enter_queue()
+            async with self.limiters[model.key].slot():
+                record.leave_queue()
+                with record.running():
+                    return await self.backend.run(model, request)
 
     def health(self) -> HealthStatus:
         """ERROR if a model failed to load, LOADING while one loads, IDLE if none is loaded yet

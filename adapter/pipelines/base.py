@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from adapter.config import ServedModel
     from adapter.settings import Limits, Settings
+    from pricing.units import RequestFacts
 
 StopCheck = Callable[[], bool]
 
@@ -43,6 +44,14 @@ class PipelineRunner(ABC):
         """
         check_request(request, limits)
         return await buffer_uploads(request)
+
+    def pricing_facts(self, request: RequestModel) -> RequestFacts:
+        """What go-livepeer's unit rule needs beyond the fields of a prepared request: the
+        input image's size, the audio's length (`pricing.units`). Pipelines with uploads
+        report what `prepare` learned decoding them; the others need nothing."""
+        from pricing.units import RequestFacts
+
+        return RequestFacts()
 
     @abstractmethod
     def load(
