@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     )
     demo_dir: Path = Field(
         Path.home() / ".cache" / "modal-ai-runner" / "demo",
-        description="Where the built-in demo model is created on first start.",
+        description="Where the built-in demo models are created on first start.",
     )
     device: str = Field("auto", pattern="^(auto|cpu|cuda(:[0-9]+)?)$")
     queue_timeout_s: float = Field(

@@ -204,3 +204,19 @@ def test_a_pipeline_failure_is_the_runners_500(client, monkeypatch):
     response = client.post("/llm", json=GREEDY)
     assert response.status_code == 500
     assert response.json() == {"detail": {"msg": "Internal server error during LLM processing."}}
+
+
+def test_streamed_pieces_add_up_to_the_decoded_text_across_multibyte_characters(tokenizer):
+    from functions.llm import _IncrementalText
+
+    def decode(ids):
+        return tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    text = "héllo wörld, 日本語 and 🌊 waves"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) > len(text.split())  # some characters span several byte tokens
+    pieces = _IncrementalText(decode)
+    out = [pieces.add(ids[: n + 1]) for n in range(len(ids))]
+    out.append(pieces.flush(ids))
+    assert "".join(out) == decode(ids) == text
+    assert not any("\ufffd" in piece for piece in out)
