@@ -220,3 +220,23 @@ def test_streamed_pieces_add_up_to_the_decoded_text_across_multibyte_characters(
     out.append(pieces.flush(ids))
     assert "".join(out) == decode(ids) == text
     assert not any("\ufffd" in piece for piece in out)
+
+
+def test_a_chat_template_refusing_the_conversation_is_a_value_error(tiny_llm):
+    import torch
+    from transformers import AutoTokenizer
+
+    from functions.llm import ChatModel
+
+    loaded = ChatModel.load(tiny_llm, device=torch.device("cpu"), dtype=torch.float32)
+    strict = AutoTokenizer.from_pretrained(tiny_llm)
+    # Like the templates of models that need user/assistant turns to alternate.
+    strict.chat_template = (
+        "{% if messages[0]['role'] != 'user' %}"
+        "{{ raise_exception('Conversation roles must alternate user/assistant') }}"
+        "{% endif %}{{ messages[0]['content'] }}"
+    )
+    model = ChatModel(loaded.model, strict)
+    assert model.prompt_ids([{"role": "user", "content": "hi"}])
+    with pytest.raises(ValueError, match="roles must alternate"):
+        model.prompt_ids([{"role": "assistant", "content": "hi"}])
