@@ -25,8 +25,8 @@ logger = logging.getLogger(__name__)
 def load_models(settings: Settings) -> list[ServedModel]:
     if settings.models_config is None:
         logger.warning(
-            "ADAPTER_MODELS_CONFIG is not set: serving the built-in demo model (random "
-            "weights, it draws noise)"
+            "ADAPTER_MODELS_CONFIG is not set: serving the built-in demo models (random "
+            "weights: they draw noise and write gibberish)"
         )
         return merge_entries(demo_entries(settings), "built-in demo configuration")
     return load_models_file(settings.models_config)

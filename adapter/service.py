@@ -6,6 +6,8 @@ slot and lets the backend run the request.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from pydantic import BaseModel
 
 from adapter.auth import accepted_tokens
@@ -92,6 +94,22 @@ class RunnerService:
                 record.leave_queue()
                 with record.running():
                     return await self.backend.run(model, request)
+
+    async def stream(self, spec: PipelineSpec, request: RequestModel) -> AsyncIterator[BaseModel]:
+        """Like `handle`, chunk by chunk; the slot is held until the stream ends or is closed
+        (the client went away), which also stops the backend's work."""
+        model = self.resolve(spec.pipeline, requested_model_id(spec, request))
+        request = await PIPELINES[spec.pipeline].prepare(request, self.settings.limits)
+        async with self.limiters[model.key].slot():
+            chunks = self.backend.stream(model, request)
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:
+                # Closing is what tells the backend to stop (an async generator's aclose).
+                close = getattr(chunks, "aclose", None)
+                if close is not None:
+                    await close()
 
     def health(self) -> HealthStatus:
         """ERROR if a model failed to load, LOADING while one loads, IDLE if none is loaded yet

@@ -17,6 +17,8 @@ from adapter.schemas import Pipeline
 
 MIB = 1024 * 1024
 DEMO_MODEL_ID = "demo/tiny-sd"
+DEMO_WHISPER_ID = "demo/tiny-whisper"
+DEMO_LLM_ID = "demo/tiny-llm"
 
 
 class Limits(BaseSettings):
@@ -33,6 +35,18 @@ class Limits(BaseSettings):
     max_inference_steps: int = Field(100, gt=0, description="Most denoising steps per request.")
     max_request_bytes: int = Field(
         50 * MIB, gt=0, description="Largest request body, uploads included (413 beyond)."
+    )
+    max_audio_bytes: int = Field(
+        50 * MIB, gt=0, description="Largest audio file for audio-to-text (413 beyond)."
+    )
+    max_audio_seconds: float = Field(
+        3600.0, gt=0, description="Longest audio, in seconds, that audio-to-text transcribes."
+    )
+    max_llm_tokens: int = Field(
+        4096, gt=0, description="Largest max_tokens (tokens generated) of one LLM request."
+    )
+    max_llm_prompt_tokens: int = Field(
+        8192, gt=0, description="Longest LLM prompt in tokens, chat template included."
     )
 
 
@@ -55,7 +69,7 @@ class Settings(BaseSettings):
     )
     demo_dir: Path = Field(
         Path.home() / ".cache" / "modal-ai-runner" / "demo",
-        description="Where the built-in demo model is created on first start.",
+        description="Where the built-in demo models are created on first start.",
     )
     backend: Literal["local", "http"] = Field(
         "local",
@@ -74,7 +88,7 @@ class Settings(BaseSettings):
 
 
 def demo_entries(settings: Settings) -> list[ModelEntry]:
-    """The built-in configuration: one tiny random-weight text-to-image model, built locally."""
+    """The built-in configuration: one tiny random-weight model per pipeline, built locally."""
     return [
         ModelEntry(
             pipeline=Pipeline.TEXT_TO_IMAGE,
@@ -88,5 +102,20 @@ def demo_entries(settings: Settings) -> list[ModelEntry]:
                 # Two steps keep a 1024x576 noise image to a few seconds on a laptop CPU.
                 num_inference_steps=2,
             ),
-        )
+        ),
+        *(
+            ModelEntry(
+                pipeline=pipeline,
+                model_id=model_id,
+                warm=True,
+                capacity=1,
+                runner=RunnerSettings(
+                    default=True, demo=True, model_path=str(settings.demo_dir / folder)
+                ),
+            )
+            for pipeline, model_id, folder in (
+                (Pipeline.AUDIO_TO_TEXT, DEMO_WHISPER_ID, "tiny-whisper"),
+                (Pipeline.LLM, DEMO_LLM_ID, "tiny-llm"),
+            )
+        ),
     ]

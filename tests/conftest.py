@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random-weight SD and SDXL pipelines on disk, and apps built over them."""
+"""Shared fixtures: tiny random-weight models on disk (SD, SDXL, Whisper, a chat LLM), and apps
+built over them."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from adapter.app import create_app
 from adapter.config import merge_entries, parse_entries
 from adapter.settings import Limits, Settings
 from functions.tiny_models import build_tiny_safety_checker, build_tiny_sd, build_tiny_sdxl
+from functions.tiny_text_models import build_tiny_llm, build_tiny_whisper
 
 # Two cores are shared with everything else CI runs; one intra-op thread keeps runs steady.
 torch.set_num_threads(1)
@@ -55,9 +57,31 @@ def passing_checker(model_root: Path) -> Path:
     return build_tiny_safety_checker(model_root / "checker-flags-none", threshold=100.0)
 
 
+@pytest.fixture(scope="session")
+def tiny_whisper(model_root: Path) -> Path:
+    return build_tiny_whisper(model_root / "tiny-whisper")
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(model_root: Path) -> Path:
+    return build_tiny_llm(model_root / "tiny-llm")
+
+
 def sd_entry(path: Path, model_id: str = "test/tiny-sd", **fields: Any) -> dict[str, Any]:
     runner = {"model_path": str(path), **fields.pop("runner", {})}
     return {"pipeline": "text-to-image", "model_id": model_id, "warm": True, "capacity": 1,
+            "runner": runner, **fields}
+
+
+def whisper_entry(path: Path, model_id: str = "test/tiny-whisper", **fields: Any) -> dict:
+    runner = {"model_path": str(path), **fields.pop("runner", {})}
+    return {"pipeline": "audio-to-text", "model_id": model_id, "warm": True, "capacity": 1,
+            "runner": runner, **fields}
+
+
+def llm_entry(path: Path, model_id: str = "test/tiny-llm", **fields: Any) -> dict:
+    runner = {"model_path": str(path), **fields.pop("runner", {})}
+    return {"pipeline": "llm", "model_id": model_id, "warm": True, "capacity": 1,
             "runner": runner, **fields}
 
 

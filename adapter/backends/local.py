@@ -13,9 +13,9 @@ import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,7 @@ def _pipeline_errors(model: ServedModel) -> Iterator[None]:
         logger.exception("%s failed", model.key)
         if "out of memory" in str(exc).lower():
             raise InferenceError("Out of memory.") from exc
-        raise InferenceError(f"{model.pipeline.value.capitalize()} pipeline error.") from exc
+        raise InferenceError(PIPELINES[model.pipeline].failure_message) from exc
 
 
 class LocalBackend:
@@ -182,6 +182,52 @@ class LocalBackend:
             raise
         except _Cancelled as exc:
             raise InferenceError("The request was cancelled.") from exc
+
+    async def stream(self, model: ServedModel, request: RequestModel) -> AsyncIterator[BaseModel]:
+        """Run the pipeline's chunk iterator on the model's thread, handing each chunk over.
+
+        The worker never waits for the event loop: chunks queue up there. Leaving the iterator
+        early (closed, or cancelled with the client gone) sets the stop flag, which the pipeline
+        checks at each token, so the thread is free again after at most one more step.
+        """
+        slot = await self._ready_slot(model)
+        stop = threading.Event()
+        job = PIPELINES[model.pipeline].stream
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+        def hand_over(kind: str, value: Any) -> None:
+            with suppress(RuntimeError):  # the loop has closed: no one is listening any more
+                loop.call_soon_threadsafe(chunks.put_nowait, (kind, value))
+
+        def produce() -> None:
+            try:
+                if stop.is_set():  # abandoned while it waited for the thread
+                    return
+                items = job(slot.handle, request, stop.is_set)
+                with _pipeline_errors(model), closing(items):
+                    for item in items:
+                        if stop.is_set():
+                            return
+                        hand_over("chunk", item)
+            except BaseException as exc:
+                hand_over("error", exc)
+            else:
+                hand_over("end", None)
+
+        loop.run_in_executor(slot.executor, produce)
+        try:
+            while True:
+                kind, value = await chunks.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    if isinstance(value, _Cancelled):
+                        raise InferenceError("The request was cancelled.") from value
+                    raise value
+                yield value
+        finally:
+            stop.set()
 
 
 def _ensure_demo_model(pipeline: Pipeline, folder: Path) -> None:

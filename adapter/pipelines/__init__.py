@@ -5,7 +5,9 @@ To add a pipeline: a module here with a `PipelineRunner` subclass, and one line 
 
 from __future__ import annotations
 
+from adapter.pipelines.audio_to_text import AudioToTextRunner
 from adapter.pipelines.base import PipelineRunner
+from adapter.pipelines.llm import LLMRunner
 from adapter.pipelines.text_to_image import TextToImageRunner
 from adapter.schemas import Pipeline
 
@@ -13,5 +15,7 @@ PIPELINES: dict[Pipeline, PipelineRunner] = {
     runner.pipeline: runner
     for runner in (
         TextToImageRunner(),
+        AudioToTextRunner(),
+        LLMRunner(),
     )
 }

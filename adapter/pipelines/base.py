@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,6 +35,11 @@ class PipelineRunner(ABC):
     """Base of each pipeline's glue. Subclasses set `pipeline` and implement load/run."""
 
     pipeline: ClassVar[Pipeline]
+
+    @property
+    def failure_message(self) -> str:
+        """The 500 message when the pipeline fails on a valid request (as the runner words it)."""
+        return f"{self.pipeline.value.capitalize()} pipeline error."
 
     async def prepare(self, request: RequestModel, limits: Limits) -> RequestModel:
         """Check a request on the adapter and return it ready to travel to a backend.
@@ -68,6 +73,15 @@ class PipelineRunner(ABC):
     def run(self, handle: Any, request: RequestModel, should_stop: StopCheck) -> BaseModel:
         """Serve one prepared request; `should_stop` turns true when the client has gone."""
 
+    def stream(
+        self, handle: Any, request: RequestModel, should_stop: StopCheck
+    ) -> Iterator[BaseModel]:
+        """Serve one prepared request as a stream of chunks (LLM `stream: true`).
+
+        The caller closes the iterator when its client has gone, and `should_stop` turns true.
+        """
+        raise BadRequestError(f"{self.pipeline.value} does not stream its responses.")
+
     def build_demo(self, folder: Path) -> None:
         """Save a tiny random-weight model of this pipeline at `folder` (the built-in demo)."""
         from adapter.config import ConfigError
@@ -76,10 +90,13 @@ class PipelineRunner(ABC):
 
 
 def upload_fields(request: RequestModel) -> dict[str, UploadFile]:
+    from starlette.datastructures import UploadFile as StarletteUploadFile
+
+    # Form parsing hands over Starlette's UploadFile; FastAPI's is a subclass of it.
     return {
         name: value
         for name in type(request).model_fields
-        if isinstance(value := getattr(request, name), UploadFile)
+        if isinstance(value := getattr(request, name), StarletteUploadFile)
     }
 
 

@@ -10,10 +10,11 @@ contract's 400 naming what is served, rather than 404.
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from adapter.auth import require_bearer_token
 from adapter.schemas import PIPELINE_SPECS, HTTPError, PipelineSpec, RequestModel
+from adapter.streaming import event_stream, wants_stream
 
 _ERROR_DESCRIPTIONS = {
     400: "Bad Request",
@@ -32,9 +33,12 @@ def _endpoint(spec: PipelineSpec) -> Any:
         else Annotated[spec.request, Form(media_type="multipart/form-data")]
     )
 
-    async def generate(request: Request, body: body_type) -> JSONResponse:  # type: ignore[valid-type]
+    async def generate(request: Request, body: body_type) -> Response:  # type: ignore[valid-type]
         assert isinstance(body, RequestModel)
-        result = await request.app.state.service.handle(spec, body)
+        service = request.app.state.service
+        if wants_stream(body):
+            return await event_stream(service.stream(spec, body))
+        result = await service.handle(spec, body)
         return JSONResponse(result.model_dump(mode="json"))
 
     generate.__name__ = spec.operation_id

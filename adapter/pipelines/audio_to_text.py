@@ -1,0 +1,154 @@
+"""Audio-to-text glue: AudioToTextForm -> functions.audio_to_text -> TextResponse.
+
+The upload is decoded once on the adapter (off the event loop) to refuse what cannot be served
+before it takes a slot: too big (413), not decodable audio (415), too long (400). The model's
+side decodes it again from the same bytes, which travel compressed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from adapter.errors import (
+    BadRequestError,
+    LimitExceededError,
+    PayloadTooLargeError,
+    UnsupportedMediaError,
+)
+from adapter.pipelines.base import (
+    PipelineRunner,
+    StopCheck,
+    off_loop,
+    require_nonempty,
+    upload_bytes,
+)
+from adapter.schemas import AudioToTextForm, Chunk, Pipeline, RequestModel, TextResponse
+
+if TYPE_CHECKING:
+    import torch
+
+    from adapter.config import ServedModel
+    from adapter.settings import Limits, Settings
+    from functions.audio import DecodedAudio
+    from functions.audio_to_text import SpeechToText
+
+logger = logging.getLogger(__name__)
+
+AUDIO_FORMAT_ERROR = "Unsupported audio format or malformed file."
+FILE_TOO_LARGE = "File size exceeds limit."
+# The runner's word-timestamp bound, whatever max_audio_seconds allows.
+MAX_WORD_TIMESTAMP_SECONDS = 3600
+
+
+# The runner's values of return_timestamps (any case) -> functions.audio_to_text.Timestamps.
+TIMESTAMP_MODES = {
+    "true": "sentence",
+    "1": "sentence",
+    "sentence": "sentence",
+    "false": "none",
+    "0": "none",
+    "word": "word",
+}
+
+
+def parse_return_timestamps(value: str) -> str:
+    """'none', 'sentence' or 'word' (kept a string: the adapter side never imports torch)."""
+    mode = TIMESTAMP_MODES.get(value.strip().lower())
+    if mode is None:
+        raise BadRequestError(
+            f"return_timestamps must be 'sentence', 'word', 'true', 'false', '1' or '0', "
+            f"got {value!r}."
+        )
+    return mode
+
+
+def parse_metadata(value: str) -> dict[str, Any]:
+    try:
+        metadata = json.loads(value) if value.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise BadRequestError(f"metadata must be a JSON object: {exc.msg}.") from exc
+    if not isinstance(metadata, dict):
+        raise BadRequestError(f"metadata must be a JSON object, got {type(metadata).__name__}.")
+    return metadata
+
+
+def decode_upload(data: bytes, max_seconds: float, keep_samples: bool) -> DecodedAudio:
+    """The decoded audio, or the contract's 415 / a 400 naming the duration limit."""
+    from functions.audio import AudioDecodeError, AudioTooLongError, decode_audio
+
+    try:
+        return decode_audio(data, max_seconds=max_seconds, keep_samples=keep_samples)
+    except AudioDecodeError as exc:
+        logger.info("refused an audio upload of %d bytes: %s", len(data), exc)
+        raise UnsupportedMediaError(AUDIO_FORMAT_ERROR) from exc
+    except AudioTooLongError as exc:
+        raise LimitExceededError(
+            f"The audio is longer than the limit max_audio_seconds={max_seconds:g}."
+        ) from exc
+
+
+@dataclass
+class LoadedWhisper:
+    speech: SpeechToText
+    max_audio_seconds: float
+
+
+class AudioToTextRunner(PipelineRunner):
+    pipeline = Pipeline.AUDIO_TO_TEXT
+
+    async def prepare(self, request: RequestModel, limits: Limits) -> RequestModel:
+        request = await super().prepare(request, limits)
+        assert isinstance(request, AudioToTextForm)
+        timestamps = parse_return_timestamps(request.return_timestamps)
+        parse_metadata(request.metadata)
+        if len(upload_bytes(request.audio)) > limits.max_audio_bytes:
+            raise PayloadTooLargeError(FILE_TOO_LARGE)
+        data = require_nonempty(request.audio, "audio")
+        audio = await off_loop(decode_upload, data, limits.max_audio_seconds, False)
+        if timestamps == "word" and audio.seconds > MAX_WORD_TIMESTAMP_SECONDS:
+            raise LimitExceededError(
+                f"Word timestamps are only supported for audio up to "
+                f"{MAX_WORD_TIMESTAMP_SECONDS} s; this audio is {audio.seconds:.0f} s."
+            )
+        return request
+
+    def build_demo(self, folder: Path) -> None:
+        from functions.tiny_text_models import build_tiny_whisper
+
+        build_tiny_whisper(folder)
+
+    def load(
+        self,
+        model: ServedModel,
+        folder: Path,
+        device: torch.device,
+        dtype: torch.dtype,
+        settings: Settings,
+    ) -> Any:
+        from functions.audio_to_text import SpeechToText
+
+        return LoadedWhisper(
+            speech=SpeechToText.load(folder, device=device, dtype=dtype),
+            max_audio_seconds=settings.limits.max_audio_seconds,
+        )
+
+    def run(self, handle: Any, request: RequestModel, should_stop: StopCheck) -> BaseModel:
+        from functions.audio_to_text import Timestamps
+
+        assert isinstance(handle, LoadedWhisper) and isinstance(request, AudioToTextForm)
+        audio = decode_upload(upload_bytes(request.audio), handle.max_audio_seconds, True)
+        result = handle.speech.transcribe(
+            audio.samples,
+            timestamps=Timestamps(parse_return_timestamps(request.return_timestamps)),
+            should_stop=should_stop,
+        )
+        return TextResponse(
+            text=result.text,
+            chunks=[Chunk(timestamp=[c.start, c.end], text=c.text) for c in result.chunks],
+        )

@@ -1,0 +1,88 @@
+"""Decoding uploaded audio (any container FFmpeg reads: WAV, MP3, FLAC, OGG, MP4, WebM...)
+to the 16 kHz mono float32 samples speech models take.
+
+PyAV bundles FFmpeg's libraries in its wheel, so nothing outside Python is needed. The format is
+found from the bytes, never from a file name. Decoding stops as soon as the audio runs past
+`max_seconds`, so a small file that expands to hours of audio costs no more than the limit.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+# The demuxers FFmpeg may pick. Others (playlists, concat lists, image sequences, raw streams)
+# are refused: some of them open further files or URLs named inside the upload.
+AUDIO_DEMUXERS = (
+    "wav,w64,mp3,flac,ogg,aac,aiff,caf,amr,au,asf,"
+    "mov,mp4,m4a,3gp,3g2,mj2,"  # one demuxer: MP4 and its family
+    "matroska,webm"  # one demuxer: Matroska and WebM
+)
+
+
+class AudioDecodeError(ValueError):
+    """The bytes hold no audio that can be decoded (unknown format, corrupt, no audio track)."""
+
+
+class AudioTooLongError(ValueError):
+    """The audio lasts longer than allowed."""
+
+    def __init__(self, max_seconds: float) -> None:
+        super().__init__(f"the audio is longer than {max_seconds:g} s")
+        self.max_seconds = max_seconds
+
+
+@dataclass
+class DecodedAudio:
+    samples: np.ndarray  # float32, mono, SAMPLE_RATE; empty when decoded only to measure
+    seconds: float
+
+
+def decode_audio(data: bytes, *, max_seconds: float, keep_samples: bool = True) -> DecodedAudio:
+    """Decode the first audio track of `data`, resampled to 16 kHz mono float32.
+
+    With `keep_samples=False` the samples are counted and dropped: checking a file this way
+    takes memory for one frame, not for the whole audio.
+    """
+    import av
+
+    max_samples = int(max_seconds * SAMPLE_RATE)
+    parts: list[np.ndarray] = []
+    count = 0
+    try:
+        with av.open(
+            io.BytesIO(data),
+            mode="r",
+            options={"format_whitelist": AUDIO_DEMUXERS},
+            metadata_errors="ignore",
+        ) as container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            if stream is None:
+                raise AudioDecodeError("the file has no audio track")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+
+            def take(frames: list[av.AudioFrame]) -> None:
+                nonlocal count
+                for frame in frames:
+                    samples = frame.to_ndarray().reshape(-1)
+                    count += samples.size
+                    if count > max_samples:
+                        raise AudioTooLongError(max_seconds)
+                    if keep_samples:
+                        parts.append(samples)
+
+            # Only the audio track's packets are read: a video track is never decoded.
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    take(resampler.resample(frame))
+            take(resampler.resample(None))
+    except av.FFmpegError as exc:
+        raise AudioDecodeError(f"the audio cannot be decoded: {exc.strerror or exc}") from exc
+    if count == 0:
+        raise AudioDecodeError("the file holds no audio samples")
+    samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    return DecodedAudio(samples=samples.astype(np.float32, copy=False), seconds=count / SAMPLE_RATE)
