@@ -7,6 +7,7 @@ slot and lets the backend run the request.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from pydantic import BaseModel
 
@@ -81,7 +82,11 @@ class RunnerService:
             f"model_id ({', '.join(m.model_id for m in candidates)})."
         )
 
-    async def handle(self, spec: PipelineSpec, request: RequestModel) -> BaseModel:
+    @asynccontextmanager
+    async def _admitted(
+        self, spec: PipelineSpec, request: RequestModel
+    ) -> AsyncIterator[tuple[ServedModel, RequestModel]]:
+        """Route, check and queue a request; inside, it holds a slot and its work is timed."""
         with self.metrics.request(spec.pipeline) as record:
             model = self.resolve(spec.pipeline, requested_model_id(spec, request))
             record.model = model.model_id
@@ -93,15 +98,17 @@ class RunnerService:
             async with self.limiters[model.key].slot():
                 record.leave_queue()
                 with record.running():
-                    return await self.backend.run(model, request)
+                    yield model, request
+
+    async def handle(self, spec: PipelineSpec, request: RequestModel) -> BaseModel:
+        async with self._admitted(spec, request) as (model, prepared):
+            return await self.backend.run(model, prepared)
 
     async def stream(self, spec: PipelineSpec, request: RequestModel) -> AsyncIterator[BaseModel]:
         """Like `handle`, chunk by chunk; the slot is held until the stream ends or is closed
         (the client went away), which also stops the backend's work."""
-        model = self.resolve(spec.pipeline, requested_model_id(spec, request))
-        request = await PIPELINES[spec.pipeline].prepare(request, self.settings.limits)
-        async with self.limiters[model.key].slot():
-            chunks = self.backend.stream(model, request)
+        async with self._admitted(spec, request) as (model, prepared):
+            chunks = self.backend.stream(model, prepared)
             try:
                 async for chunk in chunks:
                     yield chunk

@@ -75,3 +75,21 @@ def test_requests_for_models_not_served_are_counted_without_a_model(app_factory,
     key = ("runner_requests_total", (("model", ""), ("pipeline", "text-to-image"),
                                      ("status", "400")))
     assert found[key] == 1
+
+
+def test_streamed_llm_requests_are_counted_once_the_stream_ends(app_factory, tiny_llm):
+    from tests.conftest import llm_entry
+
+    app = app_factory([llm_entry(tiny_llm, model_id="test/tiny-llm")])
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}
+    with running_client(app) as client:
+        with client.stream("POST", "/llm", json=body) as response:
+            assert response.status_code == 200
+            assert response.read().decode().rstrip().endswith("data: [DONE]")
+        found = samples(client)
+    llm = tuple(sorted({"pipeline": "llm", "model": "test/tiny-llm"}.items()))
+    assert found[("runner_requests_total", (*llm, ("status", "200")))] == 1
+    # go-livepeer debits an LLM request's max_tokens.
+    assert found[("runner_units_total", llm)] == 5
+    assert found[("runner_gpu_seconds_total", llm)] > 0
+    assert found[("runner_requests_in_flight", llm)] == 0
