@@ -4,25 +4,88 @@ and recovers when the runner comes back."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
 import pytest
 
 from adapter.backends.http import _form_value
-from tests.conftest import make_app, sd_entry, serve
+from tests.audio import livepeer_form, wav
+from tests.conftest import llm_entry, make_app, sd_entry, serve, whisper_entry
 from tests.runner_process import RunnerProcess
+from tests.test_llm_streaming import GREEDY, event_payloads
 
 TOKEN = "runner-secret"
 SMALL = {"prompt": "a lighthouse", "width": 64, "height": 48, "num_inference_steps": 2}
 
 
 @pytest.fixture(scope="module")
-def runner(tmp_path_factory, tiny_sd):
+def runner_entries(tiny_sd, tiny_whisper, tiny_llm):
+    return [sd_entry(tiny_sd), whisper_entry(tiny_whisper), llm_entry(tiny_llm)]
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory, runner_entries):
     workdir = tmp_path_factory.mktemp("runner")
-    with RunnerProcess(workdir, [sd_entry(tiny_sd, model_id="test/tiny-sd")],
-                       ADAPTER_AUTH_TOKEN=TOKEN) as process:
+    with RunnerProcess(workdir, runner_entries, ADAPTER_AUTH_TOKEN=TOKEN) as process:
         yield process
+
+
+def fronting(runner, entries, token=TOKEN):
+    """The adapter's entries for the runner's: same models, served through runner.url."""
+    return [{"pipeline": e["pipeline"], "model_id": e["model_id"], "warm": True, "capacity": 2,
+             "runner": {"upstream_url": runner.url, "upstream_token": token}} for e in entries]
+
+
+# Each served pipeline's request, as go-livepeer sends it: (path, JSON body or multipart body).
+def pipeline_requests():
+    form, headers = livepeer_form(wav(1.5), filename="clip.wav", return_timestamps="true")
+    return {
+        "text-to-image": {"json": {**SMALL, "seed": 5}},
+        "audio-to-text": {"content": form, "headers": headers},
+        "llm": {"json": GREEDY},
+    }
+
+
+def test_every_pipeline_through_the_adapter_equals_the_runner_directly(
+    tmp_path, runner, runner_entries
+):
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with serve(http_adapter(tmp_path, fronting(runner, runner_entries))) as url:
+        for pipeline, request in pipeline_requests().items():
+            headers = {**auth, **request.get("headers", {})}
+            kwargs = {key: value for key, value in request.items() if key != "headers"}
+            direct = httpx.post(f"{runner.url}/{pipeline}", headers=headers, timeout=60, **kwargs)
+            via = httpx.post(f"{url}/{pipeline}", headers=request.get("headers"), timeout=60,
+                             **kwargs)
+            assert direct.status_code == via.status_code == 200, (pipeline, via.text)
+            direct_body, via_body = direct.json(), via.json()
+            if pipeline == "llm":  # a fresh id and time per answer
+                for body in (direct_body, via_body):
+                    del body["id"], body["created"]
+            assert via_body == direct_body, pipeline
+
+
+def test_llm_event_streams_are_relayed_event_by_event(tmp_path, runner, runner_entries):
+    body = {**GREEDY, "stream": True}
+    with httpx.stream("POST", f"{runner.url}/llm", json=body, timeout=60,
+                      headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+        direct = event_payloads(response.read())
+    with serve(http_adapter(tmp_path, fronting(runner, runner_entries))) as url, \
+            httpx.stream("POST", f"{url}/llm", json=body, timeout=60) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        via = event_payloads(response.read())
+    assert via[-1] == direct[-1] == "[DONE]"
+
+    def essentials(payloads):
+        chunks = [json.loads(payload) for payload in payloads[:-1]]
+        return ["".join(c["choices"][0]["delta"]["content"] for c in chunks),
+                chunks[-1]["choices"][0]["finish_reason"], chunks[-1]["usage"]]
+
+    assert essentials(via) == essentials(direct)
+    assert len(via) == len(direct)
 
 
 def adapter_entry(runner, token=TOKEN, **fields):
@@ -44,16 +107,14 @@ def wait_for_health(client, status, timeout_s=30.0):
     raise AssertionError(f"/health never became {status}")
 
 
-def test_text_to_image_through_the_adapter_equals_the_runner_directly(tmp_path, runner):
+def test_the_adapter_keeps_its_own_token_and_names_the_model_upstream(tmp_path, runner):
     body = {**SMALL, "seed": 11, "num_images_per_prompt": 2}
-    direct = httpx.post(f"{runner.url}/text-to-image", json=body,
-                        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
-    assert direct.status_code == 200, direct.text
     with serve(http_adapter(tmp_path, [adapter_entry(runner)], auth_token="front")) as url:
+        refused = httpx.post(f"{url}/text-to-image", json=body, timeout=60)
         via = httpx.post(f"{url}/text-to-image", json=body,
                          headers={"Authorization": "Bearer front"}, timeout=60)
+    assert refused.status_code == 401
     assert via.status_code == 200, via.text
-    assert via.json() == direct.json()
     assert [image["seed"] for image in via.json()["images"]] == [11, 12]
 
 
@@ -122,3 +183,34 @@ def test_the_http_backend_needs_an_upstream_per_model(tmp_path):
 def test_form_values_are_written_as_go_livepeer_writes_them():
     assert [_form_value(v) for v in (7.5, 0.02, True, False, 25, "x")] == [
         "7.500000", "0.020000", "true", "false", "25", "x"]
+
+
+def test_a_stream_arrives_while_the_runner_generates_and_leaving_stops_it(
+    tmp_path, tmp_path_factory, tiny_llm, monkeypatch
+):
+    """The runner here is the same app in this process, so its generation can be held at a
+    token: the adapter must relay the first event before the runner has finished, and a client
+    leaving the adapter must stop the runner's generation."""
+    from adapter.pipelines import PIPELINES
+    from adapter.schemas import Pipeline
+    from tests.test_llm_streaming import GatedLLM
+
+    gated = GatedLLM(park_at=12)
+    monkeypatch.setitem(PIPELINES, Pipeline.LLM, gated)
+    runner_app = make_app(tmp_path_factory.mktemp("gated-runner"), [llm_entry(tiny_llm)])
+    body = {**GREEDY, "max_tokens": 40, "stream": True}
+    try:
+        with serve(runner_app) as runner_url:
+            upstream = type("Upstream", (), {"url": runner_url})
+            adapter = http_adapter(tmp_path, fronting(upstream, [llm_entry(tiny_llm)], token=""))
+            with serve(adapter) as url, httpx.Client(base_url=url, timeout=60) as client:
+                with client.stream("POST", "/llm", json=body) as response:
+                    lines = response.iter_lines()
+                    first = json.loads(next(line for line in lines if line)[len("data: "):])
+                    assert gated.parked.wait(60)
+                    assert not gated.gate.is_set()
+                    assert first["usage"]["completion_tokens"] < 12
+                # The adapter's client has gone with the answer half done.
+                assert gated.saw_stop.wait(60), "the runner's generation never stopped"
+    finally:
+        gated.gate.set()
