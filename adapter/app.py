@@ -31,6 +31,15 @@ def load_models(settings: Settings) -> list[ServedModel]:
     return load_models_file(settings.models_config)
 
 
+def build_backend(settings: Settings, models: list[ServedModel]) -> Backend:
+    """The backend `settings.backend` names; the Modal one is imported only when chosen."""
+    if settings.backend == "modal":
+        from adapter.backends.modal import ModalBackend
+
+        return ModalBackend(settings, models)
+    return LocalBackend(settings, models)
+
+
 def create_app(
     settings: Settings,
     models: list[ServedModel] | None = None,
@@ -38,7 +47,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app. Bad configuration raises ConfigError here, before the port opens."""
     models = load_models(settings) if models is None else models
-    backend = LocalBackend(settings, models) if backend is None else backend
+    backend = build_backend(settings, models) if backend is None else backend
     backend.check(models)
     service = RunnerService(settings, models, backend)
     if not service.tokens:

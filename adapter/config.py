@@ -26,6 +26,7 @@ from pydantic import (
     ValidationError,
 )
 
+from adapter.modal_settings import ModalSettings
 from adapter.schemas import Pipeline
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,10 @@ class RunnerSettings(BaseModel):
         None, description="Force this number of steps (e.g. 4 for a 4-step Lightning model)."
     )
     torch_dtype: str = Field("auto", pattern="^(auto|float16|bfloat16|float32)$")
+    modal: ModalSettings = Field(
+        default_factory=ModalSettings,
+        description="How modal_app.py serves this model on Modal (GPU, warm pool, timeouts).",
+    )
 
 
 OptimizationFlagValue = StrictStr | StrictBool | StrictInt | StrictFloat

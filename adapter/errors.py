@@ -8,6 +8,7 @@
     ├── PayloadTooLargeError    413  request body over the byte limit
     ├── UnsupportedMediaError   415  a file we cannot decode
     ├── OverloadedError         503  capacity and wait queue full (with Retry-After)
+    ├── BackendUnavailableError 503  Modal unreachable, or no result in time (with Retry-After)
     ├── ModelUnavailableError   500  the model failed to load
     └── InferenceError          500  the pipeline failed (out of memory among others)
 
@@ -71,6 +72,19 @@ class UnsupportedMediaError(RunnerError):
 
 class OverloadedError(RunnerError):
     """Every slot of the model is busy and its wait queue is full (or the wait timed out)."""
+
+    status_code = 503
+
+    def __init__(self, msg: str, retry_after_s: int) -> None:
+        super().__init__(msg)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class BackendUnavailableError(RunnerError):
+    """The GPU backend (Modal) cannot serve the request now: unreachable, or no result in time."""
 
     status_code = 503
 

@@ -7,6 +7,7 @@ Only the entrypoint (`adapter.main`) reads the environment; everything else is h
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +63,20 @@ class Settings(BaseSettings):
     )
     retry_after_s: int = Field(2, ge=0, description="Retry-After sent with a 503.")
     limits: Limits = Field(default_factory=Limits)
+    backend: Literal["local", "modal"] = Field(
+        "local",
+        description="Where requests run: 'local' (this process) or 'modal' (the GPU classes of "
+        "the Modal app `modal_app`, deployed with `modal deploy modal_app.py`).",
+    )
+    modal_app: str = Field(
+        "livepeer-ai-runner",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="Name of the Modal app: the one `modal deploy` creates and the Modal "
+        "backend calls.",
+    )
+    modal_connect_timeout_s: float = Field(
+        30.0, gt=0, description="Longest wait for Modal to accept a call before answering 503."
+    )
 
 
 def demo_entries(settings: Settings) -> list[ModelEntry]:

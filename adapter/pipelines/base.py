@@ -34,6 +34,10 @@ class PipelineRunner(ABC):
     """Base of each pipeline's glue. Subclasses set `pipeline` and implement load/run."""
 
     pipeline: ClassVar[Pipeline]
+    # Whether a handle loaded on the CPU can be moved to the GPU with `to_device` and then
+    # serves as if loaded there. Modal GPU classes then load on the CPU before their memory
+    # snapshot, so a restored container only moves the weights (see adapter/modal_runtime.py).
+    movable: ClassVar[bool] = False
 
     async def prepare(self, request: RequestModel, limits: Limits) -> RequestModel:
         """Check a request on the adapter and return it ready to travel to a backend.
@@ -58,6 +62,10 @@ class PipelineRunner(ABC):
     @abstractmethod
     def run(self, handle: Any, request: RequestModel, should_stop: StopCheck) -> BaseModel:
         """Serve one prepared request; `should_stop` turns true when the client has gone."""
+
+    def to_device(self, handle: Any, device: torch.device) -> Any:
+        """Move a handle loaded on the CPU to `device` (called only when `movable`)."""
+        return handle.to(device)
 
     def build_demo(self, folder: Path) -> None:
         """Save a tiny random-weight model of this pipeline at `folder` (the built-in demo)."""
