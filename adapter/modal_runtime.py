@@ -171,6 +171,14 @@ class GpuModel:
 
     @modal.method()
     async def stream(self, request: RequestModel) -> AsyncIterator[BaseModel]:
+        async for chunk in self.stream_chunks(request):
+            yield chunk
+
+    async def stream_chunks(self, request: RequestModel) -> AsyncIterator[BaseModel]:
+        """The body of `stream`: the glue's sync generator, stepped on the model's thread.
+
+        Apart from the Modal method because `.local()` cannot run async generator methods.
+        """
         model = self.plan.model
         produce = getattr(PIPELINES[model.pipeline], "stream", None)
         if produce is None:
