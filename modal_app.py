@@ -19,7 +19,6 @@ import modal
 from fastapi import FastAPI
 
 from adapter.modal_plan import (
-    MODELS_JSON_ENV,
     WARM_SCHEDULE_CRON,
     ModalDeploySettings,
     build_plan,
@@ -31,37 +30,36 @@ from adapter.settings import Settings
 MODELS, MODELS_JSON = read_deploy_models(os.environ)
 SETTINGS = Settings()
 PLAN = build_plan(MODELS, MODELS_JSON, SETTINGS, ModalDeploySettings(), datetime.now(UTC))
-# Every container imports this module again and must define the same classes.
-COMMON_ENV = {MODELS_JSON_ENV: MODELS_JSON, "ADAPTER_MODAL_APP": PLAN.app_name}
 
 app = modal.App(PLAN.app_name)
 image = build_image()
 volume = modal.Volume.from_name(PLAN.volume_name, create_if_missing=True)
-auth_secret = modal.Secret.from_name(PLAN.auth_secret, required_keys=["AUTH_TOKEN"])
 
 GPU_CLASSES = define_gpu_classes(
-    app, PLAN, module=__name__, image=image, volume=volume, env=COMMON_ENV
+    app, PLAN, module=__name__, image=image, volume=volume, env=PLAN.container_env
 )
 globals().update(GPU_CLASSES)
 
+if PLAN.web is not None:
+    auth_secret = modal.Secret.from_name(PLAN.auth_secret, required_keys=["AUTH_TOKEN"])
 
-@app.function(
-    image=image,
-    secrets=[auth_secret],
-    env={**PLAN.web.env, **COMMON_ENV},
-    **PLAN.web.function_options(),
-)
-@modal.concurrent(max_inputs=PLAN.web.max_inputs)
-@modal.asgi_app(label=PLAN.web.label)
-def web() -> FastAPI:
-    from adapter.backends.modal import AppClasses
+    @app.function(
+        image=image,
+        secrets=[auth_secret],
+        env={**PLAN.web.env, **PLAN.container_env},
+        **PLAN.web.function_options(),
+    )
+    @modal.concurrent(max_inputs=PLAN.web.max_inputs)
+    @modal.asgi_app(label=PLAN.web.label)
+    def web() -> FastAPI:
+        from adapter.backends.modal import AppClasses
 
-    return create_web_app(MODELS, AppClasses(GPU_CLASSES))
+        return create_web_app(MODELS, AppClasses(GPU_CLASSES))
 
 
 if PLAN.has_warm_schedule:
 
-    @app.function(image=image, env=COMMON_ENV, schedule=modal.Cron(WARM_SCHEDULE_CRON))
+    @app.function(image=image, env=PLAN.container_env, schedule=modal.Cron(WARM_SCHEDULE_CRON))
     def apply_warm_schedule() -> dict[str, int]:
         """Set each scheduled class's warm containers for the current UTC hour."""
         targets = PLAN.warm_targets(datetime.now(UTC))

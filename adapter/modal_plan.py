@@ -84,6 +84,11 @@ class ModalDeploySettings(BaseSettings):
     web_max_inputs: int = Field(
         100, gt=0, description="Requests one adapter container serves at once (all async)."
     )
+    web: bool = Field(
+        True,
+        description="Serve the adapter on Modal (topology 1). False when the adapter runs beside "
+        "the orchestrator and only the GPU classes are deployed (topology 2).",
+    )
 
 
 @dataclass(frozen=True)
@@ -167,8 +172,18 @@ class AppPlan:
     auth_secret: str
     hf_secret: str
     classes: tuple[ClassPlan, ...]
-    web: WebPlan
+    web: WebPlan | None
     models_json: str
+
+    @property
+    def container_env(self) -> dict[str, str]:
+        """Given to every function: each container imports modal_app.py again and must
+        define the same functions and classes as the deploy did."""
+        return {
+            MODELS_JSON_ENV: self.models_json,
+            "ADAPTER_MODAL_APP": self.app_name,
+            "ADAPTER_MODAL_WEB": str(self.web is not None).lower(),
+        }
 
     @property
     def has_warm_schedule(self) -> bool:
@@ -262,14 +277,13 @@ def plan_classes(models: list[ServedModel], now: datetime) -> tuple[ClassPlan, .
     return plans
 
 
-def web_env(settings: Settings, models_json: str) -> dict[str, str]:
+def web_env(settings: Settings) -> dict[str, str]:
     """Environment of the deployed adapter: the deploy's limits and queue settings carry over."""
     env = {f"ADAPTER_{k.upper()}": str(v) for k, v in settings.limits.model_dump().items()}
     env |= {
         "ADAPTER_QUEUE_TIMEOUT_S": str(settings.queue_timeout_s),
         "ADAPTER_RETRY_AFTER_S": str(settings.retry_after_s),
-        "ADAPTER_MODAL_APP": settings.modal_app,
-        MODELS_JSON_ENV: models_json,
+        "ADAPTER_MODAL_CONNECT_TIMEOUT_S": str(settings.modal_connect_timeout_s),
     }
     return env
 
@@ -288,7 +302,7 @@ def build_plan(
         # The adapter stays up while any model is warm, so a warm model costs no web cold start.
         min_containers=1 if any(plan.min_containers for plan in classes) else 0,
         timeout=min(max(plan.call_wait_s for plan in classes) + 60, MAX_TIMEOUT_S),
-        env=web_env(settings, models_json),
+        env=web_env(settings),
     )
     return AppPlan(
         app_name=settings.modal_app,
@@ -296,7 +310,7 @@ def build_plan(
         auth_secret=deploy.auth_secret,
         hf_secret=deploy.hf_secret,
         classes=classes,
-        web=web,
+        web=web if deploy.web else None,
         models_json=models_json,
     )
 

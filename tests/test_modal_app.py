@@ -59,6 +59,9 @@ def test_modal_app_imports_offline_and_modal_records_each_models_settings():
     assert web.web_info.unauthenticated is True
     assert web.timeout == app.PLAN.web.timeout
     assert not hasattr(app, "apply_warm_schedule")  # the sample has no warm schedule
+    classes_only = import_modal_app({"ADAPTER_MODAL_WEB": "false"})
+    assert not hasattr(classes_only, "web")
+    assert list(classes_only.GPU_CLASSES) == list(app.GPU_CLASSES)
 
 
 def test_a_warm_schedule_adds_a_scheduled_function(tiny_sd, tmp_path):

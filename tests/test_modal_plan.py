@@ -122,9 +122,21 @@ def test_web_function_settings_and_environment():
         "timeout": plan.web.timeout,
     }
     assert plan.web.env["ADAPTER_MAX_INFERENCE_STEPS"] == "12"
-    assert plan.web.env["ADAPTER_MODAL_APP"] == "my-runner"
+    assert plan.container_env == {
+        MODELS_JSON_ENV: deployed_models_json(ENTRIES),
+        "ADAPTER_MODAL_APP": "my-runner",
+        "ADAPTER_MODAL_WEB": "true",
+    }
     cold = plan_of([ENTRIES[1]])
     assert cold.web.min_containers == 0  # nothing warm, nothing kept up
+
+
+def test_adapter_beside_the_orchestrator_deploys_no_web_function():
+    models = merge_entries(parse_entries(ENTRIES))
+    plan = build_plan(models, "[]", Settings(), ModalDeploySettings(web=False), NOON)
+    assert plan.web is None
+    assert plan.container_env["ADAPTER_MODAL_WEB"] == "false"
+    assert len(plan.classes) == 3
 
 
 def test_tokens_stay_on_the_operators_machine_and_containers_rebuild_the_same_plan():
