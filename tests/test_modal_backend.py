@@ -9,6 +9,7 @@ import queue
 import threading
 import time
 
+import grpclib.exceptions
 import modal
 import modal.exception
 import pytest
@@ -280,6 +281,7 @@ def test_streaming_yields_each_chunk_and_closing_early_stops_the_work(
         (modal.exception.InternalFailure("worker lost"), 503),
         (modal.exception.InputCancellation("cancelled"), 503),
         (TimeoutError(), 503),
+        (grpclib.exceptions.StreamTerminatedError("connection reset"), 503),
         (modal.exception.AuthError("Token missing"), 500),
         (modal.exception.NotFoundError("App not found"), 500),
         (modal.exception.FunctionTimeoutError("timed out"), 500),

@@ -107,6 +107,7 @@ def translate(exc: BaseException, plan: ClassPlan, retry_after_s: int) -> Runner
     Errors raised in the container arrive as the adapter's own types (the GPU class translates
     pipeline errors as the local backend does) and pass unchanged.
     """
+    import grpclib.exceptions
     import modal.exception as modal_exc
 
     key = plan.model.key
@@ -144,7 +145,8 @@ def translate(exc: BaseException, plan: ClassPlan, retry_after_s: int) -> Runner
         | modal_exc.OutputExpiredError,
     ):
         return InferenceError(f"{plan.model.pipeline.value.capitalize()} pipeline error on Modal.")
-    if isinstance(exc, modal_exc.Error | OSError | TimeoutError):
+    transport = (grpclib.exceptions.GRPCError, grpclib.exceptions.StreamTerminatedError)
+    if isinstance(exc, modal_exc.Error | OSError | TimeoutError | transport):
         return BackendUnavailableError(
             f"Modal is unavailable: {str(exc) or type(exc).__name__}", retry_after_s
         )
