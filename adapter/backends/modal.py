@@ -145,7 +145,7 @@ def translate(exc: BaseException, plan: ClassPlan, retry_after_s: int) -> Runner
         | modal_exc.OutputExpiredError,
     ):
         return InferenceError(f"{plan.model.pipeline.value.capitalize()} pipeline error on Modal.")
-    transport = (grpclib.exceptions.GRPCError, grpclib.exceptions.StreamTerminatedError)
+    transport = grpclib.exceptions.GRPCError | grpclib.exceptions.StreamTerminatedError
     if isinstance(exc, modal_exc.Error | OSError | TimeoutError | transport):
         return BackendUnavailableError(
             f"Modal is unavailable: {str(exc) or type(exc).__name__}", retry_after_s
