@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,8 @@ import torch
 from fastapi import UploadFile
 from fastapi.testclient import TestClient
 
-from adapter.modal_plan import MODELS_JSON_ENV
+from adapter.backends.modal import AppClasses
+from adapter.modal_plan import LOCAL_PACKAGES, MODELS_JSON_ENV
 from adapter.pipelines import PIPELINES
 from adapter.pipelines.base import buffer_uploads, upload_bytes
 from adapter.schemas import ImageToImageForm, Pipeline, TextToImageParams
@@ -154,3 +157,17 @@ def test_web_function_serves_the_adapter_and_answers_json_without_a_token(tiny_m
         response = client.post("/text-to-image", json={"prompt": "x", "width": 64, "height": 64})
     assert response.status_code == 500
     assert "Token missing" in response.json()["detail"]["msg"]
+
+
+def test_the_image_carries_every_local_package_the_deployed_code_imports(tiny_modal_app):
+    # What the web function builds, in a container that imported modal_app.py.
+    tiny_modal_app.create_web_app(tiny_modal_app.MODELS, AppClasses(tiny_modal_app.GPU_CLASSES))
+    repo = Path(tiny_modal_app.__file__).resolve().parent
+    local = {
+        top
+        for top in {name.split(".")[0] for name in list(sys.modules)}
+        if (repo / top / "__init__.py").is_file() or (repo / f"{top}.py").is_file()
+    }
+    # Modal mounts modal_app.py itself; every other local package must be added to the image.
+    missing = local - set(LOCAL_PACKAGES) - {"modal_app", "modal_download", "tests"}
+    assert not missing, f"add {sorted(missing)} to adapter.modal_plan.LOCAL_PACKAGES"
