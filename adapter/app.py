@@ -33,6 +33,11 @@ def load_models(settings: Settings) -> list[ServedModel]:
 
 
 def build_backend(settings: Settings, models: list[ServedModel]) -> Backend:
+    """The backend `settings.backend` names; the Modal one is imported only when chosen."""
+    if settings.backend == "modal":
+        from adapter.backends.modal import ModalBackend
+
+        return ModalBackend(settings, models)
     if settings.backend == "http":
         from adapter.backends.http import HTTPBackend
 

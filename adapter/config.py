@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,7 @@ from pydantic import (
     ValidationError,
 )
 
+from adapter.modal_settings import ModalSettings
 from adapter.schemas import Pipeline
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,10 @@ class RunnerSettings(BaseModel):
         description="Longest a request to the backend may take (default: the pipeline's, "
         "see adapter/backends/timeouts.py).",
     )
+    modal: ModalSettings = Field(
+        default_factory=ModalSettings,
+        description="How modal_app.py serves this model on Modal (GPU, warm pool, timeouts).",
+    )
 
 
 OptimizationFlagValue = StrictStr | StrictBool | StrictInt | StrictFloat
@@ -161,17 +166,28 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     """The entry's field that an error is about, without pydantic's union-member tags."""
     parts: list[str] = []
     model: type[BaseModel] | None = ModelEntry
+    item_model: type[BaseModel] | None = None  # of a list field, indexed next
     for part in loc:
+        if isinstance(part, int) and item_model is not None:
+            parts.append(str(part))
+            model, item_model = item_model, None
+            continue
         if model is None or not isinstance(part, str):
             break
         parts.append(part)  # a field, or an unknown name that the error is about
         if part not in model.model_fields:
             break
         annotation = model.model_fields[part].annotation
-        model = annotation if isinstance(annotation, type) and issubclass(
-            annotation, BaseModel
-        ) else None
+        model, item_model = _model_of(annotation), _model_of(*get_args(annotation)[:1])
+        if get_origin(annotation) is not list:
+            item_model = None
     return ".".join(parts) or "(entry)"
+
+
+def _model_of(annotation: Any = None) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
 
 
 def _format_validation_error(where: str, error: ValidationError) -> str:

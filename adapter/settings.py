@@ -71,11 +71,6 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "modal-ai-runner" / "demo",
         description="Where the built-in demo models are created on first start.",
     )
-    backend: Literal["local", "http"] = Field(
-        "local",
-        description="Where requests run: `local` (in this process) or `http` (forwarded to each "
-        "model's runner.upstream_url).",
-    )
     upstream_poll_interval_s: float = Field(
         2.0, gt=0, description="With the http backend: how often each upstream's /health is read."
     )
@@ -85,6 +80,21 @@ class Settings(BaseSettings):
     )
     retry_after_s: int = Field(2, ge=0, description="Retry-After sent with a 503.")
     limits: Limits = Field(default_factory=Limits)
+    backend: Literal["local", "modal", "http"] = Field(
+        "local",
+        description="Where requests run: 'local' (this process), 'modal' (the GPU classes of "
+        "the Modal app `modal_app`, deployed with `modal deploy modal_app.py`) or 'http' "
+        "(forwarded to each model's runner.upstream_url).",
+    )
+    modal_app: str = Field(
+        "livepeer-ai-runner",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="Name of the Modal app: the one `modal deploy` creates and the Modal "
+        "backend calls.",
+    )
+    modal_connect_timeout_s: float = Field(
+        30.0, gt=0, description="Longest wait for Modal to accept a call before answering 503."
+    )
 
 
 def demo_entries(settings: Settings) -> list[ModelEntry]:

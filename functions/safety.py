@@ -31,6 +31,11 @@ class SafetyChecker:
         processor = CLIPImageProcessor.from_pretrained(folder)
         return cls(model.to(device).eval(), processor, device)
 
+    def to(self, device: torch.device) -> SafetyChecker:
+        self.model.to(device)
+        self.device = device
+        return self
+
     @torch.no_grad()
     def flags(self, images: list[Image.Image]) -> list[bool]:
         """One flag per image: True where the checker finds an NSFW concept."""

@@ -104,6 +104,13 @@ class TextToImage:
         pipe.set_progress_bar_config(disable=True)
         return cls(pipe.to(device), profile, safety_checker)
 
+    def to(self, device: torch.device) -> TextToImage:
+        """Move the pipeline (and safety checker) to `device`, e.g. the GPU after a CPU load."""
+        self.pipe.to(device)
+        if self.safety_checker is not None:
+            self.safety_checker.to(device)
+        return self
+
     def _split_prompt(self, name: str, text: str) -> dict[str, str]:
         parts = [part.strip() for part in text.split("|")] if text else []
         if len(parts) > self._prompt_slots:

@@ -150,3 +150,15 @@ def app_factory(tmp_path: Path) -> Callable[..., FastAPI]:
         return make_app(tmp_path, entries, **settings)
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def tiny_modal_app(tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """modal_app.py deployed (imported) with an aiModels.json of tiny models on local disk."""
+    import json
+
+    from tests.modal_inprocess import import_modal_app, tiny_entries
+
+    path = tmp_path_factory.mktemp("modal") / "aiModels.json"
+    path.write_text(json.dumps(tiny_entries(tiny_sd)))
+    return import_modal_app({"ADAPTER_MODELS_CONFIG": str(path)})

@@ -35,6 +35,10 @@ class PipelineRunner(ABC):
     """Base of each pipeline's glue. Subclasses set `pipeline` and implement load/run."""
 
     pipeline: ClassVar[Pipeline]
+    # Whether a handle loaded on the CPU can be moved to the GPU with `to_device` and then
+    # serves as if loaded there. Modal GPU classes then load on the CPU before their memory
+    # snapshot, so a restored container only moves the weights (see adapter/modal_runtime.py).
+    movable: ClassVar[bool] = False
 
     @property
     def failure_message(self) -> str:
@@ -81,6 +85,10 @@ class PipelineRunner(ABC):
         The caller closes the iterator when its client has gone, and `should_stop` turns true.
         """
         raise BadRequestError(f"{self.pipeline.value} does not stream its responses.")
+
+    def to_device(self, handle: Any, device: torch.device) -> Any:
+        """Move a handle loaded on the CPU to `device` (called only when `movable`)."""
+        return handle.to(device)
 
     def build_demo(self, folder: Path) -> None:
         """Save a tiny random-weight model of this pipeline at `folder` (the built-in demo)."""

@@ -32,6 +32,7 @@ def load_safety_checker(source: str | None, device: torch.device, settings: Sett
 
 class TextToImageRunner(PipelineRunner):
     pipeline = Pipeline.TEXT_TO_IMAGE
+    movable = True
 
     def build_demo(self, folder: Path) -> None:
         from functions.tiny_models import build_tiny_sd

@@ -1,0 +1,309 @@
+"""The Modal backend: requests run in the GPU classes of the deployed Modal app (modal_app.py).
+
+Two places use it:
+- beside the orchestrator (`ADAPTER_BACKEND=modal uvicorn adapter.main:app`, with a Modal token
+  in MODAL_TOKEN_ID/MODAL_TOKEN_SECRET or ~/.modal.toml): `DeployedClasses` looks the classes
+  up by name in the deployed app;
+- inside the Modal app, as its web function: `AppClasses` holds the classes of the same app.
+
+Each request is spawned (`.spawn.aio`) on its model's class and awaited with the class's own
+time limits; if the awaiting task is cancelled or gives up, the Modal call is cancelled too, and
+the GPU side stops the pipeline at its next step. Modal's errors become the adapter's in one
+place, `modal_errors`.
+
+Health: the adapter cannot see Modal's containers, so a model is READY (/health OK) once its
+class is found in the deployed app, LOADING while Modal cannot be reached yet (go-livepeer
+counts that as ready, and requests then get 503), and FAILED (/health ERROR) when Modal refuses:
+no token, or the app or class is not deployed. go-livepeer gives up at once on ERROR, which is
+wanted: a missing deployment must stop the orchestrator's start loudly, not fail every job.
+Lookups are retried in the background, so a later deploy turns ERROR into OK.
+
+`modal` is imported lazily: the local backend works without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from adapter.backends.base import ModelState
+from adapter.config import ConfigError, ServedModel
+from adapter.errors import (
+    BadRequestError,
+    InferenceError,
+    ModelUnavailableError,
+    PayloadTooLargeError,
+    RunnerError,
+    ServiceUnavailableError,
+)
+from adapter.modal_plan import ClassPlan, plan_class
+from adapter.schemas import RequestModel
+from adapter.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+LOOKUP_RETRY_FIRST_S = 2.0
+LOOKUP_RETRY_MAX_S = 60.0
+
+
+class ModalClasses(Protocol):
+    """Where the GPU classes are. `target(name)` returns an object with the interface of a
+    `modal.Cls` instance: `.run.spawn.aio(request)` gives a call with `.get.aio(timeout=)` and
+    `.cancel.aio()` (a `modal.FunctionCall`); `.stream.remote_gen.aio(request)` yields chunks."""
+
+    async def lookup(self, name: str) -> None:
+        """Raise (Modal's NotFoundError, AuthError...) unless the class is deployed."""
+
+    def target(self, name: str) -> Any: ...
+
+
+class DeployedClasses:
+    """The classes of a deployed app, looked up by name over Modal's API."""
+
+    def __init__(self, app_name: str) -> None:
+        self.app_name = app_name
+        self._instances: dict[str, Any] = {}
+
+    async def lookup(self, name: str) -> None:
+        import modal
+
+        await modal.Cls.from_name(self.app_name, name).hydrate.aio()
+
+    def target(self, name: str) -> Any:
+        import modal
+
+        if name not in self._instances:
+            self._instances[name] = modal.Cls.from_name(self.app_name, name)()
+        return self._instances[name]
+
+
+class AppClasses:
+    """The classes of the running Modal app itself (the adapter served by the app)."""
+
+    def __init__(self, classes: Mapping[str, Any]) -> None:
+        self._classes = dict(classes)
+        self._instances: dict[str, Any] = {}
+
+    async def lookup(self, name: str) -> None:
+        if name not in self._classes:
+            # The same plan defined both, so this means a different aiModels.json.
+            raise ConfigError(f"the Modal app defines no class {name}")
+
+    def target(self, name: str) -> Any:
+        if name not in self._instances:
+            self._instances[name] = self._classes[name]()
+        return self._instances[name]
+
+
+def translate(exc: BaseException, plan: ClassPlan, retry_after_s: int) -> RunnerError | None:
+    """The adapter error for what a Modal call raised; None for what must pass (cancellation).
+
+    Errors raised in the container arrive as the adapter's own types (the GPU class translates
+    pipeline errors as the local backend does) and pass unchanged.
+    """
+    import grpclib.exceptions
+    import modal.exception as modal_exc
+
+    key = plan.model.key
+    if isinstance(exc, RunnerError):
+        return exc
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit | GeneratorExit):
+        return None
+    if isinstance(exc, ValueError):
+        return BadRequestError(f"{exc}.")
+    if isinstance(exc, modal_exc.FunctionTimeoutError):
+        return InferenceError(f"{key} ran past its {plan.timeout} s time limit on Modal.")
+    if isinstance(exc, modal_exc.RequestSizeError):
+        return PayloadTooLargeError(f"The request is too large to send to Modal: {exc}")
+    if isinstance(
+        exc,
+        modal_exc.AuthError
+        | modal_exc.NotFoundError
+        | modal_exc.PermissionDeniedError
+        | modal_exc.InvalidError
+        | ConfigError,
+    ):
+        # Configuration, not an outage: a 500 whose message go-livepeer logs.
+        return ModelUnavailableError(f"Modal refused the call for {key}: {exc}")
+    if isinstance(exc, modal_exc.InputCancellation):
+        return ServiceUnavailableError(
+            f"The call for {key} was cancelled on Modal (app stopped or redeployed?).",
+            retry_after_s,
+        )
+    if isinstance(
+        exc,
+        modal_exc.ExecutionError
+        | modal_exc.RemoteError
+        | modal_exc.DeserializationError
+        | modal_exc.SerializationError
+        | modal_exc.OutputExpiredError,
+    ):
+        return InferenceError(f"{plan.model.pipeline.value.capitalize()} pipeline error on Modal.")
+    transport = grpclib.exceptions.GRPCError | grpclib.exceptions.StreamTerminatedError
+    if isinstance(exc, modal_exc.Error | OSError | TimeoutError | transport):
+        return ServiceUnavailableError(
+            f"Modal is unavailable: {str(exc) or type(exc).__name__}", retry_after_s
+        )
+    if isinstance(exc, Exception):
+        return InferenceError(f"{plan.model.pipeline.value.capitalize()} pipeline error.")
+    return None
+
+
+@contextmanager
+def modal_errors(plan: ClassPlan, retry_after_s: int) -> Iterator[None]:
+    """Raise the adapter's error for whatever a Modal call raises in the block."""
+    try:
+        yield
+    except BaseException as exc:
+        error = translate(exc, plan, retry_after_s)
+        if error is None or error is exc:
+            raise
+        if not isinstance(error, BadRequestError | ServiceUnavailableError):
+            logger.error("%s on Modal: %r", plan.model.key, exc)
+        raise error from exc
+
+
+class ModalBackend:
+    def __init__(
+        self,
+        settings: Settings,
+        models: list[ServedModel],
+        classes: ModalClasses | None = None,
+    ) -> None:
+        self.settings = settings
+        now = datetime.now(UTC)
+        self._plans = {model.key: plan_class(model, now) for model in models}
+        self._classes = DeployedClasses(settings.modal_app) if classes is None else classes
+        self._states = {key: ModelState.LOADING for key in self._plans}
+        self._lookup_task: asyncio.Task[None] | None = None
+        self._cancels: set[asyncio.Future[Any]] = set()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def check(self, models: list[ServedModel]) -> None:
+        for model in models:
+            if model.key not in self._plans:
+                raise ConfigError(f"{model.key}: not planned for Modal")
+
+    async def start(self) -> None:
+        self._lookup_task = asyncio.create_task(self._look_up_classes())
+
+    async def close(self) -> None:
+        if self._lookup_task is not None:
+            self._lookup_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._lookup_task
+        if self._cancels:
+            # Let cancellations already sent reach Modal before the process goes.
+            await asyncio.wait(self._cancels, timeout=self.settings.modal_connect_timeout_s)
+
+    def state(self, model: ServedModel) -> ModelState:
+        return self._states[model.key]
+
+    def plan(self, model: ServedModel) -> ClassPlan:
+        return self._plans[model.key]
+
+    async def _look_up_classes(self) -> None:
+        pending = list(self._plans.values())
+        delay = LOOKUP_RETRY_FIRST_S
+        while pending:
+            for plan in list(pending):
+                try:
+                    await asyncio.wait_for(
+                        self._classes.lookup(plan.name), self.settings.modal_connect_timeout_s
+                    )
+                except Exception as exc:
+                    error = translate(exc, plan, self.settings.retry_after_s)
+                    refused = isinstance(error, ModelUnavailableError)
+                    self._states[plan.model.key] = (
+                        ModelState.FAILED if refused else ModelState.LOADING
+                    )
+                    logger.warning("Modal class %s not available yet: %r", plan.name, exc)
+                else:
+                    self._states[plan.model.key] = ModelState.READY
+                    pending.remove(plan)
+                    logger.info("Modal class %s found for %s", plan.name, plan.model.key)
+            if pending:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LOOKUP_RETRY_MAX_S)
+
+    # --- serving -----------------------------------------------------------------------
+
+    async def run(self, model: ServedModel, request: RequestModel) -> BaseModel:
+        plan = self._plans[model.key]
+        with modal_errors(plan, self.settings.retry_after_s):
+            call = await self._spawn(self._classes.target(plan.name), request)
+            try:
+                result = await call.get.aio(timeout=plan.call_wait_s)
+            except RunnerError:
+                raise  # raised in the container: the call is over
+            except TimeoutError as exc:
+                await self._cancel(call)
+                raise ServiceUnavailableError(
+                    f"No result from Modal for {model.key} within {plan.call_wait_s} s (waiting "
+                    "for a GPU?); the call was cancelled.",
+                    self.settings.retry_after_s,
+                ) from exc
+            except BaseException:
+                # Cancelled (the client went away) or cut off from Modal: stop the GPU work.
+                await self._cancel(call)
+                raise
+        assert isinstance(result, BaseModel)
+        return result
+
+    async def stream(self, model: ServedModel, request: RequestModel) -> AsyncIterator[BaseModel]:
+        plan = self._plans[model.key]
+        with modal_errors(plan, self.settings.retry_after_s):
+            chunks = self._classes.target(plan.name).stream.remote_gen.aio(request)
+            try:
+                while True:
+                    try:
+                        chunk = await asyncio.wait_for(anext(chunks), plan.call_wait_s)
+                    except StopAsyncIteration:
+                        return
+                    yield chunk
+            finally:
+                await chunks.aclose()
+
+    async def _spawn(self, target: Any, request: RequestModel) -> Any:
+        spawning = asyncio.ensure_future(target.run.spawn.aio(request))
+        timeout = self.settings.modal_connect_timeout_s
+        try:
+            return await asyncio.wait_for(asyncio.shield(spawning), timeout)
+        except TimeoutError as exc:
+            spawning.add_done_callback(self._cancel_once_spawned)
+            raise ServiceUnavailableError(
+                f"Modal did not accept the call within {timeout:g} s.", self.settings.retry_after_s
+            ) from exc
+        except asyncio.CancelledError:
+            # Cancelled while Modal was accepting the call: cancel the call once it exists.
+            spawning.add_done_callback(self._cancel_once_spawned)
+            raise
+
+    def _cancel_once_spawned(self, spawning: asyncio.Future[Any]) -> None:
+        if spawning.cancelled() or spawning.exception() is not None:
+            return
+        task = asyncio.ensure_future(self._cancel(spawning.result()))
+        self._cancels.add(task)
+        task.add_done_callback(self._cancels.discard)
+
+    async def _cancel(self, call: Any) -> None:
+        """Cancel a Modal call, waiting at most the connect timeout (it goes on if cut short)."""
+        sending = asyncio.ensure_future(call.cancel.aio())
+        self._cancels.add(sending)
+        sending.add_done_callback(self._cancels.discard)
+        sending.add_done_callback(_log_cancel_failure)
+        # A failure is logged by the callback; the caller's own error must not be replaced.
+        with suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(sending), self.settings.modal_connect_timeout_s)
+
+
+def _log_cancel_failure(sending: asyncio.Future[Any]) -> None:
+    if not sending.cancelled() and (exc := sending.exception()) is not None:
+        logger.warning("cancelling a Modal call failed: %r", exc)
