@@ -88,6 +88,14 @@ class RunnerSettings(BaseModel):
         None, description="Force this number of steps (e.g. 4 for a 4-step Lightning model)."
     )
     torch_dtype: str = Field("auto", pattern="^(auto|float16|bfloat16|float32)$")
+    num_frames: Annotated[StrictInt, Field(gt=0)] | None = Field(
+        None, description="Image-to-video: frames per video (default: the model's own)."
+    )
+    decode_chunk_size: Annotated[StrictInt, Field(gt=0)] | None = Field(
+        None,
+        description="Image-to-video: frames the VAE decodes at once (default: as many as the "
+        "free memory allows).",
+    )
 
 
 OptimizationFlagValue = StrictStr | StrictBool | StrictInt | StrictFloat

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from collections.abc import AsyncIterator
+from enum import StrEnum
 from typing import Protocol
 
 from pydantic import BaseModel

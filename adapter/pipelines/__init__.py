@@ -6,12 +6,18 @@ To add a pipeline: a module here with a `PipelineRunner` subclass, and one line 
 from __future__ import annotations
 
 from adapter.pipelines.base import PipelineRunner
+from adapter.pipelines.image_to_image import ImageToImageRunner
+from adapter.pipelines.image_to_video import ImageToVideoRunner
 from adapter.pipelines.text_to_image import TextToImageRunner
+from adapter.pipelines.upscale import UpscaleRunner
 from adapter.schemas import Pipeline
 
 PIPELINES: dict[Pipeline, PipelineRunner] = {
     runner.pipeline: runner
     for runner in (
         TextToImageRunner(),
+        ImageToImageRunner(),
+        ImageToVideoRunner(),
+        UpscaleRunner(),
     )
 }

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fastapi import UploadFile
 from pydantic import BaseModel
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from adapter.errors import BadRequestError
 from adapter.limits import check_request
@@ -67,10 +68,11 @@ class PipelineRunner(ABC):
 
 
 def upload_fields(request: RequestModel) -> dict[str, UploadFile]:
+    # Form parsing yields Starlette's UploadFile, of which FastAPI's is only a subclass.
     return {
         name: value
         for name in type(request).model_fields
-        if isinstance(value := getattr(request, name), UploadFile)
+        if isinstance(value := getattr(request, name), StarletteUploadFile)
     }
 
 
