@@ -17,9 +17,13 @@ from PIL import Image, ImageOps
 
 logger = logging.getLogger(__name__)
 
-# Pillow format ids tried, in this order. MPO is the multi-picture JPEG that phones write.
-SUPPORTED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF")
+# Pillow format ids tried, in this order (JPEG covers the multi-picture JPEGs phones write).
+SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 FORMAT_NAMES = "PNG, JPEG, WebP, GIF, BMP or TIFF"
+
+# How files of the supported formats start: PNG, JPEG, GIF, BMP, TIFF (both byte orders).
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00",
+               b"MM\x00*")
 
 # Transparent pixels are shown over white, as an image viewer would show them.
 BACKGROUND = (255, 255, 255)
@@ -50,6 +54,8 @@ def decode_image(
     except Image.DecompressionBombError as exc:
         raise _too_large(field, None, max_pixels, limit_name) from exc
     except Image.UnidentifiedImageError as exc:
+        if _has_known_signature(data):
+            raise _corrupt(field) from exc
         raise ImageInputError(
             f"The uploaded {field} file is not an image this runner reads ({FORMAT_NAMES})."
         ) from exc
@@ -90,6 +96,13 @@ def _too_large(
     return ImageTooLargeError(
         f"The uploaded {field} declares {declared}, over the limit {limit_name}={max_pixels}."
     )
+
+
+def _has_known_signature(data: bytes) -> bool:
+    """Whether the file starts as one of the supported formats does (so it is a broken one)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    return data.startswith(_SIGNATURES)
 
 
 def _corrupt(field: str) -> ImageInputError:

@@ -24,6 +24,11 @@ from fastapi.testclient import TestClient
 from adapter.app import create_app
 from adapter.config import merge_entries, parse_entries
 from adapter.settings import Limits, Settings
+from functions.tiny_image_models import (
+    build_tiny_instruct_pix2pix,
+    build_tiny_sd_upscaler,
+    build_tiny_svd,
+)
 from functions.tiny_models import build_tiny_safety_checker, build_tiny_sd, build_tiny_sdxl
 
 # Two cores are shared with everything else CI runs; one intra-op thread keeps runs steady.
@@ -46,6 +51,21 @@ def tiny_sdxl(model_root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_pix2pix(model_root: Path) -> Path:
+    return build_tiny_instruct_pix2pix(model_root / "tiny-instruct-pix2pix")
+
+
+@pytest.fixture(scope="session")
+def tiny_svd(model_root: Path) -> Path:
+    return build_tiny_svd(model_root / "tiny-svd")
+
+
+@pytest.fixture(scope="session")
+def tiny_upscaler(model_root: Path) -> Path:
+    return build_tiny_sd_upscaler(model_root / "tiny-sd-x4-upscaler")
+
+
+@pytest.fixture(scope="session")
 def flagging_checker(model_root: Path) -> Path:
     return build_tiny_safety_checker(model_root / "checker-flags-all", threshold=-100.0)
 
@@ -59,6 +79,11 @@ def sd_entry(path: Path, model_id: str = "test/tiny-sd", **fields: Any) -> dict[
     runner = {"model_path": str(path), **fields.pop("runner", {})}
     return {"pipeline": "text-to-image", "model_id": model_id, "warm": True, "capacity": 1,
             "runner": runner, **fields}
+
+
+def model_entry(pipeline: str, path: Path, model_id: str, **fields: Any) -> dict[str, Any]:
+    """An aiModels.json entry serving the model saved at `path` (warm, capacity 1)."""
+    return {**sd_entry(path, model_id, **fields), "pipeline": pipeline}
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
