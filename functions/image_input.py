@@ -22,8 +22,15 @@ SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 FORMAT_NAMES = "PNG, JPEG, WebP, GIF, BMP or TIFF"
 
 # How files of the supported formats start: PNG, JPEG, GIF, BMP, TIFF (both byte orders).
-_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00",
-               b"MM\x00*")
+_SIGNATURES = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+)
 
 # Transparent pixels are shown over white, as an image viewer would show them.
 BACKGROUND = (255, 255, 255)

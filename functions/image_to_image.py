@@ -117,7 +117,7 @@ class ImageToImage:
         )
         prompts = split_prompt("prompt", prompt, self._prompt_slots)
         prompts |= split_prompt("negative_prompt", negative_prompt, self._prompt_slots)
-        # An empty prompt is allowed (an instruction may be all there is to say, or nothing).
+        # The runner accepts an empty prompt here: the input image alone then guides.
         prompts.setdefault("prompt", "")
         if (width, height) != image.size:
             image = image.resize((width, height), Image.Resampling.LANCZOS)

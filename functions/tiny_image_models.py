@@ -136,16 +136,17 @@ def build_tiny_sd_upscaler(path: Path, seed: int = 0) -> Path:
     from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
+    # Latents are at the input's full resolution here, so attention waits for the 8x smaller
+    # fourth level (a 512x512 input makes 4096 tokens there, not 262144).
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 32, 64),
-        layers_per_block=2,
+        block_out_channels=(32, 32, 32, 64),
+        layers_per_block=1,
         sample_size=32,
         # Noisy latents and the low-resolution image, concatenated.
         in_channels=7,
         out_channels=4,
-        down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-        only_cross_attention=(False, False, False),
+        down_block_types=("DownBlock2D",) * 3 + ("CrossAttnDownBlock2D",),
+        up_block_types=("CrossAttnUpBlock2D",) + ("UpBlock2D",) * 3,
         cross_attention_dim=32,
         attention_head_dim=8,
         # The noise level added to the low-resolution image is a class label.

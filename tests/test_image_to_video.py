@@ -126,3 +126,21 @@ def test_decode_chunk_size_fits_a_share_of_the_free_memory():
     assert chunk(1) == 1  # never less than one frame
     assert chunk(None) == 4  # memory unknown: the runner's fixed choice
     assert chunk(None, frames=3) == 3
+
+
+def test_a_gone_client_stops_the_video_between_steps(tiny_svd):
+    from functions.cancel import GenerationCancelled
+    from functions.image_to_video import ImageToVideo
+    from tests.livepeer_multipart import noise_image
+
+    video = ImageToVideo.load(tiny_svd, device=torch.device("cpu"), dtype=torch.float32)
+    calls = []
+
+    def should_stop():
+        calls.append(True)
+        return True
+
+    with pytest.raises(GenerationCancelled):
+        video.generate(image=noise_image(), height=48, width=64, num_inference_steps=3,
+                       should_stop=should_stop)
+    assert len(calls) == 1

@@ -79,3 +79,23 @@ def test_inputs_over_max_upscale_input_pixels_get_400(http):
             "max_upscale_input_pixels=4096."
         }
     }
+
+
+def test_a_gone_client_stops_the_upscale_between_steps(tiny_upscaler):
+    import torch
+
+    from functions.cancel import GenerationCancelled
+    from functions.upscale import Upscale
+    from tests.livepeer_multipart import noise_image
+
+    upscaler = Upscale.load(tiny_upscaler, device=torch.device("cpu"), dtype=torch.float32)
+    steps_seen = []
+
+    def should_stop():
+        steps_seen.append(True)
+        return True
+
+    with pytest.raises(GenerationCancelled):
+        upscaler.generate(prompt="x", image=noise_image(), num_inference_steps=3,
+                          should_stop=should_stop)
+    assert len(steps_seen) == 1
