@@ -10,6 +10,7 @@ when a request starts, see `choose_decode_chunk_size`.
 from __future__ import annotations
 
 import inspect
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,6 +80,12 @@ def free_memory_bytes(device: torch.device) -> int | None:
         except (OSError, ValueError, IndexError):
             return None
     return None
+
+
+def model_num_frames(folder: Path) -> int:
+    """The frames per video an SVD pipeline folder makes by default (its UNet's `num_frames`)."""
+    config = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+    return int(config.get("num_frames", 25))
 
 
 @dataclass

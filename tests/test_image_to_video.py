@@ -102,13 +102,16 @@ def test_request_checks_give_400_with_the_contract_body(http):
     assert "max_inference_steps" in refused(num_inference_steps=1000)
 
 
-def test_a_model_making_more_frames_than_max_video_frames_does_not_load(app_factory, tiny_svd):
-    entry = model_entry("image-to-video", tiny_svd, "test/svd", runner={"num_frames": 5})
-    with running_client(app_factory([entry], limits={"max_video_frames": 4})) as client:
+@pytest.mark.parametrize(("runner", "limit"), [({"num_frames": 5}, 4), ({}, 2)])
+def test_a_model_making_more_frames_than_max_video_frames_does_not_load(
+    app_factory, tiny_svd, runner, limit
+):
+    entry = model_entry("image-to-video", tiny_svd, "test/svd", runner=runner)
+    with running_client(app_factory([entry], limits={"max_video_frames": limit})) as client:
         assert client.get("/health").json() == {"status": "ERROR"}
         response = post_image(client, "/image-to-video", png_bytes(), height=48, width=64)
         assert response.status_code == 500
-        assert "over the limit max_video_frames=4" in response.json()["detail"]["msg"]
+        assert f"over the limit max_video_frames={limit}" in response.json()["detail"]["msg"]
 
 
 def test_decode_chunk_size_fits_a_share_of_the_free_memory():

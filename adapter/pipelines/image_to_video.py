@@ -59,26 +59,27 @@ class ImageToVideoRunner(PipelineRunner):
         dtype: torch.dtype,
         settings: Settings,
     ) -> Any:
-        from functions.image_to_video import ImageToVideo
+        from functions.image_to_video import ImageToVideo, model_num_frames
 
-        video = ImageToVideo.load(
+        # Requests cannot choose the frame count, so a model over the limit could serve none:
+        # refuse it before its weights are loaded.
+        frames = model.runner.num_frames or model_num_frames(folder)
+        limit = settings.limits.max_video_frames
+        if frames > limit:
+            raise ConfigError(
+                f"{model.key} makes {frames} frames per video, over the limit "
+                f"max_video_frames={limit}; set runner.num_frames in its aiModels.json entry "
+                "or raise ADAPTER_MAX_VIDEO_FRAMES"
+            )
+        return ImageToVideo.load(
             folder,
             device=device,
             dtype=dtype,
-            num_frames=model.runner.num_frames,
+            num_frames=frames,
             num_inference_steps=model.runner.num_inference_steps,
             decode_chunk_size=model.runner.decode_chunk_size,
             safety_checker=load_safety_checker(model.runner.safety_checker, device, settings),
         )
-        # Requests cannot choose the frame count, so a model over the limit could serve none.
-        limit = settings.limits.max_video_frames
-        if video.num_frames > limit:
-            raise ConfigError(
-                f"{model.key} makes {video.num_frames} frames per video, over the limit "
-                f"max_video_frames={limit}; set runner.num_frames in its aiModels.json entry "
-                "or raise ADAPTER_MAX_VIDEO_FRAMES"
-            )
-        return video
 
     def run(self, handle: Any, request: RequestModel, should_stop: StopCheck) -> BaseModel:
         from functions.media import png_data_url
