@@ -106,6 +106,14 @@ class RunnerSettings(BaseModel):
         default_factory=ModalSettings,
         description="How modal_app.py serves this model on Modal (GPU, warm pool, timeouts).",
     )
+    num_frames: Annotated[StrictInt, Field(gt=0)] | None = Field(
+        None, description="Image-to-video: frames per video (default: the model's own)."
+    )
+    decode_chunk_size: Annotated[StrictInt, Field(gt=0)] | None = Field(
+        None,
+        description="Image-to-video: frames the VAE decodes at once (default: as many as the "
+        "free memory allows).",
+    )
 
 
 OptimizationFlagValue = StrictStr | StrictBool | StrictInt | StrictFloat

@@ -48,6 +48,20 @@ class Limits(BaseSettings):
     max_llm_prompt_tokens: int = Field(
         8192, gt=0, description="Longest LLM prompt in tokens, chat template included."
     )
+    max_input_pixels: int = Field(
+        4096 * 4096,
+        gt=0,
+        description="Most pixels an uploaded image may declare; checked from its header, "
+        "before decoding (Pillow refuses over 178956970 whatever this says).",
+    )
+    max_upscale_input_pixels: int = Field(
+        512 * 512,
+        gt=0,
+        description="Most pixels of an image sent to /upscale (the output has 16 times as many).",
+    )
+    max_video_frames: int = Field(
+        25, gt=0, description="Most frames an image-to-video model may make per request."
+    )
 
 
 class Settings(BaseSettings):
@@ -98,34 +112,32 @@ class Settings(BaseSettings):
 
 
 def demo_entries(settings: Settings) -> list[ModelEntry]:
-    """The built-in configuration: one tiny random-weight model per pipeline, built locally."""
-    return [
-        ModelEntry(
-            pipeline=Pipeline.TEXT_TO_IMAGE,
-            model_id=DEMO_MODEL_ID,
+    """The built-in configuration: one tiny random-weight model per pipeline, built locally.
+
+    Two steps (forced by `runner.num_inference_steps`) keep each answer, at the contract's
+    default sizes, to a few seconds on a laptop CPU.
+    """
+
+    def demo(pipeline: Pipeline, model_id: str, folder: str, steps: int | None = 2) -> ModelEntry:
+        return ModelEntry(
+            pipeline=pipeline,
+            model_id=model_id,
             warm=True,
             capacity=1,
             runner=RunnerSettings(
                 default=True,
                 demo=True,
-                model_path=str(settings.demo_dir / "tiny-sd"),
-                # Two steps keep a 1024x576 noise image to a few seconds on a laptop CPU.
-                num_inference_steps=2,
+                model_path=str(settings.demo_dir / folder),
+                num_inference_steps=steps,
             ),
-        ),
-        *(
-            ModelEntry(
-                pipeline=pipeline,
-                model_id=model_id,
-                warm=True,
-                capacity=1,
-                runner=RunnerSettings(
-                    default=True, demo=True, model_path=str(settings.demo_dir / folder)
-                ),
-            )
-            for pipeline, model_id, folder in (
-                (Pipeline.AUDIO_TO_TEXT, DEMO_WHISPER_ID, "tiny-whisper"),
-                (Pipeline.LLM, DEMO_LLM_ID, "tiny-llm"),
-            )
-        ),
+        )
+
+    return [
+        demo(Pipeline.TEXT_TO_IMAGE, DEMO_MODEL_ID, "tiny-sd"),
+        # A text-to-image folder serves image-to-image too (diffusers' img2img of the same model).
+        demo(Pipeline.IMAGE_TO_IMAGE, "demo/tiny-sd-img2img", "tiny-sd"),
+        demo(Pipeline.IMAGE_TO_VIDEO, "demo/tiny-svd", "tiny-svd"),
+        demo(Pipeline.UPSCALE, "demo/tiny-sd-x4-upscaler", "tiny-sd-x4-upscaler"),
+        demo(Pipeline.AUDIO_TO_TEXT, DEMO_WHISPER_ID, "tiny-whisper", steps=None),
+        demo(Pipeline.LLM, DEMO_LLM_ID, "tiny-llm", steps=None),
     ]

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -36,3 +41,28 @@ def resolve_model_path(model_id: str, model_path: str | None, cache_dir: Path) -
 def has_fp16_variant(folder: Path) -> bool:
     """Whether the folder ships `*.fp16.safetensors` files (the runner prefers them)."""
     return any(folder.rglob("*.fp16.safetensors"))
+
+
+def model_index(folder: Path) -> dict[str, Any]:
+    """The `model_index.json` of a diffusers pipeline folder."""
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"{folder} has no model_index.json: not a diffusers pipeline")
+    return json.loads(index.read_text(encoding="utf-8"))
+
+
+def diffusers_load_kwargs(folder: Path, dtype: torch.dtype) -> dict[str, Any]:
+    """`from_pretrained` arguments for a diffusers pipeline folder, as the runner loads it."""
+    import torch
+
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if dtype == torch.float16 and has_fp16_variant(folder):
+        kwargs["variant"] = "fp16"
+    index = model_index(folder)
+    if "safety_checker" in index:
+        # A bundled checker would run inside every call and blank flagged images; ours only
+        # flags them, and runs only when asked.
+        kwargs["safety_checker"] = None
+    if "requires_safety_checker" in index:
+        kwargs["requires_safety_checker"] = False
+    return kwargs

@@ -55,6 +55,23 @@ def profile_for(model_id: str) -> ModelProfile:
     return ModelProfile()
 
 
+def prompt_slots(pipe: Any) -> int:
+    """How many prompts a pipeline takes: SDXL a second for its second text encoder, SD3 a third."""
+    parameters = inspect.signature(pipe.__call__).parameters
+    return 1 + sum(f"prompt_{n}" in parameters for n in (2, 3))
+
+
+def split_prompt(name: str, text: str, slots: int) -> dict[str, str]:
+    """The pipeline arguments for a prompt whose parts, separated by '|', feed each encoder."""
+    parts = [part.strip() for part in text.split("|")] if text else []
+    if len(parts) > slots:
+        raise ValueError(
+            f"{name} has {len(parts)} parts separated by '|' but this model takes at most {slots}"
+        )
+    names = [name] + [f"{name}_{n}" for n in (2, 3)]
+    return {names[i]: part for i, part in enumerate(parts) if part}
+
+
 @dataclass
 class GeneratedImages:
     images: list[Image.Image]
@@ -72,9 +89,7 @@ class TextToImage:
         self.pipe = pipe
         self.profile = profile
         self.safety_checker = safety_checker
-        parameters = inspect.signature(pipe.__call__).parameters
-        # SDXL takes a second prompt for its second text encoder, SD3 a third: '|' feeds them.
-        self._prompt_slots = 1 + sum(f"prompt_{n}" in parameters for n in (2, 3))
+        self._prompt_slots = prompt_slots(pipe)
 
     @classmethod
     def load(
@@ -112,14 +127,7 @@ class TextToImage:
         return self
 
     def _split_prompt(self, name: str, text: str) -> dict[str, str]:
-        parts = [part.strip() for part in text.split("|")] if text else []
-        if len(parts) > self._prompt_slots:
-            raise ValueError(
-                f"{name} has {len(parts)} parts separated by '|' but this model takes at most "
-                f"{self._prompt_slots}"
-            )
-        names = [name] + [f"{name}_{n}" for n in (2, 3)]
-        return {names[i]: part for i, part in enumerate(parts) if part}
+        return split_prompt(name, text, self._prompt_slots)
 
     @torch.inference_mode()
     def generate(

@@ -25,6 +25,11 @@ from fastapi.testclient import TestClient
 from adapter.app import create_app
 from adapter.config import merge_entries, parse_entries
 from adapter.settings import Limits, Settings
+from functions.tiny_image_models import (
+    build_tiny_instruct_pix2pix,
+    build_tiny_sd_upscaler,
+    build_tiny_svd,
+)
 from functions.tiny_models import build_tiny_safety_checker, build_tiny_sd, build_tiny_sdxl
 from functions.tiny_text_models import build_tiny_llm, build_tiny_whisper
 
@@ -45,6 +50,21 @@ def tiny_sd(model_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sdxl(model_root: Path) -> Path:
     return build_tiny_sdxl(model_root / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
+def tiny_pix2pix(model_root: Path) -> Path:
+    return build_tiny_instruct_pix2pix(model_root / "tiny-instruct-pix2pix")
+
+
+@pytest.fixture(scope="session")
+def tiny_svd(model_root: Path) -> Path:
+    return build_tiny_svd(model_root / "tiny-svd")
+
+
+@pytest.fixture(scope="session")
+def tiny_upscaler(model_root: Path) -> Path:
+    return build_tiny_sd_upscaler(model_root / "tiny-sd-x4-upscaler")
 
 
 @pytest.fixture(scope="session")
@@ -83,6 +103,11 @@ def llm_entry(path: Path, model_id: str = "test/tiny-llm", **fields: Any) -> dic
     runner = {"model_path": str(path), **fields.pop("runner", {})}
     return {"pipeline": "llm", "model_id": model_id, "warm": True, "capacity": 1,
             "runner": runner, **fields}
+
+
+def model_entry(pipeline: str, path: Path, model_id: str, **fields: Any) -> dict[str, Any]:
+    """An aiModels.json entry serving the model saved at `path` (warm, capacity 1)."""
+    return {**sd_entry(path, model_id, **fields), "pipeline": pipeline}
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

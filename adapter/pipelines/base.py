@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fastapi import UploadFile
 from pydantic import BaseModel
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from adapter.errors import BadRequestError
 from adapter.limits import check_request
@@ -98,7 +99,6 @@ class PipelineRunner(ABC):
 
 
 def upload_fields(request: RequestModel) -> dict[str, UploadFile]:
-    from starlette.datastructures import UploadFile as StarletteUploadFile
 
     # Form parsing hands over Starlette's UploadFile; FastAPI's is a subclass of it.
     return {

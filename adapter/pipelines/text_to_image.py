@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from adapter.config import ServedModel
     from adapter.settings import Settings
+    from functions.text_to_image import ModelProfile
 
 
 def load_safety_checker(source: str | None, device: torch.device, settings: Settings) -> Any:
@@ -28,6 +29,22 @@ def load_safety_checker(source: str | None, device: torch.device, settings: Sett
         source, None, settings.model_dir
     )
     return SafetyChecker.load(folder, device)
+
+
+def served_profile(model: ServedModel) -> ModelProfile:
+    """The model family's fixed settings, overridden by the entry's `runner` settings."""
+    from functions.text_to_image import ModelProfile, profile_for
+
+    family = profile_for(model.model_id)
+    return ModelProfile(
+        guidance_scale=(
+            family.guidance_scale
+            if model.runner.guidance_scale is None
+            else float(model.runner.guidance_scale)
+        ),
+        num_inference_steps=model.runner.num_inference_steps or family.num_inference_steps,
+        trailing_timesteps=family.trailing_timesteps,
+    )
 
 
 class TextToImageRunner(PipelineRunner):
@@ -47,18 +64,9 @@ class TextToImageRunner(PipelineRunner):
         dtype: torch.dtype,
         settings: Settings,
     ) -> Any:
-        from functions.text_to_image import ModelProfile, TextToImage, profile_for
+        from functions.text_to_image import TextToImage
 
-        family = profile_for(model.model_id)
-        profile = ModelProfile(
-            guidance_scale=(
-                family.guidance_scale
-                if model.runner.guidance_scale is None
-                else float(model.runner.guidance_scale)
-            ),
-            num_inference_steps=model.runner.num_inference_steps or family.num_inference_steps,
-            trailing_timesteps=family.trailing_timesteps,
-        )
+        profile = served_profile(model)
         checker = load_safety_checker(model.runner.safety_checker, device, settings)
         return TextToImage.load(
             folder, device=device, dtype=dtype, profile=profile, safety_checker=checker

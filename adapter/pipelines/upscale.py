@@ -1,0 +1,71 @@
+"""Upscale glue: UpscaleForm -> functions.upscale -> ImageResponse with one image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from adapter.pipelines.base import PipelineRunner, StopCheck
+from adapter.pipelines.image_input import prepare_image, prepared_image
+from adapter.pipelines.image_to_image import image_response
+from adapter.pipelines.text_to_image import load_safety_checker
+from adapter.schemas import Pipeline, RequestModel, UpscaleForm
+
+if TYPE_CHECKING:
+    import torch
+
+    from adapter.config import ServedModel
+    from adapter.settings import Limits, Settings
+
+
+class UpscaleRunner(PipelineRunner):
+    pipeline = Pipeline.UPSCALE
+
+    async def prepare(self, request: RequestModel, limits: Limits) -> RequestModel:
+        assert isinstance(request, UpscaleForm)
+        request = await super().prepare(request, limits)
+        # The output has 16 times the input's pixels: the input's bound is the output's.
+        prepared, _size = await prepare_image(
+            request,
+            limits,
+            max_pixels=limits.max_upscale_input_pixels,
+            limit_name="max_upscale_input_pixels",
+        )
+        return prepared
+
+    def build_demo(self, folder: Path) -> None:
+        from functions.tiny_image_models import build_tiny_sd_upscaler
+
+        build_tiny_sd_upscaler(folder)
+
+    def load(
+        self,
+        model: ServedModel,
+        folder: Path,
+        device: torch.device,
+        dtype: torch.dtype,
+        settings: Settings,
+    ) -> Any:
+        from functions.upscale import Upscale
+
+        return Upscale.load(
+            folder,
+            device=device,
+            dtype=dtype,
+            num_inference_steps=model.runner.num_inference_steps,
+            safety_checker=load_safety_checker(model.runner.safety_checker, device, settings),
+        )
+
+    def run(self, handle: Any, request: RequestModel, should_stop: StopCheck) -> BaseModel:
+        assert isinstance(request, UpscaleForm)
+        result = handle.generate(
+            prompt=request.prompt,
+            image=prepared_image(request.image),
+            num_inference_steps=request.num_inference_steps,
+            seed=request.seed,
+            safety_check=request.safety_check,
+            should_stop=should_stop,
+        )
+        return image_response(result)
