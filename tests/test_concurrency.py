@@ -182,3 +182,54 @@ def test_limiter_hands_slots_over_in_arrival_order_and_recovers_from_cancelled_w
         return order
 
     assert asyncio.run(scenario()) == ["a", "c"]
+
+
+class StopWatchingTextToImage(TextToImageRunner):
+    """The real glue, which holds its job until the request is abandoned, then runs the real
+    pipeline with the stop flag up (it must stop between steps)."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.saw_stop = threading.Event()
+        self.finished = threading.Event()
+        self.outcome: list[str] = []
+
+    def run(self, pipe, request, should_stop):
+        self.started.set()
+        for _ in range(6000):
+            if should_stop():
+                self.saw_stop.set()
+                break
+            threading.Event().wait(0.01)
+        try:
+            return super().run(pipe, request, should_stop)
+        except BaseException as exc:
+            self.outcome.append(type(exc).__name__)
+            raise
+        finally:
+            self.finished.set()
+
+
+def test_a_client_leaving_stops_the_inference_and_frees_the_slot(
+    app_factory, tiny_sd, monkeypatch
+):
+    glue = StopWatchingTextToImage()
+    monkeypatch.setitem(PIPELINES, Pipeline.TEXT_TO_IMAGE, glue)
+    app = app_factory([sd_entry(tiny_sd)])
+    limiter = app.state.service.limiters["text-to-image/test/tiny-sd"]
+    with serve(app) as url:
+        with httpx.Client(base_url=url) as client, pytest.raises(httpx.ReadTimeout):
+            # The client gives up after 1 s and closes its connection.
+            client.post("/text-to-image", json=SMALL, timeout=httpx.Timeout(60, read=1))
+        assert glue.started.is_set()
+        assert glue.saw_stop.wait(60), "the pipeline never saw the stop flag"
+        for _ in range(6000):
+            if limiter.in_flight == 0:
+                break
+            threading.Event().wait(0.01)
+        assert limiter.in_flight == 0
+        assert glue.finished.wait(60)
+        assert glue.outcome == ["GenerationCancelled"]
+        # The model is free again for the next client.
+        monkeypatch.setitem(PIPELINES, Pipeline.TEXT_TO_IMAGE, TextToImageRunner())
+        assert httpx.post(f"{url}/text-to-image", json=SMALL, timeout=60).status_code == 200

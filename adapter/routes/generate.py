@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import JSONResponse, Response
 
 from adapter.auth import require_bearer_token
+from adapter.disconnect import cancel_on_disconnect
 from adapter.schemas import PIPELINE_SPECS, HTTPError, PipelineSpec, RequestModel
 from adapter.streaming import event_stream, wants_stream
 
@@ -37,8 +38,9 @@ def _endpoint(spec: PipelineSpec) -> Any:
         assert isinstance(body, RequestModel)
         service = request.app.state.service
         if wants_stream(body):
-            return await event_stream(service.stream(spec, body))
-        result = await service.handle(spec, body)
+            # Until the first event, a client leaving is seen here; after it, by the stream.
+            return await cancel_on_disconnect(request, event_stream(service.stream(spec, body)))
+        result = await cancel_on_disconnect(request, service.handle(spec, body))
         return JSONResponse(result.model_dump(mode="json"))
 
     generate.__name__ = spec.operation_id
