@@ -7,6 +7,7 @@ Only the entrypoint (`adapter.main`) reads the environment; everything else is h
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +62,19 @@ class Settings(BaseSettings):
         120.0, gt=0, description="Longest wait for a free slot before answering 503."
     )
     retry_after_s: int = Field(2, ge=0, description="Retry-After sent with a 503.")
+    compile_mode: Literal[
+        "default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"
+    ] = Field(
+        "default",
+        description="torch.compile mode for models with the SFAST (or TORCH_COMPILE) flag; see "
+        "docs/optimization-flags.md.",
+    )
+    compile_cache_dir: Path | None = Field(
+        None,
+        description="Where compiled kernels are kept (TorchInductor's cache, Triton's beneath "
+        "it); a persistent disk spares later starts the compiling. Default: "
+        "TORCHINDUCTOR_CACHE_DIR, else torch's own (/tmp/torchinductor_<user>).",
+    )
     limits: Limits = Field(default_factory=Limits)
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from adapter.pipelines.base import PipelineRunner, StopCheck
+from adapter.pipelines.optimization import optimize_pipeline
 from adapter.schemas import ImageResponse, Media, Pipeline, RequestModel, TextToImageParams
 
 if TYPE_CHECKING:
@@ -28,6 +29,20 @@ def load_safety_checker(source: str | None, device: torch.device, settings: Sett
         source, None, settings.model_dir
     )
     return SafetyChecker.load(folder, device)
+
+
+def warm_up(handle: Any) -> None:
+    """One image at the contract's default size, so that size is compiled before requests."""
+    defaults = TextToImageParams(prompt="warm-up")
+    handle.generate(
+        prompt=defaults.prompt,
+        height=defaults.height,
+        width=defaults.width,
+        num_inference_steps=2,
+        guidance_scale=defaults.guidance_scale,
+        seed=0,
+        safety_check=False,
+    )
 
 
 class TextToImageRunner(PipelineRunner):
@@ -59,9 +74,11 @@ class TextToImageRunner(PipelineRunner):
             trailing_timesteps=family.trailing_timesteps,
         )
         checker = load_safety_checker(model.runner.safety_checker, device, settings)
-        return TextToImage.load(
+        handle = TextToImage.load(
             folder, device=device, dtype=dtype, profile=profile, safety_checker=checker
         )
+        optimize_pipeline(handle.pipe, model, settings, warmup=lambda: warm_up(handle))
+        return handle
 
     def run(self, handle: Any, request: RequestModel, should_stop: StopCheck) -> BaseModel:
         from functions.media import png_data_url
