@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 # steps (PNDM, the SD 1.5 default, does without classifier-free guidance) would read overwritten
 # memory (torch raises an error then).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
+# "inductor" generates kernels (Triton on CUDA, C++ on the CPU): the speed-up. "eager" only
+# captures the graphs (TorchDynamo) and runs them as they are: no speed-up, but it shows in
+# seconds whether a model traces, where generating CPU kernels takes minutes.
+COMPILE_BACKENDS = ("inductor", "eager")
 
 
 def use_compile_cache(directory: Path) -> None:
@@ -64,8 +68,12 @@ def _fuse_qkv(pipe: Any) -> bool:
     return True
 
 
-def compile_pipeline(pipe: Any, mode: str = "default") -> list[str]:
+def compile_pipeline(pipe: Any, backend: str = "inductor", mode: str = "default") -> list[str]:
     """Prepare and compile `pipe` in place; returns what was done, for the log."""
+    if backend not in COMPILE_BACKENDS:
+        raise ValueError(
+            f"compile backend must be one of {', '.join(COMPILE_BACKENDS)}, got {backend!r}"
+        )
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
     # 1. Check that there is something to compile before changing anything.
@@ -83,9 +91,12 @@ def compile_pipeline(pipe: Any, mode: str = "default") -> list[str]:
         done.append("fused QKV")
 
     # 3. Compile in place: the pipeline keeps its own module objects (and their configs).
-    denoiser.compile(mode=mode)
-    done.append(f"compiled {type(denoiser).__name__} ({mode})")
+    # Modes are options of inductor only; other backends refuse them.
+    options: dict[str, Any] = {"mode": mode} if backend == "inductor" else {}
+    denoiser.compile(backend=backend, **options)
+    how = f"{backend}, {mode}" if options else backend
+    done.append(f"compiled {type(denoiser).__name__} ({how})")
     if isinstance(decoder, torch.nn.Module):
-        decoder.compile(mode=mode)
+        decoder.compile(backend=backend, **options)
         done.append("compiled VAE decoder")
     return done

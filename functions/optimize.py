@@ -26,6 +26,7 @@ def apply_optimization_flags(
     *,
     model_id: str,
     pipeline: str,
+    compile_backend: str = "inductor",
     compile_mode: str = "default",
     compile_cache_dir: Path | None = None,
     warmup: Callable[[], object] | None = None,
@@ -44,7 +45,7 @@ def apply_optimization_flags(
 
         if compile_cache_dir is not None:
             use_compile_cache(compile_cache_dir)
-        done += compile_pipeline(pipe, compile_mode)
+        done += compile_pipeline(pipe, compile_backend, compile_mode)
         if flags.sfast_warmup and warmup is not None:
             # The first call of a shape compiles: pay for it now, not in a client's request.
             warmup()

@@ -28,6 +28,7 @@ def optimize_pipeline(
         model.optimization_flags,
         model_id=model.model_id,
         pipeline=model.pipeline.value,
+        compile_backend=settings.compile_backend,
         compile_mode=settings.compile_mode,
         compile_cache_dir=settings.compile_cache_dir,
         warmup=warmup,
