@@ -143,8 +143,9 @@ def parse_optimization_flags(
         raise OptimizationFlagError(
             "DEEPCACHE",
             f"{model_id!r} is a Turbo/Lightning model (its id matches [-_]turbo or "
-            "[-_]lightning): with its 1 to 8 steps, reusing deep features on 2 of every 3 steps "
-            "visibly lowers quality and saves little; remove DEEPCACHE from this entry",
+            "[-_]lightning), distilled for 1 to 8 steps: DeepCache would run 2 of every 3 of "
+            "those few steps on stale deep features (and a 1-step model gains nothing); "
+            "remove DEEPCACHE from this entry",
         )
     return OptimizationFlags(
         sfast=sfast,
