@@ -28,6 +28,7 @@ from pydantic import (
 
 from adapter.modal_settings import ModalSettings
 from adapter.schemas import Pipeline
+from functions.optimization_flags import OptimizationFlagError, parse_optimization_flags
 
 logger = logging.getLogger(__name__)
 
@@ -262,9 +263,12 @@ def merge_entries(entries: list[ModelEntry], source: str = "aiModels.json") -> l
             continue
         first = group[0][1]
         runner = with_runner[0].runner if with_runner else first.runner
-        flags: dict[str, OptimizationFlagValue] = {}
-        for _, entry in group:
-            flags.update(entry.optimization_flags)
+        try:
+            flags = _merge_flags([entry for _, entry in group])
+            runner = _check_flags(flags, pipeline, model_id, first.warm, runner, where)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
         served.append(
             ServedModel(
                 pipeline=pipeline,
@@ -281,6 +285,50 @@ def merge_entries(entries: list[ModelEntry], source: str = "aiModels.json") -> l
         raise ConfigError("\n".join(problems))
     _check_defaults(served, source)
     return served
+
+
+def _merge_flags(entries: list[ModelEntry]) -> dict[str, OptimizationFlagValue]:
+    """One model's flags from all its entries, which must not contradict each other."""
+    flags: dict[str, OptimizationFlagValue] = {}
+    for entry in entries:
+        for name, value in entry.optimization_flags.items():
+            if name in flags and str(flags[name]).lower() != str(value).lower():
+                raise ConfigError(
+                    f"field 'optimization_flags.{name}': entries of one model must agree "
+                    f"(got {flags[name]!r} and {value!r})"
+                )
+            flags[name] = value
+    return flags
+
+
+def _check_flags(
+    flags: dict[str, OptimizationFlagValue],
+    pipeline: Pipeline,
+    model_id: str,
+    warm: bool,
+    runner: RunnerSettings,
+    where: str,
+) -> RunnerSettings:
+    """Check a model's optimization flags; returns its runner settings with BFLOAT16 applied."""
+    try:
+        parsed = parse_optimization_flags(flags, pipeline=pipeline.value, model_id=model_id)
+    except OptimizationFlagError as exc:
+        raise ConfigError(f"{where}: field 'optimization_flags.{exc.flag}': {exc}") from exc
+    if parsed.ignored:
+        logger.warning("%s: optimization_flags %s have no effect here", where, list(parsed.ignored))
+    if parsed.sfast and not warm:
+        logger.warning(
+            "%s: SFAST on a cold model: its first request waits for compiling; set warm: true",
+            where,
+        )
+    if parsed.bfloat16:
+        if runner.torch_dtype not in ("auto", "bfloat16"):
+            raise ConfigError(
+                f"{where}: field 'optimization_flags.BFLOAT16': contradicts runner.torch_dtype "
+                f"{runner.torch_dtype!r}; keep one"
+            )
+        runner = runner.model_copy(update={"torch_dtype": "bfloat16"})
+    return runner
 
 
 def _check_defaults(served: list[ServedModel], source: str) -> None:

@@ -121,6 +121,9 @@ class GpuModel:
             self._loaded_on = device
             moved_s = time.monotonic() - started
             logger.info("%s moved to %s in %.1f s", self.plan.name, device, moved_s)
+        # Compiling and warming up belong on the final device, after any snapshot.
+        model = self.plan.model
+        PIPELINES[model.pipeline].optimize(self._handle, model, self._settings)
 
     def _load(self, device: torch.device) -> None:
         model = self.plan.model

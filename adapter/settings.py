@@ -93,6 +93,24 @@ class Settings(BaseSettings):
         120.0, gt=0, description="Longest wait for a free slot before answering 503."
     )
     retry_after_s: int = Field(2, ge=0, description="Retry-After sent with a 503.")
+    compile_backend: Literal["inductor", "eager"] = Field(
+        "inductor",
+        description="torch.compile backend for SFAST: `inductor` generates fast kernels; "
+        "`eager` only captures graphs (no speed-up; to check quickly that a model traces).",
+    )
+    compile_mode: Literal[
+        "default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"
+    ] = Field(
+        "default",
+        description="torch.compile mode (inductor's) for models with the SFAST (or "
+        "TORCH_COMPILE) flag; see docs/optimization-flags.md.",
+    )
+    compile_cache_dir: Path | None = Field(
+        None,
+        description="Where compiled kernels are kept (TorchInductor's cache, Triton's beneath "
+        "it); a persistent disk spares later starts the compiling. Default: "
+        "TORCHINDUCTOR_CACHE_DIR, else torch's own (/tmp/torchinductor_<user>).",
+    )
     limits: Limits = Field(default_factory=Limits)
     backend: Literal["local", "modal", "http"] = Field(
         "local",

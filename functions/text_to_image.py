@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import json
 import random
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from PIL import Image
 
 from functions.cancel import stop_between_steps
 from functions.loading import has_fp16_variant
+from functions.model_families import is_lightning, is_turbo, lightning_steps
 from functions.safety import SafetyChecker
 
 DEFAULT_STEPS = 50
@@ -42,15 +42,13 @@ def profile_for(model_id: str) -> ModelProfile:
     Turbo and Lightning models are distilled without classifier-free guidance (guidance 0);
     Lightning checkpoints are trained for a fixed step count with trailing timesteps.
     """
-    name = model_id.lower()
-    if re.search(r"[-_]lightning", name) or name.endswith("lightning"):
-        steps = re.search(r"(\d+)[-_]?step", name)
+    if is_lightning(model_id):
         return ModelProfile(
             guidance_scale=0.0,
-            num_inference_steps=int(steps.group(1)) if steps else 4,
+            num_inference_steps=lightning_steps(model_id),
             trailing_timesteps=True,
         )
-    if re.search(r"[-_]turbo", name):
+    if is_turbo(model_id):
         return ModelProfile(guidance_scale=0.0)
     return ModelProfile()
 

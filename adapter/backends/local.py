@@ -147,7 +147,10 @@ class LocalBackend:
         )
         device = pick_device(self.settings.device)
         dtype = pick_dtype(device, model.runner.torch_dtype)
-        return PIPELINES[model.pipeline].load(model, folder, device, dtype, self.settings)
+        glue = PIPELINES[model.pipeline]
+        handle = glue.load(model, folder, device, dtype, self.settings)
+        glue.optimize(handle, model, self.settings)
+        return handle
 
     async def _ready_slot(self, model: ServedModel) -> _ModelSlot:
         slot = self._slots[model.key]

@@ -91,6 +91,19 @@ class PipelineRunner(ABC):
         """Move a handle loaded on the CPU to `device` (called only when `movable`)."""
         return handle.to(device)
 
+    def optimize(self, handle: Any, model: ServedModel, settings: Settings) -> None:
+        """Apply the model's optimization flags to a handle on its final device (compiling
+        there); called once after `load` (and `to_device`).
+
+        By default, to the diffusers pipeline at `handle.pipe`, compiled on its first request;
+        a pipeline with a warm-up of its own overrides this. The configuration refuses flags on
+        pipelines that take none, so other handles never get here with flags.
+        """
+        if model.optimization_flags:
+            from adapter.pipelines.optimization import optimize_pipeline
+
+            optimize_pipeline(handle.pipe, model, settings)
+
     def build_demo(self, folder: Path) -> None:
         """Save a tiny random-weight model of this pipeline at `folder` (the built-in demo)."""
         from adapter.config import ConfigError

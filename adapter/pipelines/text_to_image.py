@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from adapter.pipelines.base import PipelineRunner, StopCheck
+from adapter.pipelines.optimization import optimize_pipeline
 from adapter.schemas import ImageResponse, Media, Pipeline, RequestModel, TextToImageParams
 
 if TYPE_CHECKING:
@@ -47,6 +48,20 @@ def served_profile(model: ServedModel) -> ModelProfile:
     )
 
 
+def warm_up(handle: Any) -> None:
+    """One image at the contract's default size, so that size is compiled before requests."""
+    defaults = TextToImageParams(prompt="warm-up")
+    handle.generate(
+        prompt=defaults.prompt,
+        height=defaults.height,
+        width=defaults.width,
+        num_inference_steps=2,
+        guidance_scale=defaults.guidance_scale,
+        seed=0,
+        safety_check=False,
+    )
+
+
 class TextToImageRunner(PipelineRunner):
     pipeline = Pipeline.TEXT_TO_IMAGE
     movable = True
@@ -71,6 +86,9 @@ class TextToImageRunner(PipelineRunner):
         return TextToImage.load(
             folder, device=device, dtype=dtype, profile=profile, safety_checker=checker
         )
+
+    def optimize(self, handle: Any, model: ServedModel, settings: Settings) -> None:
+        optimize_pipeline(handle.pipe, model, settings, warmup=lambda: warm_up(handle))
 
     def run(self, handle: Any, request: RequestModel, should_stop: StopCheck) -> BaseModel:
         from functions.media import png_data_url
