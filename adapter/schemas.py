@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from fastapi import UploadFile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 
 class Pipeline(StrEnum):
@@ -58,6 +58,10 @@ class RequestModel(BaseModel):
     """Base of request bodies: unknown fields are ignored, as the runner ignores them."""
 
     model_config = ConfigDict(extra="ignore")
+
+    # What the adapter measured of the uploads while checking them (the input image's size,
+    # the audio's length in ms), for go-livepeer's unit rules; never part of the wire format.
+    _upload_facts: dict[str, int] = PrivateAttr(default_factory=dict)
 
 
 # --- JSON request bodies -------------------------------------------------------------------

@@ -93,3 +93,39 @@ def test_streamed_llm_requests_are_counted_once_the_stream_ends(app_factory, tin
     assert found[("runner_units_total", llm)] == 5
     assert found[("runner_gpu_seconds_total", llm)] > 0
     assert found[("runner_requests_in_flight", llm)] == 0
+
+
+def test_units_of_upload_pipelines_come_from_what_the_adapter_measured(
+    app_factory, tiny_sd, tiny_svd, tiny_upscaler, tiny_whisper
+):
+    from tests.audio import livepeer_form, wav
+    from tests.conftest import model_entry
+    from tests.livepeer_multipart import png_bytes, post_image
+
+    entries = [
+        model_entry("image-to-image", tiny_sd, "m/i2i"),
+        model_entry("image-to-video", tiny_svd, "m/i2v"),
+        model_entry("upscale", tiny_upscaler, "m/up"),
+        model_entry("audio-to-text", tiny_whisper, "m/a2t"),
+    ]
+    with running_client(app_factory(entries)) as client:
+        image = png_bytes(64, 48)
+        assert post_image(client, "/image-to-image", image, prompt="x", seed=1,
+                          num_inference_steps=1, num_images_per_prompt=2).status_code == 200
+        assert post_image(client, "/image-to-video", image, height=48, width=64,
+                          num_inference_steps=1).status_code == 200
+        assert post_image(client, "/upscale", png_bytes(32, 24), prompt="x",
+                          num_inference_steps=1).status_code == 200
+        body, headers = livepeer_form(wav(2.5), "clip.wav", return_timestamps="false")
+        assert client.post("/audio-to-text", content=body, headers=headers).status_code == 200
+        found = samples(client)
+
+    def units(pipeline, model):
+        return found[("runner_units_total", (("model", model), ("pipeline", pipeline)))]
+
+    # go-livepeer: input height x width x images; output size x 25 frames; input pixels;
+    # whole seconds of audio x 1000.
+    assert units("image-to-image", "m/i2i") == 64 * 48 * 2
+    assert units("image-to-video", "m/i2v") == 64 * 48 * 25
+    assert units("upscale", "m/up") == 32 * 24
+    assert units("audio-to-text", "m/a2t") == 2 * 1000

@@ -27,6 +27,7 @@ from adapter.pipelines.base import (
     off_loop,
     require_nonempty,
     upload_bytes,
+    with_upload_facts,
 )
 from adapter.schemas import AudioToTextForm, Chunk, Pipeline, RequestModel, TextResponse
 
@@ -116,7 +117,7 @@ class AudioToTextRunner(PipelineRunner):
                 f"Word timestamps are only supported for audio up to "
                 f"{MAX_WORD_TIMESTAMP_SECONDS} s; this audio is {audio.seconds:.0f} s."
             )
-        return request
+        return with_upload_facts(request, audio_duration_ms=round(audio.seconds * 1000))
 
     def build_demo(self, folder: Path) -> None:
         from functions.tiny_text_models import build_tiny_whisper

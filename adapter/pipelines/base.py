@@ -56,12 +56,11 @@ class PipelineRunner(ABC):
         return await buffer_uploads(request)
 
     def pricing_facts(self, request: RequestModel) -> RequestFacts:
-        """What go-livepeer's unit rule needs beyond the fields of a prepared request: the
-        input image's size, the audio's length (`pricing.units`). Pipelines with uploads
-        report what `prepare` learned decoding them; the others need nothing."""
+        """What go-livepeer's unit rule needs beyond the fields of a prepared request: what
+        `prepare` measured of its uploads (`with_upload_facts`)."""
         from pricing.units import RequestFacts
 
-        return RequestFacts()
+        return RequestFacts(**request._upload_facts)
 
     @abstractmethod
     def load(
@@ -109,6 +108,13 @@ class PipelineRunner(ABC):
         from adapter.config import ConfigError
 
         raise ConfigError(f"{self.pipeline.value} has no built-in demo model")
+
+
+def with_upload_facts(request: RequestModel, **facts: int) -> RequestModel:
+    """The request, noting what was measured of its uploads (see `pricing_facts`)."""
+    noted = request.model_copy()
+    noted._upload_facts = {**request._upload_facts, **facts}
+    return noted
 
 
 def upload_fields(request: RequestModel) -> dict[str, UploadFile]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from adapter.errors import BadRequestError, LimitExceededError
-from adapter.pipelines.base import in_memory_upload, off_loop, upload_bytes
+from adapter.pipelines.base import in_memory_upload, off_loop, upload_bytes, with_upload_facts
 from adapter.schemas import RequestModel
 
 if TYPE_CHECKING:
@@ -33,9 +33,10 @@ async def prepare_image(
 ) -> tuple[RequestModel, tuple[int, int]]:
     """Decode the request's uploaded image defensively, off the event loop.
 
-    Returns the request with the upload replaced by the checked image (as PNG) and the image's
-    (width, height). `max_pixels` is the pipeline's own limit named `limit_name`; the tighter of
-    it and `max_input_pixels` is checked from the header before decoding.
+    Returns the request with the upload replaced by the checked image (as PNG), noting its size
+    for pricing, and the image's (width, height). `max_pixels` is the pipeline's own limit
+    named `limit_name`; the tighter of it and `max_input_pixels` is checked from the header
+    before decoding.
     """
     upload: UploadFile = getattr(request, field)
     pixel_limit, name = limits.max_input_pixels, "max_input_pixels"
@@ -43,7 +44,9 @@ async def prepare_image(
         pixel_limit, name = max_pixels, limit_name
     png, size = await off_loop(_decode_and_encode, upload_bytes(upload), pixel_limit, name, field)
     checked = in_memory_upload(png, upload.filename, "image/png")
-    return request.model_copy(update={field: checked}), size
+    prepared = request.model_copy(update={field: checked})
+    width, height = size
+    return with_upload_facts(prepared, input_width=width, input_height=height), size
 
 
 def prepared_image(upload: UploadFile) -> Image.Image:
