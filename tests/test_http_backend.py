@@ -12,7 +12,8 @@ import pytest
 
 from adapter.backends.http import _form_value
 from tests.audio import livepeer_form, wav
-from tests.conftest import llm_entry, make_app, sd_entry, serve, whisper_entry
+from tests.conftest import llm_entry, make_app, model_entry, sd_entry, serve, whisper_entry
+from tests.livepeer_multipart import go_multipart, png_bytes
 from tests.runner_process import RunnerProcess
 from tests.test_llm_streaming import GREEDY, event_payloads
 
@@ -21,8 +22,11 @@ SMALL = {"prompt": "a lighthouse", "width": 64, "height": 48, "num_inference_ste
 
 
 @pytest.fixture(scope="module")
-def runner_entries(tiny_sd, tiny_whisper, tiny_llm):
-    return [sd_entry(tiny_sd), whisper_entry(tiny_whisper), llm_entry(tiny_llm)]
+def runner_entries(tiny_sd, tiny_svd, tiny_upscaler, tiny_whisper, tiny_llm):
+    return [sd_entry(tiny_sd), whisper_entry(tiny_whisper), llm_entry(tiny_llm),
+            model_entry("image-to-image", tiny_sd, "test/tiny-sd-img2img"),
+            model_entry("image-to-video", tiny_svd, "test/tiny-svd"),
+            model_entry("upscale", tiny_upscaler, "test/tiny-upscaler")]
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +44,26 @@ def fronting(runner, entries, token=TOKEN):
 
 # Each served pipeline's request, as go-livepeer sends it: (path, JSON body or multipart body).
 def pipeline_requests():
-    form, headers = livepeer_form(wav(1.5), filename="clip.wav", return_timestamps="true")
+    def multipart(body_and_headers):
+        body, headers = body_and_headers
+        return {"content": body, "headers": headers}
+
+    image = png_bytes(64, 48)
     return {
         "text-to-image": {"json": {**SMALL, "seed": 5}},
-        "audio-to-text": {"content": form, "headers": headers},
+        "audio-to-text": multipart(
+            livepeer_form(wav(1.5), filename="clip.wav", return_timestamps="true")
+        ),
         "llm": {"json": GREEDY},
+        "image-to-image": multipart(
+            go_multipart(image, "in.png", prompt="x", seed=3, num_inference_steps=2)
+        ),
+        "image-to-video": multipart(
+            go_multipart(image, "in.png", height=48, width=64, seed=3, num_inference_steps=2)
+        ),
+        "upscale": multipart(
+            go_multipart(png_bytes(32, 24), "in.png", prompt="x", seed=3, num_inference_steps=2)
+        ),
     }
 
 
