@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from functions.cancel import stop_between_steps
-from functions.loading import diffusers_load_kwargs, model_index
+from functions.loading import load_pipeline_of_class
 from functions.safety import SafetyChecker
 from functions.text_to_image import MAX_SEED
 
@@ -128,18 +128,11 @@ class ImageToVideo:
     ) -> ImageToVideo:
         from diffusers import StableVideoDiffusionPipeline
 
-        class_name = model_index(folder).get("_class_name")
-        if class_name != StableVideoDiffusionPipeline.__name__:
-            raise ValueError(
-                f"{folder} holds a {class_name}; image-to-video serves "
-                "StableVideoDiffusionPipeline models"
-            )
-        pipe = StableVideoDiffusionPipeline.from_pretrained(
-            folder, **diffusers_load_kwargs(folder, dtype)
+        pipe = load_pipeline_of_class(
+            StableVideoDiffusionPipeline, folder, dtype, device, "image-to-video"
         )
-        pipe.set_progress_bar_config(disable=True)
         return cls(
-            pipe.to(device),
+            pipe,
             num_frames=num_frames,
             num_inference_steps=num_inference_steps,
             decode_chunk_size=decode_chunk_size,

@@ -66,3 +66,18 @@ def diffusers_load_kwargs(folder: Path, dtype: torch.dtype) -> dict[str, Any]:
     if "requires_safety_checker" in index:
         kwargs["requires_safety_checker"] = False
     return kwargs
+
+
+def load_pipeline_of_class(
+    pipeline_class: Any, folder: Path, dtype: torch.dtype, device: torch.device, task: str
+) -> Any:
+    """`pipeline_class.from_pretrained(folder)` on `device`, refusing a folder that holds
+    another kind of pipeline with a message naming both."""
+    class_name = model_index(folder).get("_class_name")
+    if class_name != pipeline_class.__name__:
+        raise ValueError(
+            f"{folder} holds a {class_name}; {task} serves {pipeline_class.__name__} models"
+        )
+    pipe = pipeline_class.from_pretrained(folder, **diffusers_load_kwargs(folder, dtype))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from functions.cancel import GenerationCancelled
-from functions.loading import diffusers_load_kwargs, model_index
+from functions.loading import load_pipeline_of_class
 from functions.safety import SafetyChecker
 from functions.text_to_image import MAX_SEED, GeneratedImages, prompt_slots, split_prompt
 
@@ -49,18 +49,11 @@ class Upscale:
     ) -> Upscale:
         from diffusers import StableDiffusionUpscalePipeline
 
-        class_name = model_index(folder).get("_class_name")
-        if class_name != StableDiffusionUpscalePipeline.__name__:
-            raise ValueError(
-                f"{folder} holds a {class_name}; upscale serves StableDiffusionUpscalePipeline "
-                "models"
-            )
-        pipe = StableDiffusionUpscalePipeline.from_pretrained(
-            folder, **diffusers_load_kwargs(folder, dtype)
+        pipe = load_pipeline_of_class(
+            StableDiffusionUpscalePipeline, folder, dtype, device, "upscale"
         )
-        pipe.set_progress_bar_config(disable=True)
         return cls(
-            pipe.to(device), num_inference_steps=num_inference_steps, safety_checker=safety_checker
+            pipe, num_inference_steps=num_inference_steps, safety_checker=safety_checker
         )
 
     @property

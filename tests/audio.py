@@ -8,6 +8,8 @@ import wave
 import av
 import numpy as np
 
+from tests.livepeer_multipart import go_multipart
+
 # (container, audio codec, sample rate): Opus only takes 48 kHz.
 FORMATS = {
     "mp3": ("mp3", "libmp3lame", 44_100),
@@ -93,19 +95,5 @@ def png() -> bytes:
 def livepeer_form(
     data: bytes, filename: str = "audio.bin", **fields: str
 ) -> tuple[bytes, dict[str, str]]:
-    """A multipart body as go-livepeer writes it: the file part first, named `audio`, as
-    application/octet-stream with the original file name, then only the fields that are set."""
-    boundary = "livepeer-test-boundary-7f3a"
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="audio"; '
-        f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
-        + data
-        + b"\r\n"
-    ]
-    for name, value in fields.items():
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-            f"{value}\r\n".encode()
-        )
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    """A multipart body as go-livepeer writes it, with the audio as the file part."""
+    return go_multipart(data, filename, field="audio", **fields)
