@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -22,15 +23,21 @@ def accepted_tokens(global_token: str, entry_tokens: tuple[str, ...]) -> tuple[s
     return tuple(sorted({token for token in (global_token, *entry_tokens) if token}))
 
 
-def require_bearer_token(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    tokens: tuple[str, ...] = request.app.state.service.tokens
-    if not tokens:
-        return
-    given = credentials.credentials.encode() if credentials is not None else b""
-    # Compare against every token, without stopping early, so timing reveals nothing.
-    matches = [secrets.compare_digest(given, token.encode()) for token in tokens]
-    if credentials is None or not any(matches):
-        raise UnauthorizedError("Invalid bearer token.")
+def bearer_token_required(message: str) -> Callable[..., None]:
+    """The dependency that guards a generate route, refusing with the runner's `message`
+    (its /llm and /image-to-text routes word it without the final period)."""
+
+    def require_bearer_token(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        tokens: tuple[str, ...] = request.app.state.service.tokens
+        if not tokens:
+            return
+        given = credentials.credentials.encode() if credentials is not None else b""
+        # Compare against every token, without stopping early, so timing reveals nothing.
+        matches = [secrets.compare_digest(given, token.encode()) for token in tokens]
+        if credentials is None or not any(matches):
+            raise UnauthorizedError(message)
+
+    return require_bearer_token

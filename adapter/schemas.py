@@ -359,6 +359,8 @@ class PipelineSpec(BaseModel):
     extra_error_statuses: tuple[int, ...] = ()
     # The field that names the model: `model` for /llm, `model_id` elsewhere.
     model_field: str = "model_id"
+    # The runner's 401 message; its /llm and /image-to-text routes drop the final period.
+    unauthorized_msg: str = "Invalid bearer token."
 
 
 PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
@@ -428,6 +430,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
             description="Generate text using a language model.",
             operation_id="genLLM",
             model_field="model",
+            unauthorized_msg="Invalid bearer token",
         ),
         PipelineSpec(
             pipeline=Pipeline.IMAGE_TO_TEXT,
@@ -438,6 +441,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
             description="Transform image files to text.",
             operation_id="genImageToText",
             extra_error_statuses=(413,),
+            unauthorized_msg="Invalid bearer token",
         ),
         PipelineSpec(
             pipeline=Pipeline.TEXT_TO_SPEECH,

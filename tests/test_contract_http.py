@@ -35,6 +35,16 @@ def test_missing_or_wrong_token_gets_401_with_the_contract_body(app_factory, tin
     assert response.headers["www-authenticate"] == "Bearer"
 
 
+def test_llm_and_image_to_text_word_their_401_as_the_runner_does(app_factory, tiny_sd):
+    with running_client(app_factory([sd_entry(tiny_sd)], auth_token="s3cret")) as client:
+        llm = client.post("/llm", json={"messages": [{"role": "user", "content": "hi"}]})
+        i2t = client.post("/image-to-text", files={"image": ("a.png", b"x")})
+    for response in (llm, i2t):
+        assert response.status_code == 401
+        assert response.json() == {"detail": {"msg": "Invalid bearer token"}}
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
 def test_right_token_is_served_and_service_routes_need_none(app_factory, tiny_sd):
     with running_client(app_factory([sd_entry(tiny_sd)], auth_token="s3cret")) as client:
         ok = client.post("/text-to-image", json=SMALL, headers={"Authorization": "Bearer s3cret"})

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import JSONResponse, Response
 
-from adapter.auth import require_bearer_token
+from adapter.auth import bearer_token_required
 from adapter.disconnect import cancel_on_disconnect
 from adapter.schemas import PIPELINE_SPECS, HTTPError, PipelineSpec, RequestModel
 from adapter.streaming import event_stream, wants_stream
@@ -48,7 +48,7 @@ def _endpoint(spec: PipelineSpec) -> Any:
 
 
 def build_router() -> APIRouter:
-    router = APIRouter(tags=["generate"], dependencies=[Depends(require_bearer_token)])
+    router = APIRouter(tags=["generate"])
     for spec in PIPELINE_SPECS.values():
         statuses = (400, 401, *spec.extra_error_statuses, 500, 503)
         responses: dict[int | str, dict[str, Any]] = {
@@ -57,10 +57,12 @@ def build_router() -> APIRouter:
         }
         endpoint = _endpoint(spec)
         path = f"/{spec.pipeline.value}"
+        auth = [Depends(bearer_token_required(spec.unauthorized_msg))]
         router.add_api_route(
             path,
             endpoint,
             methods=["POST"],
+            dependencies=auth,
             response_model=spec.response,
             responses=responses,
             summary=spec.summary,
@@ -68,5 +70,7 @@ def build_router() -> APIRouter:
             operation_id=spec.operation_id,
         )
         # The runner answers with a trailing slash too, outside the schema.
-        router.add_api_route(path + "/", endpoint, methods=["POST"], include_in_schema=False)
+        router.add_api_route(
+            path + "/", endpoint, methods=["POST"], dependencies=auth, include_in_schema=False
+        )
     return router
