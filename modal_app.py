@@ -6,7 +6,7 @@ deploys the models of the aiModels.json at ADAPTER_MODELS_CONFIG (default: the s
 examples/aiModels.modal.json). Weights come from the Volume that `modal run modal_download.py`
 fills; the adapter's bearer token from the Secret `livepeer-runner-auth` (AUTH_TOKEN). Every
 setting is computed as plain data in adapter/modal_plan.py; this file only wires Modal objects.
-See docs/modal.md.
+See README.md, "Serving on Modal".
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     ] = Field(
         "default",
         description="torch.compile mode (inductor's) for models with the SFAST (or "
-        "TORCH_COMPILE) flag; see docs/optimization-flags.md.",
+        "TORCH_COMPILE) flag; see README.md, Optimization flags.",
     )
     compile_cache_dir: Path | None = Field(
         None,
