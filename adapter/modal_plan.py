@@ -57,6 +57,7 @@ LOCAL_PACKAGES = ("adapter", "functions", "pricing")
 PYTHON_VERSION = "3.11"
 
 MODELS_MOUNT = "/models"
+COMPILE_CACHE_DIR = f"{MODELS_MOUNT}/.compile-cache"
 # Containers rebuild the plan from this variable, so they define the same classes as the deploy.
 MODELS_JSON_ENV = "RUNNER_MODELS_JSON"
 # Beyond a class's own limits (start + run), time for Modal to queue and route the call.

@@ -37,6 +37,7 @@ from adapter.backends.local import _ensure_demo_model, _pipeline_errors
 from adapter.config import ServedModel
 from adapter.errors import BadRequestError, ModelUnavailableError
 from adapter.modal_plan import (
+    COMPILE_CACHE_DIR,
     IMAGE_PACKAGES,
     LOCAL_PACKAGES,
     MODELS_MOUNT,
@@ -63,7 +64,15 @@ def build_image() -> modal.Image:
     return (
         modal.Image.debian_slim(python_version=PYTHON_VERSION)
         .uv_pip_install(*IMAGE_PACKAGES)
-        .env({"HF_HUB_CACHE": MODELS_MOUNT, "HF_HUB_DISABLE_TELEMETRY": "1"})
+        .env(
+            {
+                "HF_HUB_CACHE": MODELS_MOUNT,
+                "HF_HUB_DISABLE_TELEMETRY": "1",
+                # Compiled kernels (SFAST) kept on the weights Volume: a new container reloads
+                # them instead of compiling for minutes.
+                "ADAPTER_COMPILE_CACHE_DIR": COMPILE_CACHE_DIR,
+            }
+        )
         .add_local_python_source(*LOCAL_PACKAGES)
     )
 

@@ -17,7 +17,7 @@ from adapter.capacity import CapacityLimiter
 from adapter.config import ServedModel
 from adapter.errors import UnknownModelError
 from adapter.metrics import RunnerMetrics
-from adapter.pipelines import PIPELINES
+from adapter.pipelines import glue_for
 from adapter.schemas import (
     HealthStatus,
     Pipeline,
@@ -90,7 +90,7 @@ class RunnerService:
         with self.metrics.request(spec.pipeline) as record:
             model = self.resolve(spec.pipeline, requested_model_id(spec, request))
             record.model = model.model_id
-            glue = PIPELINES[spec.pipeline]
+            glue = glue_for(spec.pipeline)
             # Checked (and uploads decoded) before a slot is taken: bad input costs no capacity.
             request = await glue.prepare(request, self.settings.limits)
             record.count_units(request, glue.pricing_facts(request))

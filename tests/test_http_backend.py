@@ -233,3 +233,18 @@ def test_a_stream_arrives_while_the_runner_generates_and_leaving_stops_it(
                 assert gated.saw_stop.wait(60), "the runner's generation never stopped"
     finally:
         gated.gate.set()
+
+
+def test_a_pipeline_without_an_implementation_here_is_still_forwarded(tmp_path, runner):
+    """segment-anything-2 has no implementation in this package, but the http backend can
+    front a runner that has one: the request is forwarded, and that runner's answer (here
+    our own runner's refusal) comes back with the contract's status and body."""
+    entry = {"pipeline": "segment-anything-2", "model_id": "facebook/sam2-hiera-large",
+             "runner": {"upstream_url": runner.url, "upstream_token": TOKEN}}
+    body, headers = go_multipart(png_bytes(32, 32), "in.png", field="image",
+                                 multimask_output=True)
+    with serve(http_adapter(tmp_path, [entry])) as url:
+        response = httpx.post(f"{url}/segment-anything-2", content=body, headers=headers,
+                              timeout=60)
+    assert response.status_code == 400
+    assert response.json()["detail"]["msg"].startswith("Pipeline segment-anything-2 is not served")

@@ -5,6 +5,11 @@ To add a pipeline: a module here with a `PipelineRunner` subclass, and one line 
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import BaseModel
+
+from adapter.config import ConfigError
 from adapter.pipelines.audio_to_text import AudioToTextRunner
 from adapter.pipelines.base import PipelineRunner
 from adapter.pipelines.image_to_image import ImageToImageRunner
@@ -25,3 +30,26 @@ PIPELINES: dict[Pipeline, PipelineRunner] = {
         LLMRunner(),
     )
 }
+
+
+class ForwardedOnlyRunner(PipelineRunner):
+    """A pipeline of the contract with no implementation here. Its requests are checked and
+    their uploads buffered like any other, so a backend that forwards them (http) can serve
+    them from a runner that implements it; loading it here is refused."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline  # type: ignore[misc]
+
+    def load(self, *_args: Any) -> Any:
+        raise ConfigError(
+            f"{self.pipeline.value} has no implementation here; serve it through the http "
+            "backend from a runner that implements it"
+        )
+
+    def run(self, *_args: Any) -> BaseModel:
+        raise ConfigError(f"{self.pipeline.value} has no implementation here")
+
+
+def glue_for(pipeline: Pipeline) -> PipelineRunner:
+    """The pipeline's glue, or the forward-only one where it has none."""
+    return PIPELINES.get(pipeline) or ForwardedOnlyRunner(pipeline)
