@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from functions.cancel import stop_between_steps
+from functions.fast_path import FastPathOptions, apply_fast_path, images_from_tensor
 from functions.loading import has_fp16_variant
 from functions.safety import SafetyChecker
 
@@ -68,10 +69,12 @@ class TextToImage:
         pipe: Any,
         profile: ModelProfile = ModelProfile(),
         safety_checker: SafetyChecker | None = None,
+        fast_path: FastPathOptions | None = None,
     ) -> None:
         self.pipe = pipe
         self.profile = profile
         self.safety_checker = safety_checker
+        self.fast_path = fast_path
         parameters = inspect.signature(pipe.__call__).parameters
         # SDXL takes a second prompt for its second text encoder, SD3 a third: '|' feeds them.
         self._prompt_slots = 1 + sum(f"prompt_{n}" in parameters for n in (2, 3))
@@ -85,7 +88,10 @@ class TextToImage:
         dtype: torch.dtype,
         profile: ModelProfile = ModelProfile(),
         safety_checker: SafetyChecker | None = None,
+        fast_path: FastPathOptions | None = None,
     ) -> TextToImage:
+        """Load the pipeline at `folder` onto `device`; with `fast_path`, apply it
+        (functions.fast_path), else run stock diffusers."""
         from diffusers import AutoPipelineForText2Image, EulerDiscreteScheduler
 
         kwargs: dict[str, Any] = {"dtype": dtype}
@@ -102,7 +108,10 @@ class TextToImage:
                 pipe.scheduler.config, timestep_spacing="trailing"
             )
         pipe.set_progress_bar_config(disable=True)
-        return cls(pipe.to(device), profile, safety_checker)
+        pipe = pipe.to(device)
+        if fast_path is not None:
+            apply_fast_path(pipe, fast_path)
+        return cls(pipe, profile, safety_checker, fast_path)
 
     def _split_prompt(self, name: str, text: str) -> dict[str, str]:
         parts = [part.strip() for part in text.split("|")] if text else []
@@ -156,7 +165,8 @@ class TextToImage:
         seeds = [base_seed + i for i in range(num_images)]
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
 
-        # 4. Denoise and decode.
+        # 4. Denoise and decode; the fast path rounds pixels to uint8 on the device.
+        on_device = self.fast_path is not None and self.fast_path.uint8_on_device
         output = self.pipe(
             **prompts,
             height=height,
@@ -165,10 +175,12 @@ class TextToImage:
             guidance_scale=guidance,
             num_images_per_prompt=num_images,
             generator=generators,
-            output_type="pil",
+            output_type="pt" if on_device else "pil",
             callback_on_step_end=stop_between_steps(should_stop),
         )
-        images: list[Image.Image] = output.images
+        images: list[Image.Image] = (
+            images_from_tensor(output.images) if on_device else output.images
+        )
 
         # 5. Flag, never alter, what the safety checker finds.
         if safety_check and self.safety_checker is not None:

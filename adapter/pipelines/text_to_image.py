@@ -17,6 +17,24 @@ if TYPE_CHECKING:
     from adapter.settings import Settings
 
 
+def fast_path_for(model: ServedModel, device: torch.device) -> Any:
+    """The fast-path options for `model` on `device` (None: stock diffusers)."""
+    from dataclasses import replace
+
+    from functions.fast_path import default_fast_path
+
+    options = default_fast_path(device) if model.runner.fast_path else None
+    compiling = any(
+        str(model.optimization_flags.get(flag, "")).lower() == "true"
+        for flag in ("SFAST", "TORCH_COMPILE")
+    )
+    if options is not None and compiling:
+        # A module compiled in place (the SFAST flag) must not have our graph code traced into
+        # it; the compiler's own CUDA graphs (mode reduce-overhead) take their place.
+        options = replace(options, cuda_graphs=False)
+    return options
+
+
 def load_safety_checker(source: str | None, device: torch.device, settings: Settings) -> Any:
     """The configured safety checker (a folder, or a model id in the HF cache), or None."""
     if not source:
@@ -60,7 +78,12 @@ class TextToImageRunner(PipelineRunner):
         )
         checker = load_safety_checker(model.runner.safety_checker, device, settings)
         return TextToImage.load(
-            folder, device=device, dtype=dtype, profile=profile, safety_checker=checker
+            folder,
+            device=device,
+            dtype=dtype,
+            profile=profile,
+            safety_checker=checker,
+            fast_path=fast_path_for(model, device),
         )
 
     def run(self, handle: Any, request: RequestModel, should_stop: StopCheck) -> BaseModel:
