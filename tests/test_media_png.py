@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 
 from bench.images import IMAGE_KINDS
-from functions.media import encode_png, image_png, pillow_png_data_url, png_data_url
+from functions.media import (
+    encode_png,
+    image_png,
+    pillow_png_data_url,
+    png_data_url,
+    png_data_urls,
+)
 
 
 def decode_data_url(url: str) -> Image.Image:
@@ -89,3 +95,12 @@ def test_compresses_a_smooth_picture():
 def test_refuses_what_it_cannot_write(pixels, message):
     with pytest.raises(ValueError, match=message):
         encode_png(pixels)
+
+
+def test_several_images_encode_in_order():
+    frames = [IMAGE_KINDS["noise"](16, 24, seed) for seed in range(5)]
+    urls = png_data_urls([Image.fromarray(frame) for frame in frames])
+    assert [np.asarray(decode_data_url(url)).tolist() for url in urls] == [
+        frame.tolist() for frame in frames
+    ]
+    assert png_data_urls([]) == []

@@ -87,7 +87,7 @@ class TextToImageRunner(PipelineRunner):
         )
 
     def run(self, handle: Any, request: RequestModel, should_stop: StopCheck) -> BaseModel:
-        from functions.media import png_data_url
+        from functions.media import png_data_urls
 
         assert isinstance(request, TextToImageParams)
         result = handle.generate(
@@ -102,9 +102,10 @@ class TextToImageRunner(PipelineRunner):
             safety_check=request.safety_check,
             should_stop=should_stop,
         )
+        urls = png_data_urls(result.images)
         return ImageResponse(
             images=[
-                Media(url=png_data_url(image), seed=seed, nsfw=nsfw)
-                for image, seed, nsfw in zip(result.images, result.seeds, result.nsfw, strict=True)
+                Media(url=url, seed=seed, nsfw=nsfw)
+                for url, seed, nsfw in zip(urls, result.seeds, result.nsfw, strict=True)
             ]
         )
