@@ -229,7 +229,8 @@ def _init(module_class: type, config: dict[str, Any], device: torch.device,
     # CPU) and cast to the dtype it is saved in.
     with torch.device(device):
         module = module_class(**config)
-    return module.to(dtype)
+    # `.to(device)` too: a few buffers (SVD's blend factors) are made on the CPU regardless.
+    return module.to(device=device, dtype=dtype)
 
 
 def _clip_text_model(config: dict[str, Any], with_projection: bool, device: torch.device,

@@ -100,9 +100,10 @@ def apply_fast_path(pipe: Any, options: FastPathOptions) -> list[str]:
         done.append("VAE resident in float32")
     if options.channels_last:
         for module in (denoiser, vae):
-            if module is not None:
+            # Video models' 3-D convolutions have 5-D weights, which have no channels-last.
+            if module is not None and all(p.dim() <= 4 for p in module.parameters()):
                 module.to(memory_format=torch.channels_last)
-        done.append("channels-last")
+                done.append(f"channels-last {type(module).__name__}")
     if options.fuse_qkv and callable(getattr(pipe, "fuse_qkv_projections", None)):
         from diffusers import AutoencoderKL
 
