@@ -31,15 +31,17 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     marks = {"started": time.monotonic()}
     import torch
 
-    from bench.paths import PROMPT
+    from bench.constants import PROMPT
 
     marks["imported_torch"] = time.monotonic()
     device = torch.device(args.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     if args.path == "stock":
-        from diffusers import AutoPipelineForText2Image
+        # Only what the runner imports: torch, diffusers, Pillow.
+        import base64
+        import io
 
-        from functions.media import pillow_png_data_url
+        from diffusers import AutoPipelineForText2Image
 
         marks["imported"] = time.monotonic()
         pipe = AutoPipelineForText2Image.from_pretrained(args.folder, dtype=dtype)
@@ -49,7 +51,9 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
         marks["to_device"] = time.monotonic()
         image = pipe(prompt=PROMPT, height=args.size, width=args.size, num_inference_steps=1,
                      guidance_scale=0.0, generator=torch.Generator("cpu").manual_seed(1)).images[0]
-        url = pillow_png_data_url(image)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
     else:
         from adapter.pipelines.text_to_image import TextToImageRunner
         from adapter.schemas import TextToImageParams

@@ -155,6 +155,7 @@ def run_case(case: DiffusionCase, *, models: Path, device: torch.device, dtype: 
             "stock_seed_vs_next_seed": pixel_difference(outputs["stock"], other_seed),
             "images": len(outputs["stock"]),
         },
+        "graphs": {name: path.graph_stats() for name, path in loaded.items() if name != "stock"},
         **flops.floor(case_flops(case, tiny), rate),
     }
     result["ours_over_floor"] = timings["ours"].median / result["floor_s"]

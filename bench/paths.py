@@ -12,7 +12,8 @@ neither runs a safety checker (the runner's costs 17-32 ms per image on an H100)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,10 @@ from typing import Any
 import torch
 from PIL import Image
 
+from bench.constants import PROMPT
 from functions.fast_path import FastPathOptions, apply_fast_path, images_from_tensor
 from functions.media import pillow_png_data_url, png_data_urls
 
-PROMPT = "a lighthouse on a cliff at dusk, waves, volumetric light, highly detailed"
 # The runner's image-to-video settings (its defaults; decode_chunk_size 4 in the runner).
 SVD_SETTINGS: dict[str, Any] = {
     "fps": 6,
@@ -40,6 +41,32 @@ class Loaded:
 
     run: Callable[[int], list[str]]
     pipe: Any  # kept so the weights stay loaded
+
+    def graph_stats(self) -> dict[str, dict[str, int]]:
+        """How each graphed module's calls went (empty for stock)."""
+        from functions.cuda_graphs import graphed_calls
+
+        stats = {}
+        for name, module in self.pipe.components.items():
+            if isinstance(module, torch.nn.Module):
+                for method, graphed in graphed_calls(module).items():
+                    stats[f"{name}.{method}"] = {
+                        "captured": graphed.stats.captured,
+                        "replayed": graphed.stats.replayed,
+                        "eager": graphed.stats.eager,
+                        "refused": len(graphed.stats.refused),
+                        "invalidated": graphed.stats.invalidated,
+                    }
+        return stats
+
+
+@contextmanager
+def torch_defaults() -> Iterator[None]:
+    """cuDNN as a fresh process has it: ours turns on cuDNN autotuning process-wide, and the
+    stock path, timed in the same process, must not benefit from it."""
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False,
+                                    allow_tf32=True):
+        yield
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -67,14 +94,15 @@ def stock_text_to_image(folder: Path, model_id: str, device: torch.device, dtype
     pipe = pipe.to(device)
 
     def run(seed: int) -> list[str]:
-        images = pipe(
-            prompt=PROMPT,
-            height=params["height"],
-            width=params["width"],
-            num_inference_steps=params["steps"],
-            guidance_scale=0.0,
-            generator=_generator(seed),
-        ).images
+        with torch_defaults():
+            images = pipe(
+                prompt=PROMPT,
+                height=params["height"],
+                width=params["width"],
+                num_inference_steps=params["steps"],
+                guidance_scale=0.0,
+                generator=_generator(seed),
+            ).images
         return [pillow_png_data_url(image) for image in images]
 
     return Loaded(run, pipe)
@@ -136,7 +164,9 @@ def stock_image_to_video(folder: Path, device: torch.device, dtype: torch.dtype,
     pipe = pipe.to(device)
 
     def run(seed: int) -> list[str]:
-        return [pillow_png_data_url(frame) for frame in _svd_call(pipe, params, seed, "pil")]
+        with torch_defaults():
+            frames = _svd_call(pipe, params, seed, "pil")
+        return [pillow_png_data_url(frame) for frame in frames]
 
     return Loaded(run, pipe)
 
@@ -188,7 +218,9 @@ def stock_upscale(folder: Path, device: torch.device, dtype: torch.dtype,
     pipe = pipe.to(device)
 
     def run(seed: int) -> list[str]:
-        return [pillow_png_data_url(image) for image in _upscale_call(pipe, params, seed, "pil")]
+        with torch_defaults():
+            images = _upscale_call(pipe, params, seed, "pil")
+        return [pillow_png_data_url(image) for image in images]
 
     return Loaded(run, pipe)
 

@@ -69,6 +69,9 @@ def test_diffusion_cases_time_both_paths_and_match_stock(tiny_run, key):
     assert difference["variants_vs_stock_same_seed"]["ours+layout"]["max"] <= 2.0
     assert difference["stock_seed_vs_next_seed"]["mean"] > 1.0
     assert difference["images"] == (3 if key == "c" else 1)
+    # The graph wrappers were on our path's modules; on the CPU every call ran eagerly.
+    unet = case["graphs"]["ours"]["unet.forward"]
+    assert unet["eager"] > 0 and unet["captured"] == unet["replayed"] == 0
     assert case["total_flops"] == sum(case["flops"].values()) > 0
     assert positive(case["floor_s"]) and positive(case["ours_over_floor"])
 
