@@ -22,7 +22,8 @@ def accepted_tokens(global_token: str, entry_tokens: tuple[str, ...]) -> tuple[s
     return tuple(sorted({token for token in (global_token, *entry_tokens) if token}))
 
 
-def require_bearer_token(
+async def require_bearer_token(
+    # async: a plain `def` dependency costs every request a hop to the thread pool and back.
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
