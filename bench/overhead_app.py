@@ -1,8 +1,9 @@
-"""The two servers of case (f): the adapter with a backend whose image is ready, and a bare
-FastAPI route returning the same JSON, each run by uvicorn in its own process:
+"""The servers of case (f): the adapter with a backend whose image is ready, and bare FastAPI
+routes returning the same JSON, each run by uvicorn in its own process:
 
     python -m bench.overhead_app adapter --port 8001 --capacity 4 --size 512
-    python -m bench.overhead_app bare --port 8002 --size 512
+    python -m bench.overhead_app bare --port 8002 --size 512        # JSONResponse per request
+    python -m bench.overhead_app bare-bytes --port 8003 --size 512  # bytes made once
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from PIL import Image
 from pydantic import BaseModel
 
@@ -70,13 +71,18 @@ def adapter_app(size: int, capacity: int) -> FastAPI:
     return create_app(settings, models, ReadyImageBackend(ready_response(size)))
 
 
-def bare_app(size: int) -> FastAPI:
+def bare_app(size: int, preserialized: bool = False) -> FastAPI:
+    """A FastAPI route that reads the JSON body and returns the payload: as FastAPI apps
+    usually do (JSONResponse), or, the floor of any route, bytes serialized once at start."""
     app = FastAPI()
     body = ready_response(size).model_dump(mode="json")
+    body_bytes = ready_response(size).model_dump_json().encode()
 
     @app.post("/text-to-image")
-    async def text_to_image(request: Request) -> JSONResponse:
+    async def text_to_image(request: Request) -> Response:
         await request.json()
+        if preserialized:
+            return Response(body_bytes, media_type="application/json")
         return JSONResponse(body)
 
     @app.get("/health")
@@ -90,12 +96,13 @@ def main() -> None:
     import uvicorn
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["adapter", "bare"])
+    parser.add_argument("kind", choices=["adapter", "bare", "bare-bytes"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--capacity", type=int, default=4)
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args()
-    app = adapter_app(args.size, args.capacity) if args.kind == "adapter" else bare_app(args.size)
+    app = (adapter_app(args.size, args.capacity) if args.kind == "adapter"
+           else bare_app(args.size, preserialized=args.kind == "bare-bytes"))
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 

@@ -204,7 +204,9 @@ def table_rows(run: dict[str, Any]) -> list[list[str]]:
                 _t(stats["bare"]["p50_s"]), _t(stats["adapter"]["p50_s"]),
                 f"ratio {row['p50_ratio']:.2f}", "<= 1.3", "-", "-",
                 f"{_signed(row['p50_added_s'])}; {stats['adapter']['requests_per_s']:.0f} vs "
-                f"{stats['bare']['requests_per_s']:.0f} req/s",
+                f"{stats['bare']['requests_per_s']:.0f} req/s; bytes-only route p50 "
+                f"{_t(stats['bare-bytes']['p50_s'])} (ratio "
+                f"{row['p50_ratio_to_bytes_route']:.2f})",
             ])
     return rows
 

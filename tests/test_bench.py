@@ -102,10 +102,10 @@ def test_overhead_compares_adapter_and_bare_route(tiny_run):
     case = tiny_run[0]["cases"]["f"]
     assert [row["concurrency"] for row in case["rows"]] == [1, 2]
     for row in case["rows"]:
-        for name in ("adapter", "bare"):
+        for name in ("adapter", "bare", "bare-bytes"):
             assert row["paths"][name]["requests"] == 10
             assert positive(row["paths"][name]["p50_s"])
-        assert positive(row["p50_ratio"])
+        assert positive(row["p50_ratio"]) and positive(row["p50_ratio_to_bytes_route"])
 
 
 def test_seconds_per_job_file_is_what_pricing_reads(tiny_run):
