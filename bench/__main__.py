@@ -50,7 +50,8 @@ def _variant(text: str) -> tuple[str, dict[str, Any]]:
             raise argparse.ArgumentTypeError(f"{key!r} is not a fast-path option ({known})")
         lowered = raw.lower()
         values[key] = (lowered == "true" if lowered in ("true", "false")
-                       else int(raw) if raw.isdigit() else raw or None)
+                       else None if lowered in ("", "none")
+                       else int(raw) if raw.isdigit() else raw)
     if not name or not values:
         raise argparse.ArgumentTypeError(f"expected NAME:option=value[,...], got {text!r}")
     return "ours+" + name, values
@@ -113,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         variants["ours+compile"] = FastPathOptions(compile_mode="default",
                                                    compile_cache_dir=compile_cache)
     for name, values in args.variant:
-        variants[name] = replace(FastPathOptions(), **values)
+        try:
+            variants[name] = replace(FastPathOptions(), **values)
+        except ValueError as exc:
+            raise SystemExit(f"python -m bench: error: --variant {name}: {exc}") from None
 
     run: dict[str, Any] = {
         "format": report.RUN_FORMAT,

@@ -7,9 +7,10 @@ every submodule, float pixels converted on the CPU. `apply_fast_path` changes, i
 1. `cuda_graphs`: the denoiser, text/image encoders and (where safe) the VAE decoder replay
    CUDA graphs of their eager kernels (`functions.cuda_graphs`): no compiler, so the cold start
    grows by about a second of capture, not minutes. Same kernels, so the same output.
-2. `resident_vae_fp32`: where the pipeline would upcast an fp16 VAE to float32 for every
+2. `resident_vae_dtype`: where the pipeline would upcast an fp16 VAE to float32 for every
    decode (`force_upcast`, SDXL and the x4 upscaler), keep it in float32: the same float32
-   decode without casting 84 M weights twice per call.
+   decode without casting 84 M weights twice per call. "bfloat16" decodes faster with
+   float32's range (fp16 overflows with real SDXL weights) but rounds more: measure it first.
 3. `pin_devices`: the pipeline's device look-ups answer at once instead of walking thousands
    of submodules per call.
 4. `cudnn_benchmark`: cuDNN picks its fastest convolution per shape (once per shape).
@@ -47,13 +48,15 @@ GRAPH_SAFE_VAE_PIPELINES = UPCAST_DECODE_PIPELINES | {"StableDiffusionPipeline"}
 # Compile modes that make CUDA graphs of their own; ours are then not stacked on top.
 COMPILE_MODES_WITH_GRAPHS = frozenset({"reduce-overhead", "max-autotune"})
 _PIN = "_fast_path_device"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
 
 
 @dataclass(frozen=True)
 class FastPathOptions:
     cuda_graphs: bool = True
     max_graphs_per_module: int = 4  # input shapes kept per module; each holds GPU memory
-    resident_vae_fp32: bool = True
+    resident_vae_dtype: str | None = "float32"  # None: diffusers' cast on every call
     pin_devices: bool = True
     uint8_on_device: bool = True
     cudnn_benchmark: bool = True
@@ -61,6 +64,16 @@ class FastPathOptions:
     fuse_qkv: bool = False
     compile_mode: str | None = None
     compile_cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.resident_vae_dtype is not None and self.resident_vae_dtype not in _DTYPES:
+            raise ValueError(f"resident_vae_dtype must be one of {', '.join(_DTYPES)} or None, "
+                             f"got {self.resident_vae_dtype!r}")
+        if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode must be one of {', '.join(COMPILE_MODES)} or None, "
+                             f"got {self.compile_mode!r}")
+        if self.max_graphs_per_module < 1:
+            raise ValueError("max_graphs_per_module must be at least 1")
 
 
 def default_fast_path(device: torch.device) -> FastPathOptions | None:
@@ -94,10 +107,11 @@ def apply_fast_path(pipe: Any, options: FastPathOptions) -> list[str]:
     ]
 
     # 1. Weights: dtype and layout (before any graph is captured over them).
-    if options.resident_vae_fp32 and vae is not None and _upcast_each_decode(pipe, vae):
-        vae.to(torch.float32)
-        _cast_decode_input(vae)
-        done.append("VAE resident in float32")
+    if options.resident_vae_dtype and vae is not None and _upcast_each_decode(pipe, vae):
+        dtype = _DTYPES[options.resident_vae_dtype]
+        vae.to(dtype)
+        _cast_decode_input(vae, dtype)
+        done.append(f"VAE resident in {options.resident_vae_dtype}")
     if options.channels_last:
         for module in (denoiser, vae):
             # Video models' 3-D convolutions have 5-D weights, which have no channels-last.
@@ -144,6 +158,7 @@ def apply_fast_path(pipe: Any, options: FastPathOptions) -> list[str]:
 
 
 def _upcast_each_decode(pipe: Any, vae: torch.nn.Module) -> bool:
+    """Whether the pipeline will cast this VAE to float32 and back around each decode."""
     return (
         _pipeline_name(pipe) in UPCAST_DECODE_PIPELINES
         and next(vae.parameters()).dtype == torch.float16
@@ -155,14 +170,14 @@ def _vae_graph_safe(pipe: Any, vae: torch.nn.Module) -> bool:
     return _pipeline_name(pipe) in GRAPH_SAFE_VAE_PIPELINES and not _upcast_each_decode(pipe, vae)
 
 
-def _cast_decode_input(vae: torch.nn.Module) -> None:
+def _cast_decode_input(vae: torch.nn.Module, dtype: torch.dtype) -> None:
     """The pipeline hands fp16 latents to a VAE it believes is fp16: cast them to its dtype."""
     inner = vae.decode
 
-    def decode_in_float32(z: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        return inner(z.to(torch.float32), *args, **kwargs)
+    def decode_in_vae_dtype(z: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        return inner(z.to(dtype), *args, **kwargs)
 
-    object.__setattr__(vae, "decode", decode_in_float32)
+    object.__setattr__(vae, "decode", decode_in_vae_dtype)
 
 
 def _compile(denoiser: torch.nn.Module | None, vae: torch.nn.Module | None,

@@ -149,6 +149,27 @@ def test_options_by_device_and_entry():
     assert compiled is not None and not compiled.cuda_graphs
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"resident_vae_dtype": "float16"}, "resident_vae_dtype"),
+        ({"compile_mode": "fastest"}, "compile_mode"),
+        ({"max_graphs_per_module": 0}, "max_graphs_per_module"),
+    ],
+)
+def test_options_are_checked(options, message):
+    with pytest.raises(ValueError, match=message):
+        FastPathOptions(**options)
+
+
+def test_bfloat16_vae_decodes_with_float32_range(tiny_sdxl):
+    handle = TextToImage.load(tiny_sdxl, device=torch.device("cpu"), dtype=torch.float16,
+                              fast_path=FastPathOptions(resident_vae_dtype="bfloat16"))
+    assert handle.pipe.vae.dtype == torch.bfloat16
+    pixels = generate(handle, 3)
+    assert pixels.shape == (64, 64, 3) and pixels.std() > 0
+
+
 def test_compile_cache_goes_where_asked(tmp_path, monkeypatch):
     for name in ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE",
                  "TORCHINDUCTOR_AUTOGRAD_CACHE"):
