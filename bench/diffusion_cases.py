@@ -54,7 +54,7 @@ CASES: dict[str, DiffusionCase] = {
         "c", "SVD-xt image-to-video 576x1024, 25 frames, 25 steps", "svd-xt", "image-to-video",
         "stabilityai/stable-video-diffusion-img2vid-xt", 1.5,
         full={"width": 1024, "height": 576, "frames": 25, "steps": 25},
-        tiny={"width": 64, "height": 64, "frames": 3, "steps": 2}, runs=3, warmup=1,
+        tiny={"width": 64, "height": 64, "frames": 3, "steps": 2}, runs=3, warmup=2,
     ),
     "u": DiffusionCase(
         "u", "SD x4 upscaler 256x256 -> 1024x1024, 75 steps", "x4-upscaler", "upscale",

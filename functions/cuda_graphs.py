@@ -10,11 +10,13 @@ A graph replays the exact kernels on fixed memory, so `GraphedCall`:
 - keys graphs by signature: the argument tree, each tensor's shape, dtype and device, every
   non-tensor argument's value, and the autograd mode; inputs are copied into the graph's own
   buffers, and outputs are cloned out of them, so callers never share memory with a graph;
-- captures only calls whose tensors are all on one CUDA device, with autograd off; any other
-  call, and any signature whose capture fails (an operation that waits on the CPU), runs
-  eagerly, so the worst case is the eager speed;
+- captures a signature on its second call (the first runs eagerly, so a new process's first
+  request costs no capture), and only calls whose tensors are all on one CUDA device with
+  autograd off; any other call, and any signature whose capture fails (an operation that
+  waits on the CPU), runs eagerly, so the worst case is the eager speed;
 - checks each new graph once: its replay must match the eager output of the same inputs as
-  closely as two eager runs match each other, else the signature runs eagerly;
+  closely as two eager runs match each other (or within fp16 rounding), else the signature
+  runs eagerly;
 - keeps at most `max_graphs` signatures (least recently used dropped): each holds memory;
 - drops every graph when the module's weights are moved or cast (`.to()`, `.half()`...), since a
   graph reads the old weight memory. Anything else that replaces weight tensors or changes the
@@ -41,6 +43,7 @@ _ON_MOVE = "_fast_path_on_move"
 # A callable whose signatures keep changing (a float argument that differs on every call) would
 # capture on every call, three eager calls' cost each: past this many captures, stay eager.
 CAPTURES_PER_GRAPH_SLOT = 4
+SIGNATURES_REMEMBERED = 64  # signatures whose eager calls are counted before capture
 # Largest difference from eager accepted in a new graph, relative to the output's magnitude.
 GRAPH_TOLERANCE = 1e-3
 
@@ -118,12 +121,19 @@ def _largest_magnitude(tree: Any) -> float:
 class GraphedCall:
     """A callable that replays `function` from CUDA graphs where it can (see the module doc)."""
 
-    def __init__(self, function: Callable[..., Any], name: str, max_graphs: int = 4) -> None:
-        if max_graphs < 1:
-            raise ValueError(f"max_graphs must be at least 1, got {max_graphs}")
+    def __init__(self, function: Callable[..., Any], name: str, max_graphs: int = 4,
+                 eager_calls_first: int = 1) -> None:
+        if max_graphs < 1 or eager_calls_first < 0:
+            raise ValueError(f"need max_graphs >= 1 and eager_calls_first >= 0, got "
+                             f"{max_graphs} and {eager_calls_first}")
         self.function = function
         self.name = name
         self.max_graphs = max_graphs
+        # A signature is captured on its next call after this many eager ones: a process's
+        # first request then costs what stock's does (no capture in the cold start), and a
+        # shape seen once only is never captured at all.
+        self.eager_calls_first = eager_calls_first
+        self._calls_seen: OrderedDict[Hashable, int] = OrderedDict()
         self.stats = GraphStats()
         self._graphs: OrderedDict[Hashable, _Graph] = OrderedDict()
         self._lock = threading.Lock()
@@ -141,6 +151,13 @@ class GraphedCall:
                 return self.function(*args, **kwargs)
             entry = self._graphs.get(key)
             if entry is None:
+                seen = self._calls_seen.pop(key, 0)
+                if seen < self.eager_calls_first:
+                    self._calls_seen[key] = seen + 1
+                    while len(self._calls_seen) > SIGNATURES_REMEMBERED:
+                        self._calls_seen.popitem(last=False)
+                    self.stats.eager += 1
+                    return self.function(*args, **kwargs)
                 return self._capture(key, leaves, args, kwargs)
             self._graphs.move_to_end(key)
             for buffer, leaf in zip(entry.inputs, leaves, strict=True):
@@ -208,8 +225,8 @@ class GraphedCall:
         return pytree.tree_map_only(torch.Tensor, torch.clone, outputs)
 
 
-def graph_method(module: torch.nn.Module, method: str = "forward",
-                 max_graphs: int = 4) -> GraphedCall:
+def graph_method(module: torch.nn.Module, method: str = "forward", max_graphs: int = 4,
+                 eager_calls_first: int = 1) -> GraphedCall:
     """Replace `module.<method>` (on this instance only) by a GraphedCall of it.
 
     The module keeps its class, attributes and config, so pipelines use it unchanged.
@@ -218,7 +235,7 @@ def graph_method(module: torch.nn.Module, method: str = "forward",
     if method in calls:
         return calls[method]
     graphed = GraphedCall(getattr(module, method), f"{type(module).__name__}.{method}",
-                          max_graphs)
+                          max_graphs, eager_calls_first)
     # An instance attribute shadows the class's method; nn.Module.__call__ finds it too.
     object.__setattr__(module, method, graphed)
     calls[method] = graphed

@@ -56,6 +56,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "ma
 class FastPathOptions:
     cuda_graphs: bool = True
     max_graphs_per_module: int = 4  # input shapes kept per module; each holds GPU memory
+    eager_calls_before_graph: int = 1  # keeps capture out of a new process's first request
     resident_vae_dtype: str | None = "float32"  # None: diffusers' cast on every call
     pin_devices: bool = True
     uint8_on_device: bool = True
@@ -149,7 +150,8 @@ def apply_fast_path(pipe: Any, options: FastPathOptions) -> list[str]:
             )
             if stacked or _is_compiled(module):
                 continue
-            graph_method(module, method, options.max_graphs_per_module)
+            graph_method(module, method, options.max_graphs_per_module,
+                         options.eager_calls_before_graph)
             graphed.append(f"{type(module).__name__}.{method}")
         if graphed:
             done.append("CUDA graphs of " + ", ".join(graphed))

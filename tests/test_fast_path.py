@@ -131,6 +131,8 @@ def test_graphed_call_runs_cpu_calls_eagerly_and_drops_graphs_when_moved():
     assert module(torch.ones(1, 4, dtype=torch.float64)).dtype == torch.float64
     with pytest.raises(ValueError, match="max_graphs"):
         GraphedCall(module, "linear", max_graphs=0)
+    with pytest.raises(ValueError, match="eager_calls_first"):
+        GraphedCall(module, "linear", eager_calls_first=-1)
 
 
 def test_options_by_device_and_entry():
