@@ -34,10 +34,21 @@ TIMING_NOTE = (
 _GPU_KINDS = ("H200", "H100", "B200", "A100", "L40S", "A10G", "L4", "T4")
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def gpu_kind(device: torch.device) -> tuple[str, str]:
-    """(Modal GPU kind, device name) of `device`; ("CPU", "cpu") without one."""
+    """(Modal GPU kind, device name) of `device`; ("CPU", the CPU's model) without one."""
     if device.type != "cuda":
-        return "CPU", platform.processor() or platform.machine()
+        return "CPU", cpu_model()
     name = torch.cuda.get_device_name(device)
     for kind in _GPU_KINDS:
         if kind in name.upper().replace("-", " "):
@@ -60,6 +71,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
         "gpu": kind,
