@@ -17,7 +17,10 @@ A graph replays the exact kernels on fixed memory, so `GraphedCall`:
 - checks each new graph once: its replay must match the eager output of the same inputs as
   closely as two eager runs match each other (or within fp16 rounding), else the signature
   runs eagerly;
-- keeps at most `max_graphs` signatures (least recently used dropped): each holds memory;
+- keeps at most `max_graphs` signatures (least recently used dropped), all in one memory pool:
+  calls are serialised and every output is cloned as soon as its graph has replayed, so one
+  graph's intermediates may reuse another's memory (as vLLM's graphs of several batch sizes
+  do), and the pool holds about one call's activations, not one per shape;
 - drops every graph when the module's weights are moved or cast (`.to()`, `.half()`...), since a
   graph reads the old weight memory. Anything else that replaces weight tensors or changes the
   module's structure (loading a LoRA, fusing projections) must call `drop_graphs` first.
@@ -136,6 +139,7 @@ class GraphedCall:
         self._calls_seen: OrderedDict[Hashable, int] = OrderedDict()
         self.stats = GraphStats()
         self._graphs: OrderedDict[Hashable, _Graph] = OrderedDict()
+        self._pool: Any = None  # the graphs' shared memory pool, made at the first capture
         self._lock = threading.Lock()
         self.disabled = False
 
@@ -171,6 +175,7 @@ class GraphedCall:
         """Free every graph (they are captured again on their next call)."""
         with self._lock:
             self._graphs.clear()
+            self._pool = None
             self.stats.invalidated += 1
 
     def _capture(self, key: Hashable, leaves: list[Any], args: Any, kwargs: Any) -> Any:
@@ -192,8 +197,10 @@ class GraphedCall:
                          for _ in range(WARMUP_CALLS)]
             torch.cuda.current_stream().wait_stream(side)
             # 2. Capture; "thread_local" leaves other threads' CUDA work (other models) alone.
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
                 outputs = call()
             graph.replay()
         except Exception as exc:  # any failure means: this signature stays eager
@@ -220,6 +227,7 @@ class GraphedCall:
                            self.name, self.stats.captured)
             self.disabled = True
             self._graphs.clear()
+            self._pool = None
         if len(self._graphs) > self.max_graphs:
             self._graphs.popitem(last=False)
         return pytree.tree_map_only(torch.Tensor, torch.clone, outputs)
