@@ -178,6 +178,24 @@ class GraphedCall:
             self._pool = None
             self.stats.invalidated += 1
 
+    def _record(self, call: Callable[[], Any]) -> tuple[Any, Any, list[Any]]:
+        """(graph, its static outputs after one replay, eager outputs) of `call`."""
+        # 1. Eager calls on a side stream, as torch's documentation asks before capture.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            eager = [pytree.tree_map_only(torch.Tensor, torch.clone, call())
+                     for _ in range(WARMUP_CALLS)]
+        torch.cuda.current_stream().wait_stream(side)
+        # 2. Capture; "thread_local" leaves other threads' CUDA work (other models) alone.
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+            outputs = call()
+        graph.replay()
+        return graph, outputs, eager
+
     def _capture(self, key: Hashable, leaves: list[Any], args: Any, kwargs: Any) -> Any:
         spec = pytree.tree_flatten((args, kwargs))[1]
         inputs = [leaf.clone() if isinstance(leaf, torch.Tensor) else None for leaf in leaves]
@@ -189,20 +207,7 @@ class GraphedCall:
             return self.function(*static_args, **static_kwargs)
 
         try:
-            # 1. Eager calls on a side stream, as torch's documentation asks before capture.
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                eager = [pytree.tree_map_only(torch.Tensor, torch.clone, call())
-                         for _ in range(WARMUP_CALLS)]
-            torch.cuda.current_stream().wait_stream(side)
-            # 2. Capture; "thread_local" leaves other threads' CUDA work (other models) alone.
-            if self._pool is None:
-                self._pool = torch.cuda.graph_pool_handle()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-                outputs = call()
-            graph.replay()
+            graph, outputs, eager = self._record(call)
         except Exception as exc:  # any failure means: this signature stays eager
             logger.warning("%s: cannot capture a CUDA graph (%s); running it eagerly",
                            self.name, exc)
