@@ -66,7 +66,8 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
             compile_cache_dir=args.compile_cache,
         )
         handle = TextToImage.load(args.folder, device=device, dtype=dtype,
-                                  profile=profile_for(args.model_id), fast_path=options)
+                                  profile=profile_for(args.model_id))
+        handle.use_fast_path(options)
         marks["loaded"] = time.monotonic()
         request = TextToImageParams(prompt=PROMPT, height=args.size, width=args.size,
                                     num_inference_steps=1, guidance_scale=0.0, seed=1,

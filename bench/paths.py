@@ -114,8 +114,8 @@ def our_text_to_image(folder: Path, model_id: str, device: torch.device, dtype: 
     from adapter.schemas import TextToImageParams
     from functions.text_to_image import TextToImage, profile_for
 
-    handle = TextToImage.load(folder, device=device, dtype=dtype,
-                              profile=profile_for(model_id), fast_path=options)
+    handle = TextToImage.load(folder, device=device, dtype=dtype, profile=profile_for(model_id))
+    handle.use_fast_path(options)
     glue = TextToImageRunner()
 
     def run(seed: int) -> list[str]:

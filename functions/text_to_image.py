@@ -64,17 +64,17 @@ class GeneratedImages:
 
 
 class TextToImage:
+    fast_path: FastPathOptions | None = None  # set by use_fast_path
+
     def __init__(
         self,
         pipe: Any,
         profile: ModelProfile = ModelProfile(),
         safety_checker: SafetyChecker | None = None,
-        fast_path: FastPathOptions | None = None,
     ) -> None:
         self.pipe = pipe
         self.profile = profile
         self.safety_checker = safety_checker
-        self.fast_path = fast_path
         parameters = inspect.signature(pipe.__call__).parameters
         # SDXL takes a second prompt for its second text encoder, SD3 a third: '|' feeds them.
         self._prompt_slots = 1 + sum(f"prompt_{n}" in parameters for n in (2, 3))
@@ -88,10 +88,7 @@ class TextToImage:
         dtype: torch.dtype,
         profile: ModelProfile = ModelProfile(),
         safety_checker: SafetyChecker | None = None,
-        fast_path: FastPathOptions | None = None,
     ) -> TextToImage:
-        """Load the pipeline at `folder` onto `device`; with `fast_path`, apply it
-        (functions.fast_path), else run stock diffusers."""
         from diffusers import EulerDiscreteScheduler
 
         kwargs: dict[str, Any] = {"dtype": dtype}
@@ -108,10 +105,7 @@ class TextToImage:
                 pipe.scheduler.config, timestep_spacing="trailing"
             )
         pipe.set_progress_bar_config(disable=True)
-        pipe = pipe.to(device)
-        if fast_path is not None:
-            apply_fast_path(pipe, fast_path)
-        return cls(pipe, profile, safety_checker, fast_path)
+        return cls(pipe.to(device), profile, safety_checker)
 
     def _split_prompt(self, name: str, text: str) -> dict[str, str]:
         parts = [part.strip() for part in text.split("|")] if text else []
@@ -188,6 +182,12 @@ class TextToImage:
         else:
             nsfw = [False] * len(images)
         return GeneratedImages(images=images, seeds=seeds, nsfw=nsfw)
+
+    def use_fast_path(self, options: FastPathOptions) -> list[str]:
+        """Serve with the fast path (functions.fast_path) from now on; call once the pipeline
+        is on its final device. Returns what was applied."""
+        self.fast_path = options
+        return apply_fast_path(self.pipe, options)
 
 
 # Text-to-image pipeline classes loaded directly when a folder names one: AutoPipeline imports

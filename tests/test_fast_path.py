@@ -22,13 +22,17 @@ def generate(handle: TextToImage, seed: int) -> np.ndarray:
     return np.asarray(result.images[0]).astype(np.int16)
 
 
+def load_fast(folder, options=None, **load) -> TextToImage:
+    handle = TextToImage.load(folder, **load)
+    handle.use_fast_path(options or FastPathOptions())
+    return handle
+
+
 @pytest.fixture(scope="module")
 def stock_and_fast(tiny_sdxl):
     load = dict(device=torch.device("cpu"), dtype=torch.float32,
                 profile=profile_for("test/sdxl-turbo"))
-    return TextToImage.load(tiny_sdxl, **load), TextToImage.load(
-        tiny_sdxl, **load, fast_path=FastPathOptions()
-    )
+    return TextToImage.load(tiny_sdxl, **load), load_fast(tiny_sdxl, **load)
 
 
 def test_same_pixels_as_stock_diffusers(stock_and_fast):
@@ -55,9 +59,7 @@ def test_pipeline_keeps_its_class_name_and_modules(stock_and_fast):
 def test_device_look_ups_are_pinned_until_moved(tiny_sdxl):
     from diffusers.pipelines.stable_diffusion_xl import pipeline_stable_diffusion_xl as module
 
-    handle = TextToImage.load(tiny_sdxl, device=torch.device("cpu"), dtype=torch.float32,
-                              fast_path=FastPathOptions())
-    pipe = handle.pipe
+    pipe = load_fast(tiny_sdxl, device=torch.device("cpu"), dtype=torch.float32).pipe
     assert pipe.__dict__["_fast_path_device"] == torch.device("cpu")
     assert pipe._execution_device == torch.device("cpu")
     assert module.get_module_execution_device(pipe.vae) == torch.device("cpu")
@@ -73,7 +75,7 @@ def test_float16_vae_stays_float32_and_output_differs_only_by_rounding(tiny_sdxl
     load = dict(device=torch.device("cpu"), dtype=torch.float16,
                 profile=profile_for("test/sdxl-turbo"))
     stock = TextToImage.load(tiny_sdxl, **load)
-    fast = TextToImage.load(tiny_sdxl, **load, fast_path=FastPathOptions())
+    fast = load_fast(tiny_sdxl, **load)
     assert fast.pipe.vae.dtype == torch.float32
     assert stock.pipe.vae.dtype == torch.float16
     difference = np.abs(generate(fast, 3) - generate(stock, 3))
@@ -165,8 +167,8 @@ def test_options_are_checked(options, message):
 
 
 def test_bfloat16_vae_decodes_with_float32_range(tiny_sdxl):
-    handle = TextToImage.load(tiny_sdxl, device=torch.device("cpu"), dtype=torch.float16,
-                              fast_path=FastPathOptions(resident_vae_dtype="bfloat16"))
+    handle = load_fast(tiny_sdxl, FastPathOptions(resident_vae_dtype="bfloat16"),
+                       device=torch.device("cpu"), dtype=torch.float16)
     assert handle.pipe.vae.dtype == torch.bfloat16
     pixels = generate(handle, 3)
     assert pixels.shape == (64, 64, 3) and pixels.std() > 0

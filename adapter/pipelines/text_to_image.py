@@ -77,14 +77,13 @@ class TextToImageRunner(PipelineRunner):
             trailing_timesteps=family.trailing_timesteps,
         )
         checker = load_safety_checker(model.runner.safety_checker, device, settings)
-        return TextToImage.load(
-            folder,
-            device=device,
-            dtype=dtype,
-            profile=profile,
-            safety_checker=checker,
-            fast_path=fast_path_for(model, device),
+        handle = TextToImage.load(
+            folder, device=device, dtype=dtype, profile=profile, safety_checker=checker
         )
+        options = fast_path_for(model, device)
+        if options is not None:
+            handle.use_fast_path(options)
+        return handle
 
     def run(self, handle: Any, request: RequestModel, should_stop: StopCheck) -> BaseModel:
         from functions.media import png_data_urls
