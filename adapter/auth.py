@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -23,11 +23,12 @@ def accepted_tokens(global_token: str, entry_tokens: tuple[str, ...]) -> tuple[s
     return tuple(sorted({token for token in (global_token, *entry_tokens) if token}))
 
 
-def bearer_token_required(message: str) -> Callable[..., None]:
+def bearer_token_required(message: str) -> Callable[..., Awaitable[None]]:
     """The dependency that guards a generate route, refusing with the runner's `message`
     (its /llm and /image-to-text routes word it without the final period)."""
 
-    def require_bearer_token(
+    # async: a plain `def` dependency costs every request a hop to the thread pool and back.
+    async def require_bearer_token(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:

@@ -90,6 +90,12 @@ class RunnerSettings(BaseModel):
         None, description="Force this number of steps (e.g. 4 for a 4-step Lightning model)."
     )
     torch_dtype: str = Field("auto", pattern="^(auto|float16|bfloat16|float32)$")
+    fast_path: StrictBool = Field(
+        True,
+        description="On a CUDA device, serve with the fast path (functions/fast_path.py: CUDA "
+        "graphs, resident float32 VAE, pixels rounded on the GPU); false runs stock diffusers. "
+        "No effect on the CPU.",
+    )
     upstream_url: Annotated[StrictStr, Field(pattern=r"^https?://")] | None = Field(
         None,
         description="With the http backend: base URL of the runner-contract service that "

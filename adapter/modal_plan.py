@@ -48,6 +48,7 @@ IMAGE_PACKAGES = (
     "pydantic-settings>=2.16,<3",
     "python-multipart>=0.0.34",
     "pillow>=13,<14",
+    "isal>=1.9.1,<2",
     "numpy>=2.4,<3",
     "av>=18.1,<19",
     "nvidia-ml-py>=13",

@@ -18,8 +18,6 @@ them in seconds instead of compiling again.
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,14 +35,6 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "ma
 # captures the graphs (TorchDynamo) and runs them as they are: no speed-up, but it shows in
 # seconds whether a model traces, where generating CPU kernels takes minutes.
 COMPILE_BACKENDS = ("inductor", "eager")
-
-
-def use_compile_cache(directory: Path) -> None:
-    """Make TorchInductor (and Triton, beneath it) keep compiled kernels under `directory`."""
-    directory.mkdir(parents=True, exist_ok=True)
-    # Inductor reads this variable whenever it looks for its cache, and puts Triton's cache
-    # beneath it unless TRITON_CACHE_DIR says otherwise.
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(directory.resolve())
 
 
 def _denoiser(pipe: Any) -> torch.nn.Module:

@@ -41,7 +41,8 @@ def apply_optimization_flags(
         flags = parse_optimization_flags(flags, pipeline=pipeline, model_id=model_id)
     done: list[str] = []
     if flags.sfast:
-        from functions.compile import compile_pipeline, use_compile_cache
+        from functions.compile import compile_pipeline
+        from functions.compile_cache import use_compile_cache
 
         if compile_cache_dir is not None:
             use_compile_cache(compile_cache_dir)

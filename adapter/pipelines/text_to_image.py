@@ -19,6 +19,24 @@ if TYPE_CHECKING:
     from functions.text_to_image import ModelProfile
 
 
+def fast_path_for(model: ServedModel, device: torch.device) -> Any:
+    """The fast-path options for `model` on `device` (None: stock diffusers)."""
+    from dataclasses import replace
+
+    from functions.fast_path import default_fast_path
+
+    options = default_fast_path(device) if model.runner.fast_path else None
+    compiling = any(
+        str(model.optimization_flags.get(flag, "")).lower() == "true"
+        for flag in ("SFAST", "TORCH_COMPILE")
+    )
+    if options is not None and compiling:
+        # A module compiled in place (the SFAST flag) must not have our graph code traced into
+        # it; the compiler's own CUDA graphs (mode reduce-overhead) take their place.
+        options = replace(options, cuda_graphs=False)
+    return options
+
+
 def load_safety_checker(source: str | None, device: torch.device, settings: Settings) -> Any:
     """The configured safety checker (a folder, or a model id in the HF cache), or None."""
     if not source:
@@ -88,10 +106,15 @@ class TextToImageRunner(PipelineRunner):
         )
 
     def optimize(self, handle: Any, model: ServedModel, settings: Settings) -> None:
+        # On the final device (after a Modal CPU snapshot's move): the flags, then our fast
+        # path, which is chosen by that device (stock diffusers on the CPU).
         optimize_pipeline(handle.pipe, model, settings, warmup=lambda: warm_up(handle))
+        options = fast_path_for(model, handle.pipe.device)
+        if options is not None:
+            handle.use_fast_path(options)
 
     def run(self, handle: Any, request: RequestModel, should_stop: StopCheck) -> BaseModel:
-        from functions.media import png_data_url
+        from functions.media import png_data_urls
 
         assert isinstance(request, TextToImageParams)
         result = handle.generate(
@@ -106,9 +129,10 @@ class TextToImageRunner(PipelineRunner):
             safety_check=request.safety_check,
             should_stop=should_stop,
         )
+        urls = png_data_urls(result.images)
         return ImageResponse(
             images=[
-                Media(url=png_data_url(image), seed=seed, nsfw=nsfw)
-                for image, seed, nsfw in zip(result.images, result.seeds, result.nsfw, strict=True)
+                Media(url=url, seed=seed, nsfw=nsfw)
+                for url, seed, nsfw in zip(urls, result.seeds, result.nsfw, strict=True)
             ]
         )
