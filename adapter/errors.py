@@ -19,10 +19,13 @@ types; foreign errors (torch, diffusers) are translated where they are caught, n
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+logger = logging.getLogger(__name__)
 
 
 class RunnerError(Exception):
@@ -128,6 +131,16 @@ async def _handle_runner_error(_request: Request, exc: Exception) -> JSONRespons
     return error_response(exc)
 
 
+async def _handle_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # A bug, not a client's fault: still the contract's JSON body, which go-livepeer decodes
+    # (a plain-text 500 reaches its client as neither result nor error).
+    logger.error("unexpected error serving %s", request.url.path, exc_info=exc)
+    pipeline = request.url.path.strip("/").split("/")[0].replace("-", " ").capitalize()
+    return error_response(InferenceError(f"{pipeline or 'Runner'} pipeline error."))
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    # One handler on the base class covers every subclass (handlers are looked up by MRO).
+    # One handler on the base class covers every subclass (handlers are looked up by MRO);
+    # the one on Exception catches what escaped the tree.
     app.add_exception_handler(RunnerError, _handle_runner_error)
+    app.add_exception_handler(Exception, _handle_unexpected_error)

@@ -178,15 +178,19 @@ class AppPlan:
     classes: tuple[ClassPlan, ...]
     web: WebPlan | None
     models_json: str
+    # The deploy's cost limits: the GPU classes check some again (video frames at load, audio
+    # length, prompt tokens), and must agree with the adapter in front of them.
+    limits_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def container_env(self) -> dict[str, str]:
         """Given to every function: each container imports modal_app.py again and must
-        define the same functions and classes as the deploy did."""
+        define the same functions and classes as the deploy did, under the same limits."""
         return {
             MODELS_JSON_ENV: self.models_json,
             "ADAPTER_MODAL_APP": self.app_name,
             "ADAPTER_MODAL_WEB": str(self.web is not None).lower(),
+            **self.limits_env,
         }
 
     @property
@@ -281,9 +285,14 @@ def plan_classes(models: list[ServedModel], now: datetime) -> tuple[ClassPlan, .
     return plans
 
 
+def limits_env(settings: Settings) -> dict[str, str]:
+    """The deploy's cost limits as the environment that sets them (`ADAPTER_MAX_*`)."""
+    return {f"ADAPTER_{k.upper()}": str(v) for k, v in settings.limits.model_dump().items()}
+
+
 def web_env(settings: Settings) -> dict[str, str]:
     """Environment of the deployed adapter: the deploy's limits and queue settings carry over."""
-    env = {f"ADAPTER_{k.upper()}": str(v) for k, v in settings.limits.model_dump().items()}
+    env = limits_env(settings)
     env |= {
         "ADAPTER_QUEUE_TIMEOUT_S": str(settings.queue_timeout_s),
         "ADAPTER_RETRY_AFTER_S": str(settings.retry_after_s),
@@ -316,6 +325,7 @@ def build_plan(
         classes=classes,
         web=web if deploy.web else None,
         models_json=models_json,
+        limits_env=limits_env(settings),
     )
 
 

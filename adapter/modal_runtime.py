@@ -273,6 +273,13 @@ def create_web_app(models: list[ServedModel], classes: ModalClasses) -> FastAPI:
     """
     from adapter.app import create_app
     from adapter.backends.modal import ModalBackend
+    from adapter.config import ConfigError
 
     settings = Settings(backend="modal")
+    if not settings.auth_token:
+        # A public *.modal.run URL with no token would run billed GPUs for anyone.
+        raise ConfigError(
+            "AUTH_TOKEN is empty in the auth Secret: the deployed adapter refuses to serve "
+            "without a bearer token"
+        )
     return create_app(settings, models, ModalBackend(settings, models, classes))

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapter import __version__
 from adapter.config import ModelEntry, RunnerSettings
 from adapter.schemas import Pipeline
 
@@ -75,6 +76,14 @@ class Settings(BaseSettings):
         "",
         validation_alias=AliasChoices("ADAPTER_AUTH_TOKEN", "AUTH_TOKEN"),
         description="Bearer token accepted on every model, besides each entry's own `token`.",
+    )
+    runner_version: str = Field(
+        __version__,
+        validation_alias=AliasChoices("ADAPTER_RUNNER_VERSION", "VERSION"),
+        pattern=r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$",
+        description="The semver /version reports (the runner's VERSION variable works too). "
+        "Gateways with a minimum runner version compare it: set it to the Livepeer runner "
+        "release whose contract this adapter serves (0.14.1) if a gateway asks for one.",
     )
     model_dir: Path = Field(
         Path.home() / ".lpData" / "models",

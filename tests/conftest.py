@@ -138,9 +138,9 @@ def wait_until_settled(client: Any, timeout_s: float = 120.0) -> str:
 
 
 @contextmanager
-def running_client(app: FastAPI) -> Iterator[TestClient]:
+def running_client(app: FastAPI, **client_options: Any) -> Iterator[TestClient]:
     """A TestClient with lifespan run and every warm model loaded."""
-    with TestClient(app) as client:
+    with TestClient(app, **client_options) as client:
         wait_until_settled(client)
         yield client
 

@@ -234,6 +234,22 @@ def test_version_is_the_packages_semver(client):
     assert re.fullmatch(r"\d+\.\d+\.\d+", body["version"])
 
 
+def test_version_can_be_set_as_the_runners_version_variable(monkeypatch, app_factory, tiny_sd):
+    from pydantic import ValidationError
+
+    from adapter.settings import Settings
+
+    monkeypatch.setenv("VERSION", "0.14.1")
+    assert Settings().runner_version == "0.14.1"
+    monkeypatch.setenv("VERSION", "undefined")  # the runner's default: not semver, refused
+    with pytest.raises(ValidationError, match="should match pattern"):
+        Settings()
+    monkeypatch.setenv("VERSION", "0.14.1")
+    app = app_factory([sd_entry(tiny_sd)])
+    with running_client(app) as client:
+        assert client.get("/version").json()["version"] == "0.14.1"
+
+
 def test_hardware_routes_give_an_empty_map_without_a_gpu(client):
     import torch
 
@@ -259,3 +275,20 @@ def test_cold_model_is_idle_until_its_first_request_loads_it(app_factory, tiny_s
         assert client.get("/health").json() == {"status": "IDLE"}
         assert client.post("/text-to-image", json=SMALL).status_code == 200
         assert client.get("/health").json() == {"status": "OK"}
+
+
+def test_an_unexpected_error_is_still_the_contracts_json_500(app_factory, tiny_sd, monkeypatch):
+    from adapter.pipelines import PIPELINES
+    from adapter.pipelines.text_to_image import TextToImageRunner
+    from adapter.schemas import Pipeline
+
+    class Broken(TextToImageRunner):
+        async def prepare(self, request, limits):
+            raise AttributeError("a bug")
+
+    monkeypatch.setitem(PIPELINES, Pipeline.TEXT_TO_IMAGE, Broken())
+    with running_client(app_factory([sd_entry(tiny_sd)]), raise_server_exceptions=False) as client:
+        response = client.post("/text-to-image", json=SMALL)
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": {"msg": "Text to image pipeline error."}}

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -150,10 +152,12 @@ def test_prepared_multipart_request_crosses_modals_serializer():
 
 @pytest.mark.skipif(modal_token_configured(), reason="a Modal token is configured here")
 def test_web_function_serves_the_adapter_and_answers_json_without_a_token(tiny_modal_app):
-    with TestClient(tiny_modal_app.web.local()) as client:
+    with mock.patch.dict(os.environ, {"AUTH_TOKEN": "web-token"}):
+        web = tiny_modal_app.web.local()
+    with TestClient(web, headers={"Authorization": "Bearer web-token"}) as client:
         assert client.get("/health").json() == {"status": "OK"}
         assert client.get("/version").json()["model_id"] == "test/tiny-sd"
-        # Outside a running app, with no token, Modal refuses at once: a JSON 500, no hang.
+        # Outside a running app, with no Modal token, Modal refuses at once: a JSON 500.
         response = client.post("/text-to-image", json={"prompt": "x", "width": 64, "height": 64})
     assert response.status_code == 500
     assert "Token missing" in response.json()["detail"]["msg"]
@@ -161,7 +165,10 @@ def test_web_function_serves_the_adapter_and_answers_json_without_a_token(tiny_m
 
 def test_the_image_carries_every_local_package_the_deployed_code_imports(tiny_modal_app):
     # What the web function builds, in a container that imported modal_app.py.
-    tiny_modal_app.create_web_app(tiny_modal_app.MODELS, AppClasses(tiny_modal_app.GPU_CLASSES))
+    with mock.patch.dict(os.environ, {"AUTH_TOKEN": "web-token"}):
+        tiny_modal_app.create_web_app(
+            tiny_modal_app.MODELS, AppClasses(tiny_modal_app.GPU_CLASSES)
+        )
     repo = Path(tiny_modal_app.__file__).resolve().parent
     local = {
         top

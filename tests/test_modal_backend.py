@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import queue
 import threading
 import time
+from unittest import mock
 
 import grpclib.exceptions
 import modal
@@ -85,8 +87,27 @@ def classes(tiny_modal_app):
     return InProcessClasses(tiny_modal_app.GPU_CLASSES)
 
 
+WEB_TOKEN = "web-token"
+
+
+def web_app(tiny_modal_app, classes, token=WEB_TOKEN):
+    """The deployed adapter, with AUTH_TOKEN as the auth Secret would set it."""
+    with mock.patch.dict(os.environ, {"AUTH_TOKEN": token}):
+        return create_web_app(tiny_modal_app.MODELS, classes)
+
+
 def web_client(tiny_modal_app, classes):
-    return TestClient(create_web_app(tiny_modal_app.MODELS, classes))
+    return TestClient(web_app(tiny_modal_app, classes),
+                      headers={"Authorization": f"Bearer {WEB_TOKEN}"})
+
+
+def test_the_deployed_adapter_refuses_to_start_without_a_token(tiny_modal_app, classes):
+    from adapter.config import ConfigError
+
+    with pytest.raises(ConfigError, match="AUTH_TOKEN is empty"):
+        web_app(tiny_modal_app, classes, token="")
+    with TestClient(web_app(tiny_modal_app, classes)) as client:
+        assert client.post("/text-to-image", json=SMALL).status_code == 401
 
 
 def test_requests_run_in_their_models_modal_class(tiny_modal_app, classes):

@@ -122,10 +122,14 @@ def test_web_function_settings_and_environment():
         "timeout": plan.web.timeout,
     }
     assert plan.web.env["ADAPTER_MAX_INFERENCE_STEPS"] == "12"
+    # The GPU classes get the deploy's limits too: some are checked again there.
+    limits = {key: value for key, value in plan.web.env.items() if key.startswith("ADAPTER_MAX_")}
+    assert limits["ADAPTER_MAX_INFERENCE_STEPS"] == "12"
     assert plan.container_env == {
         MODELS_JSON_ENV: deployed_models_json(ENTRIES),
         "ADAPTER_MODAL_APP": "my-runner",
         "ADAPTER_MODAL_WEB": "true",
+        **limits,
     }
     cold = plan_of([ENTRIES[1]])
     assert cold.web.min_containers == 0  # nothing warm, nothing kept up

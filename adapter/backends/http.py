@@ -133,8 +133,9 @@ class HTTPBackend:
             response = await self._client.get(
                 f"{upstream.url}/health", headers=self._auth(upstream), timeout=HEALTH_TIMEOUT_S
             )
-            status = response.json().get("status") if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError) as exc:
+            body = response.json() if response.status_code == 200 else None
+            status = body.get("status") if isinstance(body, dict) else None
+        except Exception as exc:  # whatever the upstream does, the poller must live on
             status, error = None, f"unreachable: {exc!r}"
         else:
             error = "" if status else f"/health answered HTTP {response.status_code}"

@@ -6,7 +6,6 @@ import asyncio
 
 from fastapi import APIRouter, Request
 
-from adapter import __version__
 from adapter.hardware import gpu_compute_info, gpu_utilization_stats
 from adapter.schemas import HardwareInformation, HardwareStats, HealthCheck, Version
 
@@ -39,5 +38,10 @@ async def hardware_stats(request: Request) -> HardwareStats:
 
 @router.get("/version", response_model=Version, operation_id="version")
 async def version(request: Request) -> Version:
-    model = request.app.state.service.primary
-    return Version(pipeline=model.pipeline.value, model_id=model.model_id, version=__version__)
+    service = request.app.state.service
+    model = service.primary
+    return Version(
+        pipeline=model.pipeline.value,
+        model_id=model.model_id,
+        version=service.settings.runner_version,
+    )
