@@ -52,6 +52,11 @@ class CapacityLimiter:
         finally:
             self._release()
 
+    def refuse_if_full(self) -> None:
+        """Refuse now, before any work on the request, if it could not even wait for a slot."""
+        if self._in_flight >= self.max_in_flight and self.queued >= self.max_queue:
+            raise self._overloaded("the wait queue is full")
+
     def _overloaded(self, why: str) -> OverloadedError:
         return OverloadedError(
             f"Model {self.name} is at capacity ({self.max_in_flight} in flight, "

@@ -91,11 +91,14 @@ class RunnerService:
             model = self.resolve(spec.pipeline, requested_model_id(spec, request))
             record.model = model.model_id
             glue = glue_for(spec.pipeline)
+            limiter = self.limiters[model.key]
+            # A full model refuses before decoding uploads, so a burst costs it no work.
+            limiter.refuse_if_full()
             # Checked (and uploads decoded) before a slot is taken: bad input costs no capacity.
             request = await glue.prepare(request, self.settings.limits)
             record.count_units(request, glue.pricing_facts(request))
             record.enter_queue()
-            async with self.limiters[model.key].slot():
+            async with limiter.slot():
                 record.leave_queue()
                 with record.running():
                     yield model, request

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     queue_timeout_s: float = Field(
         120.0, gt=0, description="Longest wait for a free slot before answering 503."
     )
+    model_load_wait_s: float = Field(
+        600.0,
+        gt=0,
+        description="Longest a request waits, holding its slot, for its model to finish loading.",
+    )
     retry_after_s: int = Field(2, ge=0, description="Retry-After sent with a 503.")
     compile_backend: Literal["inductor", "eager"] = Field(
         "inductor",

@@ -50,13 +50,25 @@ class EventStreamResponse(StreamingResponse):
     capacity slot) instead of whenever it is garbage-collected.
     """
 
+    def __init__(self, chunks: AsyncIterator[BaseModel], first: BaseModel | None) -> None:
+        super().__init__(
+            _events(first, chunks),
+            media_type=EVENT_STREAM,
+            # No proxy may hold events back to buffer them.
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.chunks = chunks
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            close = getattr(self.body_iterator, "aclose", None)
-            if close is not None:
-                await close()
+            # The chunks too: a generator never started (the client left before the first
+            # send) would not run its own cleanup.
+            for iterator in (self.body_iterator, self.chunks):
+                close = getattr(iterator, "aclose", None)
+                if close is not None:
+                    await close()
 
 
 async def event_stream(chunks: AsyncIterator[BaseModel]) -> EventStreamResponse:
@@ -69,12 +81,7 @@ async def event_stream(chunks: AsyncIterator[BaseModel]) -> EventStreamResponse:
         first = await anext(chunks)
     except StopAsyncIteration:
         first = None
-    return EventStreamResponse(
-        _events(first, chunks),
-        media_type=EVENT_STREAM,
-        # No proxy may hold events back to buffer them.
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return EventStreamResponse(chunks, first)
 
 
 async def _events(first: BaseModel | None, chunks: AsyncIterator[BaseModel]) -> AsyncIterator[str]:

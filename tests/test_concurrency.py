@@ -233,3 +233,26 @@ def test_a_client_leaving_stops_the_inference_and_frees_the_slot(
         # The model is free again for the next client.
         monkeypatch.setitem(PIPELINES, Pipeline.TEXT_TO_IMAGE, TextToImageRunner())
         assert httpx.post(f"{url}/text-to-image", json=SMALL, timeout=60).status_code == 200
+
+
+def test_a_full_model_refuses_before_any_work_on_the_request():
+    async def scenario() -> None:
+        limiter = CapacityLimiter("m", max_in_flight=1, max_queue=1, queue_timeout_s=5,
+                                  retry_after_s=1)
+        limiter.refuse_if_full()  # room: nothing raised
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with limiter.slot():
+                await release.wait()
+
+        tasks = [asyncio.create_task(hold()) for _ in range(2)]
+        await asyncio.sleep(0)
+        assert (limiter.in_flight, limiter.queued) == (1, 1)
+        with pytest.raises(OverloadedError, match="the wait queue is full"):
+            limiter.refuse_if_full()
+        release.set()
+        await asyncio.gather(*tasks)
+        limiter.refuse_if_full()
+
+    asyncio.run(scenario())

@@ -159,7 +159,13 @@ class LocalBackend:
             slot.state = ModelState.LOADING
             self._cold_loads.add(task := asyncio.create_task(self._load(slot)))
             task.add_done_callback(self._cold_loads.discard)
-        await slot.settled.wait()
+        try:
+            await asyncio.wait_for(slot.settled.wait(), self.settings.model_load_wait_s)
+        except TimeoutError:
+            raise ModelUnavailableError(
+                f"Model {model.model_id} is still loading after "
+                f"{self.settings.model_load_wait_s:g} s (model_load_wait_s); retry later."
+            ) from None
         if slot.state is ModelState.FAILED:
             raise ModelUnavailableError(f"Model {model.model_id} failed to load: {slot.error}")
         return slot
