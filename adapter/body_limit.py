@@ -27,28 +27,37 @@ async def _handle_body_too_large(_request: Request, exc: Exception) -> Response:
     return error_response(exc.error)
 
 
-def install_body_limit(app: FastAPI, max_bytes: int) -> None:
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)
+def install_body_limit(app: FastAPI, max_bytes: int, max_json_bytes: int) -> None:
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes, max_json_bytes=max_json_bytes)
     app.add_exception_handler(BodyTooLarge, _handle_body_too_large)
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_json_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # JSON is parsed whole on the event loop (before auth, by FastAPI): a tighter bound.
+        self.max_json_bytes = max_json_bytes
 
-    def _error(self) -> PayloadTooLargeError:
-        return PayloadTooLargeError(
-            f"Request body is over the limit max_request_bytes={self.max_bytes}."
-        )
+    def _limit(self, headers: dict[bytes, bytes]) -> tuple[int, str]:
+        is_json = b"json" in headers.get(b"content-type", b"").lower()
+        if is_json and self.max_json_bytes < self.max_bytes:
+            return self.max_json_bytes, "max_json_request_bytes"
+        return self.max_bytes, "max_request_bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await error_response(self._error())(scope, receive, send)
+        headers = dict(scope["headers"])
+        max_bytes, name = self._limit(headers)
+
+        def too_large() -> PayloadTooLargeError:
+            return PayloadTooLargeError(f"Request body is over the limit {name}={max_bytes}.")
+
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            await error_response(too_large())(scope, receive, send)
             return
 
         received = 0
@@ -59,8 +68,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self._error())
+                if received > max_bytes:
+                    raise BodyTooLarge(too_large())
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -72,4 +81,4 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await error_response(self._error())(scope, receive, send)
+                await error_response(too_large())(scope, receive, send)

@@ -34,6 +34,11 @@ class Limits(BaseSettings):
         4, gt=0, description="Most images one request may ask for (num_images_per_prompt)."
     )
     max_inference_steps: int = Field(100, gt=0, description="Most denoising steps per request.")
+    max_json_request_bytes: int = Field(
+        1 * MIB,
+        gt=0,
+        description="Largest JSON request body (text-to-image, llm, ...), parsed whole (413).",
+    )
     max_request_bytes: int = Field(
         50 * MIB, gt=0, description="Largest request body, uploads included (413 beyond)."
     )

@@ -187,6 +187,17 @@ def test_each_cost_limit_gets_a_400_naming_it(
         assert client.post("/text-to-image", json={**SMALL, **at_limit}).status_code == 200
 
 
+def test_json_bodies_have_a_tighter_limit_than_uploads(app_factory, tiny_sd):
+    limits = {"max_json_request_bytes": 500, "max_request_bytes": 100_000}
+    with running_client(app_factory([sd_entry(tiny_sd)], limits=limits)) as client:
+        response = client.post("/text-to-image", json={**SMALL, "negative_prompt": "n" * 600})
+        assert response.status_code == 413
+        assert response.json() == {
+            "detail": {"msg": "Request body is over the limit max_json_request_bytes=500."}
+        }
+        assert client.post("/text-to-image", json=SMALL).status_code == 200
+
+
 def test_default_limits_are_safe():
     from adapter.settings import Limits
 
@@ -195,6 +206,7 @@ def test_default_limits_are_safe():
     assert limits.max_images_per_request == 4
     assert limits.max_inference_steps == 100
     assert limits.max_request_bytes == 50 * 1024 * 1024
+    assert limits.max_json_request_bytes == 1024 * 1024
 
 
 def test_zero_images_is_a_400(client):
