@@ -75,7 +75,10 @@ def create_app(
     app.state.service = service
     install_error_handlers(app)
     install_body_limit(
-        app, settings.limits.max_request_bytes, settings.limits.max_json_request_bytes
+        app,
+        settings.limits.max_request_bytes,
+        settings.limits.max_json_request_bytes,
+        settings.declared_statuses_only,
     )
     app.include_router(generate.build_router())
     app.include_router(system.router)

@@ -22,19 +22,28 @@ class BodyTooLarge(HTTPException):
         self.error = error
 
 
-async def _handle_body_too_large(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, BodyTooLarge)
-    return error_response(exc.error)
+def install_body_limit(
+    app: FastAPI, max_bytes: int, max_json_bytes: int, declared_only: bool
+) -> None:
+    def handle_body_too_large(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BodyTooLarge)
+        return error_response(exc.error, request.url.path, declared_only)
 
-
-def install_body_limit(app: FastAPI, max_bytes: int, max_json_bytes: int) -> None:
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes, max_json_bytes=max_json_bytes)
-    app.add_exception_handler(BodyTooLarge, _handle_body_too_large)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=max_bytes,
+        max_json_bytes=max_json_bytes,
+        declared_only=declared_only,
+    )
+    app.add_exception_handler(BodyTooLarge, handle_body_too_large)
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int, max_json_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, max_json_bytes: int, declared_only: bool
+    ) -> None:
         self.app = app
+        self.declared_only = declared_only
         self.max_bytes = max_bytes
         # JSON is parsed whole on the event loop (before auth, by FastAPI): a tighter bound.
         self.max_json_bytes = max_json_bytes
@@ -57,7 +66,8 @@ class BodyLimitMiddleware:
 
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            await error_response(too_large())(scope, receive, send)
+            refusal = error_response(too_large(), scope["path"], self.declared_only)
+            await refusal(scope, receive, send)
             return
 
         received = 0
@@ -81,4 +91,5 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await error_response(too_large())(scope, receive, send)
+                refusal = error_response(too_large(), scope["path"], self.declared_only)
+                await refusal(scope, receive, send)

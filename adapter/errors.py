@@ -120,15 +120,34 @@ def error_body(msg: str) -> dict[str, dict[str, str]]:
     return {"detail": {"msg": msg}}
 
 
-def error_response(error: RunnerError) -> JSONResponse:
-    return JSONResponse(
-        status_code=error.status_code, content=error.body(), headers=error.headers()
-    )
+# Statuses every generate route declares; 413 and 415 only where the spec adds them.
+_DECLARED_EVERYWHERE = frozenset({200, 400, 401, 422, 500})
+_DECLARED_EXTRA = {"/audio-to-text": frozenset({413, 415}), "/image-to-text": frozenset({413})}
 
 
-async def _handle_runner_error(_request: Request, exc: Exception) -> JSONResponse:
+def declared_status(path: str, status: int) -> int:
+    """`status` where the spec declares it for the route at `path`, else its nearest declared
+    kin: 503 -> 500, 413/415 -> 400. go-livepeer decodes only declared statuses; on one that
+    is not, its combined orchestrator-worker dereferences an empty result."""
+    route = "/" + path.strip("/").split("/")[0]
+    if status in _DECLARED_EVERYWHERE or status in _DECLARED_EXTRA.get(route, ()):
+        return status
+    return 400 if 400 <= status < 500 else 500
+
+
+def error_response(error: RunnerError, path: str = "", declared_only: bool = False) -> JSONResponse:
+    status = declared_status(path, error.status_code) if declared_only else error.status_code
+    return JSONResponse(status_code=status, content=error.body(), headers=error.headers())
+
+
+def _declared_only(request: Request) -> bool:
+    service = getattr(request.app.state, "service", None)
+    return bool(service is not None and service.settings.declared_statuses_only)
+
+
+async def _handle_runner_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RunnerError)
-    return error_response(exc)
+    return error_response(exc, request.url.path, _declared_only(request))
 
 
 async def _handle_unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest a request waits, holding its slot, for its model to finish loading.",
     )
+    declared_statuses_only: bool = Field(
+        False,
+        description="Answer only statuses the spec declares for each route: 503 becomes 500 "
+        "and an undeclared 413 becomes 400 (same body, Retry-After kept). go-livepeer decodes "
+        "only declared statuses; turn this on when it runs its own worker.",
+    )
     retry_after_s: int = Field(2, ge=0, description="Retry-After sent with a 503.")
     compile_backend: Literal["inductor", "eager"] = Field(
         "inductor",
