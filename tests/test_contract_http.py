@@ -326,3 +326,18 @@ def test_declared_statuses_only_keeps_go_livepeer_on_statuses_it_decodes(app_fac
     assert busy.status_code == 500
     assert busy.json()["detail"]["msg"].startswith("Model text-to-image/test/tiny-sd is at")
     assert busy.headers["retry-after"] == "2"
+
+
+def test_a_cold_models_failed_load_is_tried_again_by_the_next_request(
+    app_factory, tiny_sd, tmp_path
+):
+    import shutil
+
+    folder = tmp_path / "arrives-later"
+    with running_client(app_factory([sd_entry(folder, warm=False)])) as client:
+        first = client.post("/text-to-image", json=SMALL)
+        assert first.status_code == 500
+        assert "failed to load" in first.json()["detail"]["msg"]
+        shutil.copytree(tiny_sd, folder)  # the operator puts the weights in place
+        assert client.post("/text-to-image", json=SMALL).status_code == 200
+        assert client.get("/health").json() == {"status": "OK"}

@@ -154,6 +154,10 @@ class LocalBackend:
 
     async def _ready_slot(self, model: ServedModel) -> _ModelSlot:
         slot = self._slots[model.key]
+        if slot.state is ModelState.FAILED and not model.warm:
+            # A cold model's failed load (weights not there yet, a transient out-of-memory) is
+            # tried again by its next request; a warm one stays ERROR for the operator to see.
+            slot.state, slot.settled = ModelState.COLD, asyncio.Event()
         if slot.state is ModelState.COLD:
             # A cold model loads on its first request; later ones wait for the same load.
             slot.state = ModelState.LOADING
