@@ -155,39 +155,52 @@ def _svd_call(pipe: Any, params: dict[str, int], seed: int, output_type: str) ->
     ).frames[0]
 
 
-def stock_image_to_video(folder: Path, device: torch.device, dtype: torch.dtype,
-                         params: dict[str, int]) -> Loaded:
-    from diffusers import StableVideoDiffusionPipeline
-
-    pipe = StableVideoDiffusionPipeline.from_pretrained(folder, dtype=dtype)
+def _stock_path(pipeline_class: Any, call: Any, folder: Path, device: torch.device,
+                dtype: torch.dtype, params: dict[str, int]) -> Loaded:
+    """The runner's way: fp16 from_pretrained, .to(device), eager, Pillow's PNG per image."""
+    pipe = pipeline_class.from_pretrained(folder, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
 
     def run(seed: int) -> list[str]:
         with torch_defaults():
-            frames = _svd_call(pipe, params, seed, "pil")
-        return [pillow_png_data_url(frame) for frame in frames]
+            images = call(pipe, params, seed, "pil")
+        return [pillow_png_data_url(image) for image in images]
 
     return Loaded(run, pipe)
 
 
-def our_image_to_video(folder: Path, device: torch.device, dtype: torch.dtype,
-                       params: dict[str, int], options: FastPathOptions) -> Loaded:
-    from diffusers import StableVideoDiffusionPipeline
-
-    pipe = StableVideoDiffusionPipeline.from_pretrained(folder, dtype=dtype)
+def _our_path(pipeline_class: Any, call: Any, folder: Path, device: torch.device,
+              dtype: torch.dtype, params: dict[str, int], options: FastPathOptions) -> Loaded:
+    """The same pipeline with our fast path and our PNG encoder."""
+    pipe = pipeline_class.from_pretrained(folder, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
     apply_fast_path(pipe, options)
 
     def run(seed: int) -> list[str]:
         if options.uint8_on_device:
-            frames = images_from_tensor(_svd_call(pipe, params, seed, "pt"))
+            images = images_from_tensor(call(pipe, params, seed, "pt"))
         else:
-            frames = _svd_call(pipe, params, seed, "pil")
-        return png_data_urls(frames)
+            images = call(pipe, params, seed, "pil")
+        return png_data_urls(images)
 
     return Loaded(run, pipe)
+
+
+def stock_image_to_video(folder: Path, device: torch.device, dtype: torch.dtype,
+                         params: dict[str, int]) -> Loaded:
+    from diffusers import StableVideoDiffusionPipeline
+
+    return _stock_path(StableVideoDiffusionPipeline, _svd_call, folder, device, dtype, params)
+
+
+def our_image_to_video(folder: Path, device: torch.device, dtype: torch.dtype,
+                       params: dict[str, int], options: FastPathOptions) -> Loaded:
+    from diffusers import StableVideoDiffusionPipeline
+
+    return _our_path(StableVideoDiffusionPipeline, _svd_call, folder, device, dtype, params,
+                     options)
 
 
 # --- upscale (case u) ----------------------------------------------------------------------
@@ -213,32 +226,13 @@ def stock_upscale(folder: Path, device: torch.device, dtype: torch.dtype,
                   params: dict[str, int]) -> Loaded:
     from diffusers import StableDiffusionUpscalePipeline
 
-    pipe = StableDiffusionUpscalePipeline.from_pretrained(folder, dtype=dtype)
-    pipe.set_progress_bar_config(disable=True)
-    pipe = pipe.to(device)
-
-    def run(seed: int) -> list[str]:
-        with torch_defaults():
-            images = _upscale_call(pipe, params, seed, "pil")
-        return [pillow_png_data_url(image) for image in images]
-
-    return Loaded(run, pipe)
+    return _stock_path(StableDiffusionUpscalePipeline, _upscale_call, folder, device, dtype,
+                       params)
 
 
 def our_upscale(folder: Path, device: torch.device, dtype: torch.dtype,
                 params: dict[str, int], options: FastPathOptions) -> Loaded:
     from diffusers import StableDiffusionUpscalePipeline
 
-    pipe = StableDiffusionUpscalePipeline.from_pretrained(folder, dtype=dtype)
-    pipe.set_progress_bar_config(disable=True)
-    pipe = pipe.to(device)
-    apply_fast_path(pipe, options)
-
-    def run(seed: int) -> list[str]:
-        if options.uint8_on_device:
-            images = images_from_tensor(_upscale_call(pipe, params, seed, "pt"))
-        else:
-            images = _upscale_call(pipe, params, seed, "pil")
-        return png_data_urls(images)
-
-    return Loaded(run, pipe)
+    return _our_path(StableDiffusionUpscalePipeline, _upscale_call, folder, device, dtype,
+                     params, options)
