@@ -48,7 +48,6 @@ class _Upstream:
     url: str
     token: str
     state: ModelState = ModelState.LOADING
-    last_error: str = ""
     ever_reached: bool = False
 
 
@@ -147,14 +146,12 @@ class HTTPBackend:
         elif status == "ERROR":
             upstream.state, error = ModelState.FAILED, "its /health reports ERROR"
         else:
-            self._mark_unreachable(upstream, error)
-        upstream.last_error = error
+            self._mark_unreachable(upstream)
         if upstream.state is not previous:
             logger.warning("upstream %s: %s -> %s %s", upstream.url, previous.value,
                            upstream.state.value, error)
 
-    def _mark_unreachable(self, upstream: _Upstream, error: str) -> None:
-        upstream.last_error = error
+    def _mark_unreachable(self, upstream: _Upstream) -> None:
         if upstream.ever_reached or time.monotonic() - self._started_at > self.startup_grace_s:
             upstream.state = ModelState.FAILED
 
@@ -230,7 +227,7 @@ class HTTPBackend:
         except RunnerError:
             raise
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            self._mark_unreachable(upstream, f"unreachable: {exc!r}")
+            self._mark_unreachable(upstream)
             raise ServiceUnavailableError(
                 f"The upstream runner for {model.model_id} is unreachable.",
                 retry_after_s=self.settings.retry_after_s,
