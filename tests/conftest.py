@@ -87,27 +87,23 @@ def tiny_llm(model_root: Path) -> Path:
     return build_tiny_llm(model_root / "tiny-llm")
 
 
-def sd_entry(path: Path, model_id: str = "test/tiny-sd", **fields: Any) -> dict[str, Any]:
+def model_entry(pipeline: str, path: Path, model_id: str, **fields: Any) -> dict[str, Any]:
+    """An aiModels.json entry serving the model saved at `path` (warm, capacity 1)."""
     runner = {"model_path": str(path), **fields.pop("runner", {})}
-    return {"pipeline": "text-to-image", "model_id": model_id, "warm": True, "capacity": 1,
+    return {"pipeline": pipeline, "model_id": model_id, "warm": True, "capacity": 1,
             "runner": runner, **fields}
+
+
+def sd_entry(path: Path, model_id: str = "test/tiny-sd", **fields: Any) -> dict[str, Any]:
+    return model_entry("text-to-image", path, model_id, **fields)
 
 
 def whisper_entry(path: Path, model_id: str = "test/tiny-whisper", **fields: Any) -> dict:
-    runner = {"model_path": str(path), **fields.pop("runner", {})}
-    return {"pipeline": "audio-to-text", "model_id": model_id, "warm": True, "capacity": 1,
-            "runner": runner, **fields}
+    return model_entry("audio-to-text", path, model_id, **fields)
 
 
 def llm_entry(path: Path, model_id: str = "test/tiny-llm", **fields: Any) -> dict:
-    runner = {"model_path": str(path), **fields.pop("runner", {})}
-    return {"pipeline": "llm", "model_id": model_id, "warm": True, "capacity": 1,
-            "runner": runner, **fields}
-
-
-def model_entry(pipeline: str, path: Path, model_id: str, **fields: Any) -> dict[str, Any]:
-    """An aiModels.json entry serving the model saved at `path` (warm, capacity 1)."""
-    return {**sd_entry(path, model_id, **fields), "pipeline": pipeline}
+    return model_entry("llm", path, model_id, **fields)
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
