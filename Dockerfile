@@ -25,6 +25,7 @@ RUN pip install "torch==2.13.0" --index-url "${TORCH_INDEX_URL}"
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY adapter ./adapter
+COPY contract ./contract
 COPY functions ./functions
 COPY pricing ./pricing
 RUN pip install .

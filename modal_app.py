@@ -5,7 +5,7 @@
 deploys the models of the aiModels.json at ADAPTER_MODELS_CONFIG (default: the sample
 examples/aiModels.modal.json). Weights come from the Volume that `modal run modal_download.py`
 fills; the adapter's bearer token from the Secret `livepeer-runner-auth` (AUTH_TOKEN). Every
-setting is computed as plain data in adapter/modal_plan.py; this file only wires Modal objects.
+setting is computed as plain data in modal_deploy/plan.py; this file only wires Modal objects.
 See README.md, "Serving on Modal".
 """
 
@@ -18,14 +18,14 @@ from datetime import UTC, datetime
 import modal
 from fastapi import FastAPI
 
-from adapter.modal_plan import (
+from adapter.settings import Settings
+from modal_deploy.plan import (
     WARM_SCHEDULE_CRON,
     ModalDeploySettings,
     build_plan,
     read_deploy_models,
 )
-from adapter.modal_runtime import build_image, create_web_app, define_gpu_classes
-from adapter.settings import Settings
+from modal_deploy.runtime import build_image, create_web_app, define_gpu_classes
 
 MODELS, MODELS_JSON = read_deploy_models(os.environ)
 SETTINGS = Settings()

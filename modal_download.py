@@ -15,15 +15,15 @@ from datetime import UTC, datetime
 
 import modal
 
-from adapter.modal_plan import (
+from adapter.settings import Settings
+from modal_deploy.plan import (
     MODELS_MOUNT,
     ModalDeploySettings,
     download_targets,
     plan_classes,
     read_deploy_models,
 )
-from adapter.modal_runtime import build_image
-from adapter.settings import Settings
+from modal_deploy.runtime import build_image
 
 DEPLOY = ModalDeploySettings()
 app = modal.App(f"{Settings().modal_app}-download")

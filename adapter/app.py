@@ -11,13 +11,13 @@ from fastapi import FastAPI
 from adapter import __version__
 from adapter.backends.base import Backend
 from adapter.backends.local import LocalBackend
-from adapter.body_limit import install_body_limit
-from adapter.config import ServedModel, load_models_file, merge_entries
 from adapter.errors import install_error_handlers
 from adapter.metrics import router as metrics_router
-from adapter.routes import generate, system
 from adapter.service import RunnerService
 from adapter.settings import Settings, demo_entries
+from adapter.web import generate, system
+from adapter.web.body_limit import install_body_limit
+from contract.aimodels import ServedModel, load_models_file, merge_entries
 
 logger = logging.getLogger(__name__)
 

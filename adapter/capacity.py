@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
-from adapter.errors import OverloadedError
+from contract.errors import OverloadedError
 
 
 class CapacityLimiter:

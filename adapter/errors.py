@@ -1,123 +1,19 @@
-"""The adapter's one exception tree, and its one mapping to HTTP.
+"""The one mapping of the error tree (contract.errors) to HTTP responses.
 
-    RunnerError                 500  anything the client cannot fix
-    ├── BadRequestError         400  the request cannot be served as asked
-    │   ├── UnknownModelError        model or pipeline not served here
-    │   └── LimitExceededError       a cost limit (pixels, images, steps) was broken
-    ├── UnauthorizedError       401  missing or wrong bearer token
-    ├── PayloadTooLargeError    413  request body over the byte limit
-    ├── UnsupportedMediaError   415  a file we cannot decode
-    ├── ServiceUnavailableError 503  try again later (with Retry-After)
-    │   └── OverloadedError          capacity and wait queue full
-    ├── UpstreamError           4xx/5xx  an upstream runner's own error answer, passed through
-    ├── ModelUnavailableError   500  the model failed to load
-    └── InferenceError          500  the pipeline failed (out of memory among others)
-
-Every error renders as the runner contract's `{"detail": {"msg": ...}}`. Backends raise these
-types; foreign errors (torch, diffusers) are translated where they are caught, never in routes.
+The tree itself lives in contract.errors (plain exceptions, the status as data); the errors that
+escape it (a bug) still get the contract's JSON body.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from contract.errors import InferenceError, RunnerError
+
 logger = logging.getLogger(__name__)
-
-
-class RunnerError(Exception):
-    """Base of every error the adapter turns into an HTTP answer."""
-
-    status_code = 500
-
-    def __init__(self, msg: str) -> None:
-        super().__init__(msg)
-        self.msg = msg
-
-    def headers(self) -> dict[str, str] | None:
-        return None
-
-    def body(self) -> Any:
-        return error_body(self.msg)
-
-
-class BadRequestError(RunnerError):
-    """The request is well-formed but cannot be served as asked."""
-
-    status_code = 400
-
-
-class UnknownModelError(BadRequestError):
-    """The request names a model or pipeline this adapter does not serve."""
-
-
-class LimitExceededError(BadRequestError):
-    """The request breaks one of the configured cost limits."""
-
-
-class UnauthorizedError(RunnerError):
-    """Missing, malformed or wrong bearer token."""
-
-    status_code = 401
-
-    def headers(self) -> dict[str, str] | None:
-        return {"WWW-Authenticate": "Bearer"}
-
-
-class PayloadTooLargeError(RunnerError):
-    """The request body is larger than the configured limit."""
-
-    status_code = 413
-
-
-class UnsupportedMediaError(RunnerError):
-    """An uploaded file is in a format that cannot be decoded."""
-
-    status_code = 415
-
-
-class ServiceUnavailableError(RunnerError):
-    """The request cannot be served now but may be later (an upstream is down)."""
-
-    status_code = 503
-
-    def __init__(self, msg: str, retry_after_s: int) -> None:
-        super().__init__(msg)
-        self.retry_after_s = retry_after_s
-
-    def headers(self) -> dict[str, str] | None:
-        return {"Retry-After": str(self.retry_after_s)}
-
-
-class OverloadedError(ServiceUnavailableError):
-    """Every slot of the model is busy and its wait queue is full (or the wait timed out)."""
-
-
-class UpstreamError(RunnerError):
-    """An upstream runner answered with an error of the contract: its status and body stand."""
-
-    def __init__(self, status_code: int, body: Any, msg: str) -> None:
-        super().__init__(msg)
-        self.status_code = status_code
-        self._body = body
-
-    def body(self) -> Any:
-        return self._body
-
-
-class ModelUnavailableError(RunnerError):
-    """The model could not be loaded, so no request for it can be served."""
-
-
-class InferenceError(RunnerError):
-    """The pipeline failed while running a valid request."""
-
-
-def error_body(msg: str) -> dict[str, dict[str, str]]:
-    return {"detail": {"msg": msg}}
 
 
 # Statuses every generate route declares; 413 and 415 only where the spec adds them.

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from adapter.schemas import GPUComputeInfo, GPUUtilizationInfo
+from contract.schemas import GPUComputeInfo, GPUUtilizationInfo
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from adapter.errors import BadRequestError, LimitExceededError
-from adapter.schemas import RequestModel, TextToImageParams, TextToSpeechParams
 from adapter.settings import Limits
+from contract.errors import BadRequestError, LimitExceededError
+from contract.schemas import RequestModel, TextToImageParams, TextToSpeechParams
 
 
 def check_request(request: RequestModel, limits: Limits) -> None:

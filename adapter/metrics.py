@@ -1,6 +1,6 @@
 """What each request earned and cost: Prometheus metrics at /metrics and one log line each.
 
-Earned: the units go-livepeer debits for the request (`pricing.units`), counted when it
+Earned: the units go-livepeer debits for the request (`contract.units`), counted when it
 succeeds, as go-livepeer only debits then. Cost: the seconds the backend spent on it (the GPU
 container's time on Modal), counted whatever the outcome, as Modal bills failures too. An
 operator compares `units_total x price per unit` with `gpu_seconds_total x the GPU's price`.
@@ -20,9 +20,10 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
-from adapter.errors import RunnerError
-from adapter.schemas import Pipeline, RequestModel
-from pricing.units import RequestFacts, UnitsError, request_units
+from contract.errors import RunnerError
+from contract.pipelines import Pipeline
+from contract.schemas import RequestModel
+from contract.units import RequestFacts, UnitsError, request_units
 
 logger = logging.getLogger("adapter.requests")
 
@@ -42,7 +43,7 @@ class RunnerMetrics:
         )
         self.units = Counter(
             "runner_units", "Units go-livepeer debits for the successful requests "
-            "(pixels, ms of audio, tokens...; see pricing.units).",
+            "(pixels, ms of audio, tokens...; see contract.units).",
             LABELS, registry=self.registry,
         )
         self.gpu_seconds = Counter(

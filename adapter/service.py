@@ -11,21 +11,16 @@ from contextlib import asynccontextmanager
 
 from pydantic import BaseModel
 
-from adapter.auth import accepted_tokens
 from adapter.backends.base import Backend, ModelState
 from adapter.capacity import CapacityLimiter
-from adapter.config import ServedModel
-from adapter.errors import UnknownModelError
 from adapter.metrics import RunnerMetrics
 from adapter.pipelines import glue_for
-from adapter.schemas import (
-    HealthStatus,
-    Pipeline,
-    PipelineSpec,
-    RequestModel,
-    requested_model_id,
-)
 from adapter.settings import Settings
+from adapter.web.auth import accepted_tokens
+from contract.aimodels import ServedModel
+from contract.errors import UnknownModelError
+from contract.pipelines import Pipeline, PipelineSpec, requested_model_id
+from contract.schemas import HealthStatus, RequestModel
 
 
 class RunnerService:

@@ -13,8 +13,8 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapter import __version__
-from adapter.config import ModelEntry, RunnerSettings
-from adapter.schemas import Pipeline
+from contract.aimodels import ModelEntry, RunnerSettings
+from contract.pipelines import Pipeline
 
 MIB = 1024 * 1024
 DEMO_MODEL_ID = "demo/tiny-sd"

@@ -39,7 +39,7 @@ def _cases(text: str) -> list[str]:
 
 def _variant(text: str) -> tuple[str, dict[str, Any]]:
     """NAME:field=value,... -> (name, FastPathOptions fields); booleans, ints, strings."""
-    from functions.fast_path import FastPathOptions
+    from functions.speed.fast_path import FastPathOptions
 
     name, _, settings = text.partition(":")
     known = {field.name for field in fields(FastPathOptions)}
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench import report
     from bench.timing import matrix_rate
     from functions.device import pick_device
-    from functions.fast_path import FastPathOptions
+    from functions.speed.fast_path import FastPathOptions
 
     diffusers_logging.set_verbosity_error()
     diffusers_logging.disable_progress_bar()

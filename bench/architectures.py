@@ -12,8 +12,8 @@ Published configurations written here:
 - Stable Video Diffusion img2vid-xt (stabilityai/stable-video-diffusion-img2vid-xt):
   spatio-temporal UNet 1.525 B, temporal-decoder VAE 97.7 M, CLIP ViT-H/14 vision 632 M.
 - SD x4 upscaler (stabilityai/stable-diffusion-x4-upscaler): UNet, 3-block VAE, OpenCLIP ViT-H text.
-The tokenizers are the byte-level CLIP tokenizer of `functions.tiny_models` (real BPE vocabularies
-cannot be downloaded); they tokenize to the same 77 positions.
+The tokenizers are the byte-level CLIP tokenizer of `functions.tiny.stable_diffusion` (real BPE
+vocabularies cannot be downloaded); they tokenize to the same 77 positions.
 """
 
 from __future__ import annotations
@@ -25,7 +25,12 @@ from typing import Any
 
 import torch
 
-from functions.tiny_models import BOS_TOKEN_ID, CLIP_VOCAB_SIZE, EOS_TOKEN_ID, build_clip_tokenizer
+from functions.tiny.stable_diffusion import (
+    BOS_TOKEN_ID,
+    CLIP_VOCAB_SIZE,
+    EOS_TOKEN_ID,
+    build_clip_tokenizer,
+)
 
 REAL_CLIP_VOCAB = 49408
 

@@ -56,8 +56,8 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
         url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
     else:
         from adapter.pipelines.text_to_image import TextToImageRunner
-        from adapter.schemas import TextToImageParams
-        from functions.fast_path import FastPathOptions
+        from contract.schemas import TextToImageParams
+        from functions.speed.fast_path import FastPathOptions
         from functions.text_to_image import TextToImage, profile_for
 
         marks["imported"] = time.monotonic()

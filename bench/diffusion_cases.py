@@ -17,7 +17,7 @@ from PIL import Image
 from bench import flops, paths
 from bench.architectures import ensure_model
 from bench.timing import interleaved
-from functions.fast_path import FastPathOptions
+from functions.speed.fast_path import FastPathOptions
 
 
 @dataclass(frozen=True)

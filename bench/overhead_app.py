@@ -18,10 +18,10 @@ from PIL import Image
 from pydantic import BaseModel
 
 from adapter.backends.base import ModelState
-from adapter.config import ServedModel, merge_entries, parse_entries
-from adapter.errors import BadRequestError
-from adapter.schemas import ImageResponse, Media, RequestModel
 from bench.images import generated_like
+from contract.aimodels import ServedModel, merge_entries, parse_entries
+from contract.errors import BadRequestError
+from contract.schemas import ImageResponse, Media, RequestModel
 from functions.media import png_data_url
 
 MODEL_ID = "bench/ready-image"

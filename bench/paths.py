@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 
 from bench.constants import PROMPT
-from functions.fast_path import FastPathOptions, apply_fast_path, images_from_tensor
 from functions.media import pillow_png_data_url, png_data_urls
+from functions.speed.fast_path import FastPathOptions, apply_fast_path, images_from_tensor
 
 # The runner's image-to-video settings (its defaults; decode_chunk_size 4 in the runner).
 SVD_SETTINGS: dict[str, Any] = {
@@ -44,7 +44,7 @@ class Loaded:
 
     def graph_stats(self) -> dict[str, dict[str, int]]:
         """How each graphed module's calls went (empty for stock)."""
-        from functions.cuda_graphs import graphed_calls
+        from functions.speed.cuda_graphs import graphed_calls
 
         stats = {}
         for name, module in self.pipe.components.items():
@@ -111,7 +111,7 @@ def stock_text_to_image(folder: Path, model_id: str, device: torch.device, dtype
 def our_text_to_image(folder: Path, model_id: str, device: torch.device, dtype: torch.dtype,
                       params: dict[str, int], options: FastPathOptions) -> Loaded:
     from adapter.pipelines.text_to_image import TextToImageRunner
-    from adapter.schemas import TextToImageParams
+    from contract.schemas import TextToImageParams
     from functions.text_to_image import TextToImage, profile_for
 
     handle = TextToImage.load(folder, device=device, dtype=dtype, profile=profile_for(model_id))

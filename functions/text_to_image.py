@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from PIL import Image
 
+from contract.model_families import is_lightning, is_turbo, lightning_steps
 from functions.cancel import stop_between_steps
-from functions.fast_path import FastPathOptions, apply_fast_path, images_from_tensor
 from functions.loading import has_fp16_variant
-from functions.model_families import is_lightning, is_turbo, lightning_steps
 from functions.safety import SafetyChecker
+from functions.speed.fast_path import FastPathOptions, apply_fast_path, images_from_tensor
 
 DEFAULT_STEPS = 50
 MAX_SEED = 2**63 - 1
@@ -197,7 +197,7 @@ class TextToImage:
         return GeneratedImages(images=images, seeds=seeds, nsfw=nsfw)
 
     def use_fast_path(self, options: FastPathOptions) -> list[str]:
-        """Serve with the fast path (functions.fast_path) from now on; call once the pipeline
+        """Serve with the fast path (functions.speed.fast_path) from now on; call once the pipeline
         is on its final device. Returns what was applied."""
         self.fast_path = options
         return apply_fast_path(self.pipe, options)

@@ -1,6 +1,6 @@
 """What to charge: go-livepeer's units of work, and the Modal cost of serving them.
 
-- `pricing.units`: the units go-livepeer debits for a request (pixels, ms of audio, tokens...).
+- `contract.units`: the units go-livepeer debits for a request (pixels, ms of audio, tokens...).
 - `pricing.gpus`: Modal's per-second prices, a dated table.
 - `pricing.cost`: a job's share of the Modal bill and the break-even price per unit.
 - `pricing.prices`: prices as aiModels.json (`price_per_unit`, `pixels_per_unit`, `currency`)

@@ -17,15 +17,16 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from adapter.config import ConfigError, ServedModel, merge_entries
-from adapter.schemas import Pipeline
+from contract.aimodels import ServedModel, merge_entries
+from contract.errors import ConfigError
+from contract.pipelines import Pipeline
+from contract.units import RequestFacts, request_units
 from pricing.aimodels import read_aimodels, write_prices
 from pricing.cost import PricingError
 from pricing.gpus import known_gpus
 from pricing.prices import CURRENCIES
 from pricing.report import Options, price_entry, render, typical_request
 from pricing.results import Measurement, load_results, save_results
-from pricing.units import RequestFacts, request_units
 
 DEFAULT_RESULTS = Path("bench/results/calibration.json")
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapter.config import ConfigError, ModelEntry, parse_entries
+from contract.aimodels import ModelEntry, parse_entries
+from contract.errors import ConfigError
 from pricing.prices import ConfigPrice
 
 PRICE_FIELDS = ("price_per_unit", "pixels_per_unit", "currency")

@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from adapter.config import ServedModel
 from adapter.pipelines import PIPELINES
-from adapter.schemas import RequestModel
 from adapter.settings import Settings
+from contract.aimodels import ServedModel
+from contract.schemas import RequestModel
+from contract.units import RequestFacts
 from pricing.cost import PricingError
 from pricing.gpus import GPU_USD_PER_SECOND
 from pricing.results import InputFacts, Measurement
-from pricing.units import RequestFacts
 
 if TYPE_CHECKING:
     import torch

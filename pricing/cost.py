@@ -87,7 +87,7 @@ class Workload:
     """One typical job and how often jobs come."""
 
     seconds_per_job: Decimal  # container seconds of one warm job (median of a measurement)
-    units_per_job: int  # go-livepeer units of that job (pricing.units)
+    units_per_job: int  # go-livepeer units of that job (contract.units)
     cold_start_s: Decimal | None = None  # container start to first result
     jobs_per_hour: Decimal | None = None
 

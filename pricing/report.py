@@ -11,8 +11,10 @@ from typing import Any, get_origin
 from fastapi import UploadFile
 from pydantic import ValidationError
 
-from adapter.config import ModelEntry
-from adapter.schemas import PIPELINE_SPECS, Pipeline, RequestModel
+from contract.aimodels import ModelEntry
+from contract.pipelines import PIPELINE_SPECS, Pipeline
+from contract.schemas import RequestModel
+from contract.units import RequestFacts, UnitsError, request_units
 from pricing.cost import Deployment, JobCost, PricingError, Workload, job_cost
 from pricing.cost import recommended_usd_per_unit as with_margin
 from pricing.gpus import MIN_CPU_CORES, GpuPrice, gpu_price, parse_gpu
@@ -27,7 +29,6 @@ from pricing.prices import (
     live_wei,
 )
 from pricing.results import Measurement
-from pricing.units import UNIT_NAMES, RequestFacts, UnitsError, request_units
 
 # What a go-livepeer gateway sends when its client leaves these out (server/ai_process.go).
 GATEWAY_DEFAULTS: dict[Pipeline, dict[str, Any]] = {
@@ -242,7 +243,7 @@ def render(report: EntryReport, options: Options) -> str:
     lines = [
         f"entry {report.index}: {entry.pipeline.value} {entry.model_id}"
         + (f" (gateway {entry.gateway})" if entry.gateway else "")
-        + f"; unit: {UNIT_NAMES[entry.pipeline]}"
+        + f"; unit: {PIPELINE_SPECS[entry.pipeline].unit_name}"
     ]
     header = ["GPU", "USD/s", "s/job", "billed s/job", "USD/job", "units/job",
               "break-even USD/unit", "recommended USD/unit", "wei/unit", "job earns USD"]

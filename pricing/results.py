@@ -47,8 +47,8 @@ from pydantic import (
     ValidationError,
 )
 
-from adapter.schemas import Pipeline
-from pricing.units import RequestFacts
+from contract.pipelines import Pipeline
+from contract.units import RequestFacts
 
 RESULTS_FORMAT = "modal-ai-runner-bench/1"
 

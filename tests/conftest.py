@@ -23,15 +23,19 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from adapter.app import create_app
-from adapter.config import merge_entries, parse_entries
 from adapter.settings import Limits, Settings
-from functions.tiny_image_models import (
+from contract.aimodels import merge_entries, parse_entries
+from functions.tiny.image_models import (
     build_tiny_instruct_pix2pix,
     build_tiny_sd_upscaler,
     build_tiny_svd,
 )
-from functions.tiny_models import build_tiny_safety_checker, build_tiny_sd, build_tiny_sdxl
-from functions.tiny_text_models import build_tiny_llm, build_tiny_whisper
+from functions.tiny.stable_diffusion import (
+    build_tiny_safety_checker,
+    build_tiny_sd,
+    build_tiny_sdxl,
+)
+from functions.tiny.text_models import build_tiny_llm, build_tiny_whisper
 
 # Two cores are shared with everything else CI runs; one intra-op thread keeps runs steady.
 torch.set_num_threads(1)
@@ -178,7 +182,7 @@ def tiny_modal_app(tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> A
     """modal_app.py deployed (imported) with an aiModels.json of tiny models on local disk."""
     import json
 
-    from tests.modal_inprocess import import_modal_app, tiny_entries
+    from tests.support.modal_inprocess import import_modal_app, tiny_entries
 
     path = tmp_path_factory.mktemp("modal") / "aiModels.json"
     path.write_text(json.dumps(tiny_entries(tiny_sd)))

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings
 
-from adapter.config import RunnerSettings
-from adapter.modal_plan import ModalDeploySettings
-from adapter.modal_settings import ModalSettings
 from adapter.settings import Limits, Settings
+from contract.aimodels import RunnerSettings
+from contract.modal_settings import ModalSettings
+from modal_deploy.plan import ModalDeploySettings
 from pricing.__main__ import main as pricing_main
 
 REPO = Path(__file__).resolve().parents[1]

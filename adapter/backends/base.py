@@ -8,8 +8,8 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from adapter.config import ServedModel
-from adapter.schemas import RequestModel
+from contract.aimodels import ServedModel
+from contract.schemas import RequestModel
 
 
 class ModelState(StrEnum):

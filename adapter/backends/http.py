@@ -23,17 +23,18 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from adapter.backends.base import ModelState
-from adapter.backends.timeouts import request_timeout_s
-from adapter.config import ConfigError, ServedModel
-from adapter.errors import (
+from adapter.pipelines.base import upload_bytes, upload_fields
+from adapter.settings import Settings
+from contract.aimodels import ServedModel
+from contract.errors import (
+    ConfigError,
     InferenceError,
     RunnerError,
     ServiceUnavailableError,
     UpstreamError,
 )
-from adapter.pipelines.base import upload_bytes, upload_fields
-from adapter.schemas import PIPELINE_SPECS, LLMResponse, RequestModel
-from adapter.settings import Settings
+from contract.pipelines import PIPELINE_SPECS
+from contract.schemas import LLMResponse, RequestModel
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class HTTPBackend:
         # The adapter resolved an empty model_id to its default: the upstream is told which.
         request = request.model_copy(update={spec.model_field: model.model_id})
         url = f"{upstream.url}/{model.pipeline.value}"
-        timeout = httpx.Timeout(request_timeout_s(model), connect=CONNECT_TIMEOUT_S)
+        timeout = httpx.Timeout(model.request_timeout_s, connect=CONNECT_TIMEOUT_S)
         headers = self._auth(upstream)
         if spec.body == "json":
             body = request.model_dump(mode="json", exclude_none=True)
@@ -235,7 +236,7 @@ class HTTPBackend:
         except httpx.TimeoutException as exc:
             raise InferenceError(
                 f"The upstream runner for {model.model_id} did not answer within "
-                f"{request_timeout_s(model):g} s."
+                f"{model.request_timeout_s:g} s."
             ) from exc
         except httpx.HTTPError as exc:
             raise ServiceUnavailableError(

@@ -23,16 +23,18 @@ from typing import Any
 from pydantic import BaseModel
 
 from adapter.backends.base import ModelState
-from adapter.config import ConfigError, ServedModel
-from adapter.errors import (
+from adapter.pipelines import PIPELINES
+from adapter.settings import Settings
+from contract.aimodels import ServedModel
+from contract.errors import (
     BadRequestError,
+    ConfigError,
     InferenceError,
     ModelUnavailableError,
     RunnerError,
 )
-from adapter.pipelines import PIPELINES
-from adapter.schemas import Pipeline, RequestModel
-from adapter.settings import Settings
+from contract.pipelines import Pipeline
+from contract.schemas import RequestModel
 
 logger = logging.getLogger(__name__)
 

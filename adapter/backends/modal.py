@@ -33,18 +33,19 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from adapter.backends.base import ModelState
-from adapter.config import ConfigError, ServedModel
-from adapter.errors import (
+from adapter.settings import Settings
+from contract.aimodels import ServedModel
+from contract.errors import (
     BadRequestError,
+    ConfigError,
     InferenceError,
     ModelUnavailableError,
     PayloadTooLargeError,
     RunnerError,
     ServiceUnavailableError,
 )
-from adapter.modal_plan import ClassPlan, plan_class
-from adapter.schemas import RequestModel
-from adapter.settings import Settings
+from contract.schemas import RequestModel
+from modal_deploy.plan import ClassPlan, plan_class
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from adapter.config import ConfigError
 from adapter.pipelines.audio_to_text import AudioToTextRunner
 from adapter.pipelines.base import PipelineRunner
 from adapter.pipelines.image_to_image import ImageToImageRunner
@@ -17,7 +16,8 @@ from adapter.pipelines.image_to_video import ImageToVideoRunner
 from adapter.pipelines.llm import LLMRunner
 from adapter.pipelines.text_to_image import TextToImageRunner
 from adapter.pipelines.upscale import UpscaleRunner
-from adapter.schemas import Pipeline
+from contract.errors import ConfigError
+from contract.pipelines import Pipeline
 
 PIPELINES: dict[Pipeline, PipelineRunner] = {
     runner.pipeline: runner

@@ -15,12 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from adapter.errors import (
-    BadRequestError,
-    LimitExceededError,
-    PayloadTooLargeError,
-    UnsupportedMediaError,
-)
 from adapter.pipelines.base import (
     PipelineRunner,
     StopCheck,
@@ -29,13 +23,20 @@ from adapter.pipelines.base import (
     upload_bytes,
     with_upload_facts,
 )
-from adapter.schemas import AudioToTextForm, Chunk, Pipeline, RequestModel, TextResponse
+from contract.errors import (
+    BadRequestError,
+    LimitExceededError,
+    PayloadTooLargeError,
+    UnsupportedMediaError,
+)
+from contract.pipelines import Pipeline
+from contract.schemas import AudioToTextForm, Chunk, RequestModel, TextResponse
 
 if TYPE_CHECKING:
     import torch
 
-    from adapter.config import ServedModel
     from adapter.settings import Limits, Settings
+    from contract.aimodels import ServedModel
     from functions.audio import DecodedAudio
     from functions.audio_to_text import SpeechToText
 
@@ -120,7 +121,7 @@ class AudioToTextRunner(PipelineRunner):
         return with_upload_facts(request, audio_duration_ms=round(audio.seconds * 1000))
 
     def build_demo(self, folder: Path) -> None:
-        from functions.tiny_text_models import build_tiny_whisper
+        from functions.tiny.text_models import build_tiny_whisper
 
         build_tiny_whisper(folder)
 

@@ -18,16 +18,17 @@ from fastapi import UploadFile
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
-from adapter.errors import BadRequestError
 from adapter.limits import check_request
-from adapter.schemas import Pipeline, RequestModel
+from contract.errors import BadRequestError
+from contract.pipelines import PIPELINE_SPECS, Pipeline
+from contract.schemas import RequestModel
 
 if TYPE_CHECKING:
     import torch
 
-    from adapter.config import ServedModel
     from adapter.settings import Limits, Settings
-    from pricing.units import RequestFacts
+    from contract.aimodels import ServedModel
+    from contract.units import RequestFacts
 
 StopCheck = Callable[[], bool]
 
@@ -38,13 +39,13 @@ class PipelineRunner(ABC):
     pipeline: ClassVar[Pipeline]
     # Whether a handle loaded on the CPU can be moved to the GPU with `to_device` and then
     # serves as if loaded there. Modal GPU classes then load on the CPU before their memory
-    # snapshot, so a restored container only moves the weights (see adapter/modal_runtime.py).
+    # snapshot, so a restored container only moves the weights (see modal_deploy/runtime.py).
     movable: ClassVar[bool] = False
 
     @property
     def failure_message(self) -> str:
         """The 500 message when the pipeline fails on a valid request (as the runner words it)."""
-        return f"{self.pipeline.value.capitalize()} pipeline error."
+        return PIPELINE_SPECS[self.pipeline].failure_message
 
     async def prepare(self, request: RequestModel, limits: Limits) -> RequestModel:
         """Check a request on the adapter and return it ready to travel to a backend.
@@ -58,7 +59,7 @@ class PipelineRunner(ABC):
     def pricing_facts(self, request: RequestModel) -> RequestFacts:
         """What go-livepeer's unit rule needs beyond the fields of a prepared request: what
         `prepare` measured of its uploads (`with_upload_facts`)."""
-        from pricing.units import RequestFacts
+        from contract.units import RequestFacts
 
         return RequestFacts(**request._upload_facts)
 
@@ -105,7 +106,7 @@ class PipelineRunner(ABC):
 
     def build_demo(self, folder: Path) -> None:
         """Save a tiny random-weight model of this pipeline at `folder` (the built-in demo)."""
-        from adapter.config import ConfigError
+        from contract.errors import ConfigError
 
         raise ConfigError(f"{self.pipeline.value} has no built-in demo model")
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from adapter.errors import BadRequestError, LimitExceededError
 from adapter.pipelines.base import in_memory_upload, off_loop, upload_bytes, with_upload_facts
-from adapter.schemas import RequestModel
+from contract.errors import BadRequestError, LimitExceededError
+from contract.schemas import RequestModel
 
 if TYPE_CHECKING:
     from fastapi import UploadFile

@@ -7,17 +7,18 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from adapter.errors import BadRequestError
 from adapter.pipelines.base import PipelineRunner, StopCheck
 from adapter.pipelines.image_input import prepare_image, prepared_image
 from adapter.pipelines.text_to_image import load_safety_checker, served_profile
-from adapter.schemas import ImageResponse, ImageToImageForm, Media, Pipeline, RequestModel
+from contract.errors import BadRequestError
+from contract.pipelines import Pipeline
+from contract.schemas import ImageResponse, ImageToImageForm, Media, RequestModel
 
 if TYPE_CHECKING:
     import torch
 
-    from adapter.config import ServedModel
     from adapter.settings import Limits, Settings
+    from contract.aimodels import ServedModel
     from functions.text_to_image import GeneratedImages
 
 
@@ -52,7 +53,7 @@ class ImageToImageRunner(PipelineRunner):
         return prepared
 
     def build_demo(self, folder: Path) -> None:
-        from functions.tiny_models import build_tiny_sd
+        from functions.tiny.stable_diffusion import build_tiny_sd
 
         build_tiny_sd(folder)
 

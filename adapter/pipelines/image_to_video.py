@@ -7,18 +7,18 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from adapter.config import ConfigError
-from adapter.errors import BadRequestError
 from adapter.pipelines.base import PipelineRunner, StopCheck
 from adapter.pipelines.image_input import prepare_image, prepared_image
 from adapter.pipelines.text_to_image import load_safety_checker
-from adapter.schemas import ImageToVideoForm, Media, Pipeline, RequestModel, VideoResponse
+from contract.errors import BadRequestError, ConfigError
+from contract.pipelines import Pipeline
+from contract.schemas import ImageToVideoForm, Media, RequestModel, VideoResponse
 
 if TYPE_CHECKING:
     import torch
 
-    from adapter.config import ServedModel
     from adapter.settings import Limits, Settings
+    from contract.aimodels import ServedModel
 
 
 class ImageToVideoRunner(PipelineRunner):
@@ -47,7 +47,7 @@ class ImageToVideoRunner(PipelineRunner):
         return prepared
 
     def build_demo(self, folder: Path) -> None:
-        from functions.tiny_image_models import build_tiny_svd
+        from functions.tiny.image_models import build_tiny_svd
 
         build_tiny_svd(folder)
 

@@ -12,23 +12,23 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from adapter.errors import BadRequestError, LimitExceededError
 from adapter.pipelines.base import PipelineRunner, StopCheck
-from adapter.schemas import (
+from contract.errors import BadRequestError, LimitExceededError
+from contract.pipelines import Pipeline
+from contract.schemas import (
     LLMChoice,
     LLMMessage,
     LLMRequest,
     LLMResponse,
     LLMTokenUsage,
-    Pipeline,
     RequestModel,
 )
 
 if TYPE_CHECKING:
     import torch
 
-    from adapter.config import ServedModel
     from adapter.settings import Limits, Settings
+    from contract.aimodels import ServedModel
     from functions.llm import ChatModel, Sampling
 
 ROLES = ("system", "user", "assistant")
@@ -87,17 +87,13 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> LLMTokenUsage:
 class LLMRunner(PipelineRunner):
     pipeline = Pipeline.LLM
 
-    @property
-    def failure_message(self) -> str:
-        return "Internal server error during LLM processing."
-
     async def prepare(self, request: RequestModel, limits: Limits) -> RequestModel:
         assert isinstance(request, LLMRequest)
         check_llm_request(request, limits)
         return await super().prepare(request, limits)
 
     def build_demo(self, folder: Path) -> None:
-        from functions.tiny_text_models import build_tiny_llm
+        from functions.tiny.text_models import build_tiny_llm
 
         build_tiny_llm(folder)
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from adapter.config import ServedModel
     from adapter.settings import Settings
+    from contract.aimodels import ServedModel
 
 
 def optimize_pipeline(
@@ -21,7 +21,7 @@ def optimize_pipeline(
     `warmup` runs one generation at the pipeline's default request size; it is called after
     compiling when SFAST_WARMUP is on (the default). Returns what was applied.
     """
-    from functions.optimize import apply_optimization_flags
+    from functions.speed.optimize import apply_optimization_flags
 
     return apply_optimization_flags(
         pipe,

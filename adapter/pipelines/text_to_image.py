@@ -9,13 +9,14 @@ from pydantic import BaseModel
 
 from adapter.pipelines.base import PipelineRunner, StopCheck
 from adapter.pipelines.optimization import optimize_pipeline
-from adapter.schemas import ImageResponse, Media, Pipeline, RequestModel, TextToImageParams
+from contract.pipelines import Pipeline
+from contract.schemas import ImageResponse, Media, RequestModel, TextToImageParams
 
 if TYPE_CHECKING:
     import torch
 
-    from adapter.config import ServedModel
     from adapter.settings import Settings
+    from contract.aimodels import ServedModel
     from functions.text_to_image import ModelProfile
 
 
@@ -23,7 +24,7 @@ def fast_path_for(model: ServedModel, device: torch.device) -> Any:
     """The fast-path options for `model` on `device` (None: stock diffusers)."""
     from dataclasses import replace
 
-    from functions.fast_path import default_fast_path
+    from functions.speed.fast_path import default_fast_path
 
     options = default_fast_path(device) if model.runner.fast_path else None
     compiling = any(
@@ -85,7 +86,7 @@ class TextToImageRunner(PipelineRunner):
     movable = True
 
     def build_demo(self, folder: Path) -> None:
-        from functions.tiny_models import build_tiny_sd
+        from functions.tiny.stable_diffusion import build_tiny_sd
 
         build_tiny_sd(folder)
 

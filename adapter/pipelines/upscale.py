@@ -11,13 +11,14 @@ from adapter.pipelines.base import PipelineRunner, StopCheck
 from adapter.pipelines.image_input import prepare_image, prepared_image
 from adapter.pipelines.image_to_image import image_response
 from adapter.pipelines.text_to_image import load_safety_checker
-from adapter.schemas import Pipeline, RequestModel, UpscaleForm
+from contract.pipelines import Pipeline
+from contract.schemas import RequestModel, UpscaleForm
 
 if TYPE_CHECKING:
     import torch
 
-    from adapter.config import ServedModel
     from adapter.settings import Limits, Settings
+    from contract.aimodels import ServedModel
 
 
 class UpscaleRunner(PipelineRunner):
@@ -36,7 +37,7 @@ class UpscaleRunner(PipelineRunner):
         return prepared
 
     def build_demo(self, folder: Path) -> None:
-        from functions.tiny_image_models import build_tiny_sd_upscaler
+        from functions.tiny.image_models import build_tiny_sd_upscaler
 
         build_tiny_sd_upscaler(folder)
 

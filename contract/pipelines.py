@@ -1,0 +1,216 @@
+"""The runner's pipelines and the ONE table of what each one is on the wire and to go-livepeer.
+
+Adding a pipeline: a `Pipeline` member and its `PipelineSpec` here, its request and response
+models in `contract.schemas`, its glue in `adapter/pipelines/`, its inference in `functions/`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from contract.schemas import (
+    AudioResponse,
+    AudioToTextForm,
+    ImageResponse,
+    ImageToImageForm,
+    ImageToTextForm,
+    ImageToTextResponse,
+    ImageToVideoForm,
+    LiveVideoToVideoParams,
+    LiveVideoToVideoResponse,
+    LLMRequest,
+    LLMResponse,
+    MasksResponse,
+    RequestModel,
+    SegmentAnything2Form,
+    TextResponse,
+    TextToImageParams,
+    TextToSpeechParams,
+    UpscaleForm,
+    VideoResponse,
+)
+
+
+class Pipeline(StrEnum):
+    """The runner's pipelines; each value is also the route path without its slash."""
+
+    TEXT_TO_IMAGE = "text-to-image"
+    IMAGE_TO_IMAGE = "image-to-image"
+    IMAGE_TO_VIDEO = "image-to-video"
+    UPSCALE = "upscale"
+    AUDIO_TO_TEXT = "audio-to-text"
+    SEGMENT_ANYTHING_2 = "segment-anything-2"
+    LLM = "llm"
+    IMAGE_TO_TEXT = "image-to-text"
+    TEXT_TO_SPEECH = "text-to-speech"
+    LIVE_VIDEO_TO_VIDEO = "live-video-to-video"
+
+
+class PipelineSpec(BaseModel):
+    """What the routes need to know about one pipeline's wire format."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    pipeline: Pipeline
+    request: type[RequestModel]
+    response: type[BaseModel]
+    body: Literal["json", "multipart"]
+    summary: str
+    description: str
+    operation_id: str
+    extra_error_statuses: tuple[int, ...] = ()
+    # The field that names the model: `model` for /llm, `model_id` elsewhere.
+    model_field: str = "model_id"
+    # The runner's 401 message; its /llm and /image-to-text routes drop the final period.
+    unauthorized_msg: str = "Invalid bearer token."
+    # How long one request may take at a remote backend (http, Modal) before it is given up.
+    # Generous: they bound a stuck backend, not a slow model (image-to-video at 25 frames of
+    # 576x1024 takes about 20 s on an H100 and minutes on smaller GPUs).
+    default_timeout_s: float = 300.0
+    # What go-livepeer counts one unit of (contract/units.py holds the rule itself).
+    unit_name: str = "output pixel"
+    # The 500 message when the pipeline fails on a valid request, as the runner words it;
+    # empty means "<Pipeline> pipeline error.".
+    failure_msg: str = ""
+    # A diffusers UNet pipeline: the runner compiles it (SFAST) and caches it (DEEPCACHE).
+    diffusion: bool = False
+
+    @property
+    def failure_message(self) -> str:
+        return self.failure_msg or f"{self.pipeline.value.capitalize()} pipeline error."
+
+
+PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
+    spec.pipeline: spec
+    for spec in (
+        PipelineSpec(
+            pipeline=Pipeline.TEXT_TO_IMAGE,
+            default_timeout_s=300.0,
+            unit_name="output pixel",
+            diffusion=True,
+            request=TextToImageParams,
+            response=ImageResponse,
+            body="json",
+            summary="Text To Image",
+            description="Generate images from text prompts.",
+            operation_id="genTextToImage",
+        ),
+        PipelineSpec(
+            pipeline=Pipeline.IMAGE_TO_IMAGE,
+            default_timeout_s=300.0,
+            unit_name="input pixel x image",
+            diffusion=True,
+            request=ImageToImageForm,
+            response=ImageResponse,
+            body="multipart",
+            summary="Image To Image",
+            description="Apply image transformations to a provided image.",
+            operation_id="genImageToImage",
+        ),
+        PipelineSpec(
+            pipeline=Pipeline.IMAGE_TO_VIDEO,
+            default_timeout_s=900.0,
+            unit_name="output pixel x frame",
+            diffusion=True,
+            request=ImageToVideoForm,
+            response=VideoResponse,
+            body="multipart",
+            summary="Image To Video",
+            description="Generate a video from a provided image.",
+            operation_id="genImageToVideo",
+        ),
+        PipelineSpec(
+            pipeline=Pipeline.UPSCALE,
+            default_timeout_s=300.0,
+            unit_name="input pixel",
+            diffusion=True,
+            request=UpscaleForm,
+            response=ImageResponse,
+            body="multipart",
+            summary="Upscale",
+            description="Upscale an image by increasing its resolution.",
+            operation_id="genUpscale",
+        ),
+        PipelineSpec(
+            pipeline=Pipeline.AUDIO_TO_TEXT,
+            default_timeout_s=900.0,
+            unit_name="millisecond of audio",
+            request=AudioToTextForm,
+            response=TextResponse,
+            body="multipart",
+            summary="Audio To Text",
+            description="Transcribe audio files to text.",
+            operation_id="genAudioToText",
+            extra_error_statuses=(413, 415),
+        ),
+        PipelineSpec(
+            pipeline=Pipeline.SEGMENT_ANYTHING_2,
+            default_timeout_s=120.0,
+            unit_name="input pixel",
+            request=SegmentAnything2Form,
+            response=MasksResponse,
+            body="multipart",
+            summary="Segment Anything 2",
+            description="Segment objects in an image.",
+            operation_id="genSegmentAnything2",
+        ),
+        PipelineSpec(
+            pipeline=Pipeline.LLM,
+            default_timeout_s=600.0,
+            unit_name="max_tokens token",
+            failure_msg="Internal server error during LLM processing.",
+            request=LLMRequest,
+            response=LLMResponse,
+            body="json",
+            summary="LLM",
+            description="Generate text using a language model.",
+            operation_id="genLLM",
+            model_field="model",
+            unauthorized_msg="Invalid bearer token",
+        ),
+        PipelineSpec(
+            pipeline=Pipeline.IMAGE_TO_TEXT,
+            default_timeout_s=120.0,
+            unit_name="input pixel",
+            request=ImageToTextForm,
+            response=ImageToTextResponse,
+            body="multipart",
+            summary="Image To Text",
+            description="Transform image files to text.",
+            operation_id="genImageToText",
+            extra_error_statuses=(413,),
+            unauthorized_msg="Invalid bearer token",
+        ),
+        PipelineSpec(
+            pipeline=Pipeline.TEXT_TO_SPEECH,
+            default_timeout_s=300.0,
+            unit_name="character / 1000",
+            request=TextToSpeechParams,
+            response=AudioResponse,
+            body="json",
+            summary="Text To Speech",
+            description="Generate a text-to-speech audio file based on the provided text input "
+            "and speaker description.",
+            operation_id="genTextToSpeech",
+        ),
+        PipelineSpec(
+            pipeline=Pipeline.LIVE_VIDEO_TO_VIDEO,
+            default_timeout_s=60.0,
+            unit_name="stream pixel x frame",
+            request=LiveVideoToVideoParams,
+            response=LiveVideoToVideoResponse,
+            body="json",
+            summary="Live Video To Video",
+            description="Apply transformations to a live video streamed to the returned endpoints.",
+            operation_id="genLiveVideoToVideo",
+        ),
+    )
+}
+
+
+def requested_model_id(spec: PipelineSpec, request: RequestModel) -> str:
+    """The model a request names (empty when it names none)."""
+    return str(getattr(request, spec.model_field, "") or "")

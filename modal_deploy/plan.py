@@ -1,0 +1,386 @@
+"""The Modal deployment as plain data: which GPU classes `modal_app.py` defines, and how.
+
+Everything here is computed from the parsed aiModels.json (`ServedModel`, with each entry's
+`runner.modal` settings) and imports nothing from Modal, so tests assert on it offline and the
+adapter's Modal backend derives class names and timeouts from the same functions that named
+the deployed classes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from adapter.settings import Settings
+from contract.aimodels import ServedModel, load_models_file, merge_entries, parse_entries
+from contract.errors import ConfigError
+from contract.modal_settings import MAX_TIMEOUT_S, WarmWindow
+from contract.pipelines import Pipeline
+
+logger = logging.getLogger(__name__)
+
+# The packages of pyproject.toml's `dependencies`, installed in the image (a test keeps the two
+# lists equal). On Linux, PyPI's torch wheel is the CUDA build.
+# The project's dependencies (a test keeps this equal to pyproject.toml's list).
+IMAGE_PACKAGES = (
+    "torch==2.13.0",
+    "diffusers==0.42.1",
+    "transformers==5.23.0",
+    "accelerate==1.15.0",
+    "safetensors>=0.8,<1",
+    "tokenizers>=0.23,<1",
+    "huggingface-hub>=2.4,<3",
+    "fastapi==0.165.0",
+    "starlette==1.10.0",
+    "uvicorn==0.54.0",
+    "pydantic>=2.14,<3",
+    "pydantic-settings>=2.16,<3",
+    "python-multipart>=0.0.34",
+    "pillow>=13,<14",
+    "isal>=1.9.1,<2",
+    "numpy>=2.4,<3",
+    "av>=18.1,<19",
+    "nvidia-ml-py>=13",
+    "prometheus-client==0.26.0",
+)
+LOCAL_PACKAGES = ("adapter", "contract", "functions", "modal_deploy", "pricing")
+PYTHON_VERSION = "3.11"
+
+MODELS_MOUNT = "/models"
+COMPILE_CACHE_DIR = f"{MODELS_MOUNT}/.compile-cache"
+# Containers rebuild the plan from this variable, so they define the same classes as the deploy.
+MODELS_JSON_ENV = "RUNNER_MODELS_JSON"
+# Beyond a class's own limits (start + run), time for Modal to queue and route the call.
+CALL_WAIT_MARGIN_S = 60
+MAX_NAME_LENGTH = 64
+WARM_SCHEDULE_CRON = "*/15 * * * *"
+SAMPLE_MODELS_FILE = Path(__file__).resolve().parent.parent / "examples" / "aiModels.modal.json"
+
+
+class ModalDeploySettings(BaseSettings):
+    """Deploy-time names and web settings (env `ADAPTER_MODAL_*`), read by modal_app.py."""
+
+    model_config = SettingsConfigDict(env_prefix="ADAPTER_MODAL_")
+
+    volume: str = Field("livepeer-models", description="Volume holding the weights (HF cache).")
+    auth_secret: str = Field(
+        "livepeer-runner-auth",
+        description="Secret with AUTH_TOKEN, the bearer token the deployed adapter accepts.",
+    )
+    hf_secret: str = Field(
+        "", description="Secret with HF_TOKEN for gated models; used only by the download."
+    )
+    web_label: str = Field(
+        "", description="Label of the web URL (https://<workspace>--<label>.modal.run); "
+        "default: the app name."
+    )
+    web_max_inputs: int = Field(
+        100, gt=0, description="Requests one adapter container serves at once (all async)."
+    )
+    web: bool = Field(
+        True,
+        description="Serve the adapter on Modal (topology 1). False when the adapter runs beside "
+        "the orchestrator and only the GPU classes are deployed (topology 2).",
+    )
+
+
+@dataclass(frozen=True)
+class ClassPlan:
+    """One GPU class: the warm pool of one (pipeline, model)."""
+
+    name: str
+    model: ServedModel
+    gpu: str | tuple[str, ...]
+    min_containers: int
+    max_containers: int
+    buffer_containers: int | None
+    scaledown_window: int
+    max_concurrent_inputs: int
+    timeout: int
+    startup_timeout: int
+    snapshot: str
+    warm_schedule: tuple[WarmWindow, ...] = ()
+
+    def cls_options(self) -> dict[str, Any]:
+        """The keyword arguments of `app.cls` that come from the configuration."""
+        options: dict[str, Any] = {
+            "gpu": list(self.gpu) if isinstance(self.gpu, tuple) else self.gpu,
+            "min_containers": self.min_containers,
+            "max_containers": self.max_containers,
+            "scaledown_window": self.scaledown_window,
+            "timeout": self.timeout,
+            "startup_timeout": self.startup_timeout,
+            "enable_memory_snapshot": self.snapshot != "off",
+        }
+        if self.buffer_containers is not None:
+            options["buffer_containers"] = self.buffer_containers
+        if self.snapshot == "gpu":
+            options["experimental_options"] = {"enable_gpu_snapshot": True}
+        return options
+
+    @property
+    def env(self) -> dict[str, str]:
+        # Weights come from the Volume only; the snapshot phase must not probe for CUDA.
+        return {"HF_HUB_OFFLINE": "1", "ADAPTER_DEVICE": "cuda", "ADAPTER_MODEL_DIR": MODELS_MOUNT}
+
+    @property
+    def call_wait_s(self) -> int:
+        """How long the adapter waits for a result before giving up (and cancelling)."""
+        return self.startup_timeout + self.timeout + CALL_WAIT_MARGIN_S
+
+    def min_containers_at(self, when: datetime) -> int:
+        """Warm containers wanted at `when` (UTC): the schedule's window, else the static value."""
+        if not self.warm_schedule:
+            return self.min_containers
+        hour = when.hour
+        return max((w.min_containers for w in self.warm_schedule if hour in w.hours), default=0)
+
+
+@dataclass(frozen=True)
+class WebPlan:
+    """The adapter served on Modal as an ASGI app (CPU only)."""
+
+    label: str
+    max_inputs: int
+    min_containers: int
+    timeout: int
+    env: dict[str, str] = field(default_factory=dict)
+    # One container: the adapter's per-model capacity limits then hold for the whole app.
+    max_containers: int = 1
+    scaledown_window: int = 300
+
+    def function_options(self) -> dict[str, Any]:
+        return {
+            "min_containers": self.min_containers,
+            "max_containers": self.max_containers,
+            "scaledown_window": self.scaledown_window,
+            "timeout": self.timeout,
+        }
+
+
+@dataclass(frozen=True)
+class AppPlan:
+    app_name: str
+    volume_name: str
+    auth_secret: str
+    hf_secret: str
+    classes: tuple[ClassPlan, ...]
+    web: WebPlan | None
+    models_json: str
+    # The deploy's cost limits: the GPU classes check some again (video frames at load, audio
+    # length, prompt tokens), and must agree with the adapter in front of them.
+    limits_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def container_env(self) -> dict[str, str]:
+        """Given to every function: each container imports modal_app.py again and must
+        define the same functions and classes as the deploy did, under the same limits."""
+        return {
+            MODELS_JSON_ENV: self.models_json,
+            "ADAPTER_MODAL_APP": self.app_name,
+            "ADAPTER_MODAL_WEB": str(self.web is not None).lower(),
+            **self.limits_env,
+        }
+
+    @property
+    def has_warm_schedule(self) -> bool:
+        return any(plan.warm_schedule for plan in self.classes)
+
+    def warm_targets(self, when: datetime) -> dict[str, int]:
+        """min_containers per scheduled class at `when` (what the scheduled function applies)."""
+        return {p.name: p.min_containers_at(when) for p in self.classes if p.warm_schedule}
+
+
+def _camel(pipeline: Pipeline) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[-_]", pipeline.value))
+
+
+def class_name(pipeline: Pipeline, model_id: str) -> str:
+    """The Modal class serving (pipeline, model_id): a Python identifier of at most 64 chars."""
+    model = re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_") or "model"
+    name = f"{_camel(pipeline)}__{model}"
+    if len(name) > MAX_NAME_LENGTH:
+        digest = hashlib.sha1(model_id.encode()).hexdigest()[:6]
+        name = f"{name[: MAX_NAME_LENGTH - 7]}_{digest}"
+    return name
+
+
+def plan_class(model: ServedModel, now: datetime) -> ClassPlan:
+    """The GPU class of one served model; raises ConfigError naming the model and field."""
+    from adapter.pipelines import PIPELINES
+
+    where = f"{model.key}: field 'runner.modal"
+    if model.pipeline not in PIPELINES:
+        raise ConfigError(
+            f"{model.key}: field 'pipeline': {model.pipeline.value!r} has no implementation to "
+            "run on Modal yet"
+        )
+    settings = model.runner.modal
+    schedule = tuple(settings.warm_schedule)
+    if settings.min_containers is not None:
+        base_min = settings.min_containers
+    else:
+        base_min = 1 if model.warm else 0
+    if model.warm and base_min == 0 and not schedule:
+        raise ConfigError(
+            f"{where}.min_containers': the entry is warm, so at least 1 container must stay "
+            "warm (or give a warm_schedule)"
+        )
+    most_warm = max(w.min_containers for w in schedule) if schedule else base_min
+    concurrency = settings.max_concurrent_inputs
+    max_containers = settings.max_containers or max(
+        math.ceil(model.max_in_flight / concurrency), most_warm, 1
+    )
+    if max_containers < most_warm:
+        raise ConfigError(
+            f"{where}.max_containers': {max_containers} is below the {most_warm} containers "
+            "kept warm"
+        )
+    gpu = (settings.gpu, *settings.gpu_fallbacks) if settings.gpu_fallbacks else settings.gpu
+    plan = ClassPlan(
+        name=class_name(model.pipeline, model.model_id),
+        model=model,
+        gpu=gpu,
+        min_containers=base_min,
+        max_containers=max_containers,
+        buffer_containers=settings.buffer_containers,
+        scaledown_window=settings.scaledown_window,
+        max_concurrent_inputs=concurrency,
+        timeout=settings.timeout or math.ceil(model.request_timeout_s),
+        startup_timeout=settings.startup_timeout,
+        snapshot=settings.snapshot,
+        warm_schedule=schedule,
+    )
+    if schedule:
+        plan = replace(plan, min_containers=plan.min_containers_at(now))
+        if model.warm and any(plan.min_containers_at(now.replace(hour=h)) == 0 for h in range(24)):
+            logger.warning(
+                "%s is advertised warm but its warm_schedule leaves it cold in some hours",
+                model.key,
+            )
+    return plan
+
+
+def plan_classes(models: list[ServedModel], now: datetime) -> tuple[ClassPlan, ...]:
+    plans = tuple(plan_class(model, now) for model in models)
+    seen: dict[str, str] = {}
+    for plan in plans:
+        if plan.name in seen:
+            raise ConfigError(
+                f"{plan.model.key} and {seen[plan.name]} map to the same Modal class "
+                f"{plan.name}; rename one model_id"
+            )
+        seen[plan.name] = plan.model.key
+    return plans
+
+
+def limits_env(settings: Settings) -> dict[str, str]:
+    """The deploy's cost limits as the environment that sets them (`ADAPTER_MAX_*`)."""
+    return {f"ADAPTER_{k.upper()}": str(v) for k, v in settings.limits.model_dump().items()}
+
+
+def web_env(settings: Settings) -> dict[str, str]:
+    """Environment of the deployed adapter: the deploy's limits and queue settings carry over."""
+    env = limits_env(settings)
+    env |= {
+        "ADAPTER_QUEUE_TIMEOUT_S": str(settings.queue_timeout_s),
+        "ADAPTER_RETRY_AFTER_S": str(settings.retry_after_s),
+        "ADAPTER_MODAL_CONNECT_TIMEOUT_S": str(settings.modal_connect_timeout_s),
+    }
+    return env
+
+
+def build_plan(
+    models: list[ServedModel],
+    models_json: str,
+    settings: Settings,
+    deploy: ModalDeploySettings,
+    now: datetime,
+) -> AppPlan:
+    classes = plan_classes(models, now)
+    web = WebPlan(
+        label=deploy.web_label or settings.modal_app,
+        max_inputs=deploy.web_max_inputs,
+        # The adapter stays up while any model is warm, so a warm model costs no web cold start.
+        min_containers=1 if any(plan.min_containers for plan in classes) else 0,
+        timeout=min(max(plan.call_wait_s for plan in classes) + 60, MAX_TIMEOUT_S),
+        env=web_env(settings),
+    )
+    return AppPlan(
+        app_name=settings.modal_app,
+        volume_name=deploy.volume,
+        auth_secret=deploy.auth_secret,
+        hf_secret=deploy.hf_secret,
+        classes=classes,
+        web=web if deploy.web else None,
+        models_json=models_json,
+        limits_env=limits_env(settings),
+    )
+
+
+def deployed_models_json(raw_entries: list[Any]) -> str:
+    """The entries as the containers get them: without `token` (the adapter on Modal takes its
+    token from the auth Secret), compact and stable."""
+    entries = [
+        {k: v for k, v in entry.items() if k != "token"} if isinstance(entry, dict) else entry
+        for entry in raw_entries
+    ]
+    return json.dumps(entries, separators=(",", ":"), sort_keys=True)
+
+
+def models_from_json(text: str, source: str) -> list[ServedModel]:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source}: not valid JSON: {exc}") from exc
+    return merge_entries(parse_entries(raw, source), source)
+
+
+def load_deploy_models(path: Path) -> tuple[list[ServedModel], str]:
+    """The served models of an aiModels.json file, and the JSON the containers rebuild them from."""
+    models = load_models_file(path)  # validates, with messages naming entry and field
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return models, deployed_models_json(raw)
+
+
+def read_deploy_models(environ: Mapping[str, str]) -> tuple[list[ServedModel], str]:
+    """The models modal_app.py deploys: inside a container, those the deploy passed on in
+    RUNNER_MODELS_JSON; on the deploying machine, the aiModels.json at ADAPTER_MODELS_CONFIG,
+    else the committed sample."""
+    if MODELS_JSON_ENV in environ:
+        text = environ[MODELS_JSON_ENV]
+        return models_from_json(text, MODELS_JSON_ENV), text
+    return load_deploy_models(Path(environ.get("ADAPTER_MODELS_CONFIG") or SAMPLE_MODELS_FILE))
+
+
+@dataclass(frozen=True)
+class DownloadTarget:
+    repo_id: str
+    prefer_fp16: bool
+
+
+def download_targets(classes: tuple[ClassPlan, ...]) -> list[DownloadTarget]:
+    """The Hugging Face repos the Volume must hold: each model and each safety checker given by
+    id. Entries with a `model_path` (or the demo) bring their own files."""
+    wanted: dict[str, bool] = {}
+    for plan in classes:
+        runner = plan.model.runner
+        if runner.model_path is None and not runner.demo:
+            # On a GPU, 'auto' runs in float16, where the fp16 variant is what gets loaded.
+            fp16 = runner.torch_dtype in ("auto", "float16")
+            wanted[plan.model.model_id] = wanted.get(plan.model.model_id, True) and fp16
+        checker = runner.safety_checker
+        if checker and not checker.startswith("/"):
+            wanted[checker] = False  # the checker always runs in float32
+    return [DownloadTarget(repo, fp16) for repo, fp16 in wanted.items()]

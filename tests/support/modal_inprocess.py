@@ -1,0 +1,191 @@
+"""The GPU classes of modal_app.py, run in this process with the interface the Modal backend uses.
+
+`InProcessClasses` stands where Modal's deployed classes stand (`ModalClasses`): a target's
+`.run.spawn.aio(request)` runs the class's own method through Modal's local execution path
+(`.local()`, after the class's enter methods ran) as an asyncio task, and returns a call with
+`.get.aio(timeout=)` and `.cancel.aio()`. As on Modal:
+- arguments, results and errors cross Modal's own serializer (what would travel over the wire);
+- `get` raises the builtin TimeoutError when no result is ready in time;
+- an input running past the class's `timeout` is stopped and raises FunctionTimeoutError;
+- `cancel` cancels the input's task (Modal cancels an async input the same way).
+Nothing here returns canned output: every result comes from the real class and pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import itertools
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import modal
+import modal.exception
+from modal._serialization import deserialize, serialize
+
+from modal_deploy.plan import MODELS_JSON_ENV
+
+_ids = itertools.count(1)
+
+
+def over_the_wire(value: Any) -> Any:
+    return deserialize(serialize(value), None)
+
+
+class _Aio:
+    """Gives a coroutine function the `.aio` spelling of Modal's synchronicity wrappers."""
+
+    def __init__(self, function: Any) -> None:
+        self.aio = function
+
+
+class InProcessCall:
+    def __init__(self, task: asyncio.Task[Any], get_wait_cap_s: float | None) -> None:
+        self.object_id = f"fc-inprocess-{next(_ids)}"
+        self.task = task
+        self.cancel_requested = False
+        self._cap = get_wait_cap_s
+        self.get = _Aio(self._get)
+        self.cancel = _Aio(self._cancel)
+
+    async def _get(self, timeout: float | None = None) -> Any:
+        wait = timeout if self._cap is None else min(timeout or self._cap, self._cap)
+        # shield: giving up waiting does not stop the input, as on Modal.
+        return await asyncio.wait_for(asyncio.shield(self.task), wait)
+
+    async def _cancel(self, terminate_containers: bool = False) -> None:
+        self.cancel_requested = True
+        self.task.cancel()
+
+
+class InProcessMethod:
+    def __init__(self, target: InProcessTarget, name: str) -> None:
+        self._target = target
+        self._name = name
+        self.spawn = _Aio(self._spawn)
+        self.remote_gen = _Aio(self._remote_gen)
+
+    async def _spawn(self, *args: Any) -> InProcessCall:
+        owner = self._target.owner
+        if owner.spawn_error is not None:
+            raise owner.spawn_error
+        if owner.spawn_gate is not None:
+            await owner.spawn_gate.wait()
+        task = asyncio.create_task(self._invoke(over_the_wire(args)))
+        call = InProcessCall(task, owner.get_wait_cap_s)
+        owner.calls.append(call)
+        return call
+
+    async def _invoke(self, args: tuple[Any, ...]) -> Any:
+        method = getattr(self._target.obj, self._name)
+        timeout = (await method.info.aio()).timeout
+        try:
+            result = await asyncio.wait_for(method.local(*args), timeout)
+        except TimeoutError:
+            raise modal.exception.FunctionTimeoutError(
+                f"Function timed out after {timeout} s"
+            ) from None
+        except Exception as exc:
+            raise over_the_wire(exc) from None
+        return over_the_wire(result)
+
+    async def _remote_gen(self, *args: Any) -> AsyncIterator[Any]:
+        # `.local()` cannot run an async generator method; `stream` only delegates to this body.
+        chunks = getattr(self._target.obj, f"{self._name}_chunks")(*over_the_wire(args))
+        try:
+            async for chunk in chunks:
+                yield over_the_wire(chunk)
+        except Exception as exc:
+            raise over_the_wire(exc) from None
+        finally:
+            await chunks.aclose()
+
+
+class InProcessTarget:
+    def __init__(self, cls: Any, owner: InProcessClasses) -> None:
+        self.owner = owner
+        self.obj = cls()
+        # A sync method's `.local()` runs the enter methods (the model loads here); an async
+        # method's would not (modal 1.6.4).
+        self.loaded = self.obj.check.local()
+        self.run = InProcessMethod(self, "run")
+        self.stream = InProcessMethod(self, "stream")
+
+
+class InProcessClasses:
+    def __init__(
+        self,
+        classes: Mapping[str, Any],
+        *,
+        lookup_error: BaseException | None = None,
+        spawn_error: BaseException | None = None,
+        spawn_gate: asyncio.Event | None = None,
+        get_wait_cap_s: float | None = None,
+    ) -> None:
+        self.lookup_error = lookup_error
+        self.spawn_error = spawn_error
+        self.spawn_gate = spawn_gate
+        self.get_wait_cap_s = get_wait_cap_s
+        self.calls: list[InProcessCall] = []
+        self._classes = dict(classes)
+        self._targets: dict[str, InProcessTarget] = {}
+
+    def load(self) -> InProcessClasses:
+        """Start every class's container (enter methods) now, before the event loop runs."""
+        for name in self._classes:
+            self.target(name)
+        return self
+
+    async def lookup(self, name: str) -> None:
+        if self.lookup_error is not None:
+            raise self.lookup_error
+        if name not in self._classes:
+            raise modal.exception.NotFoundError(f"Class '{name}' not found in the app")
+
+    def target(self, name: str) -> InProcessTarget:
+        if name not in self._targets:
+            self._targets[name] = InProcessTarget(self._classes[name], self)
+        return self._targets[name]
+
+
+def import_modal_app(env: Mapping[str, str]) -> ModuleType:
+    """A fresh import of modal_app.py under `env`, as `modal deploy` or a container does it.
+
+    The module is taken out of sys.modules again so each caller gets its own configuration.
+    """
+    saved_module = sys.modules.pop("modal_app", None)
+    saved_env = {name: os.environ.get(name) for name in (*env, MODELS_JSON_ENV)}
+    os.environ.pop(MODELS_JSON_ENV, None)
+    os.environ.update(env)
+    try:
+        return importlib.import_module("modal_app")
+    finally:
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        sys.modules.pop("modal_app", None)
+        if saved_module is not None:
+            sys.modules["modal_app"] = saved_module
+
+
+def tiny_entries(model_path: Path) -> list[dict[str, Any]]:
+    """Two models over one tiny SD folder: a warm one, and a cold one with a 1 s time limit."""
+    return [
+        {"pipeline": "text-to-image", "model_id": "test/tiny-sd", "warm": True, "capacity": 2,
+         "runner": {"default": True, "model_path": str(model_path),
+                    "modal": {"gpu": "T4", "timeout": 600}}},
+        {"pipeline": "text-to-image", "model_id": "test/one-second-sd", "capacity": 1,
+         "runner": {"model_path": str(model_path), "modal": {"timeout": 1, "snapshot": "off"}}},
+    ]
+
+
+def modal_token_configured() -> bool:
+    import modal.config
+
+    return bool(modal.config.config.get("token_id") or modal.config.config.get("token_secret"))
