@@ -23,7 +23,6 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from adapter.backends.base import ModelState
-from adapter.pipelines.base import upload_bytes, upload_fields
 from adapter.settings import Settings
 from contract.aimodels import ServedModel
 from contract.errors import (
@@ -34,7 +33,7 @@ from contract.errors import (
     UpstreamError,
 )
 from contract.pipelines import PIPELINE_SPECS
-from contract.schemas import LLMResponse, RequestModel
+from contract.schemas import LLMResponse, RequestModel, Upload
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +61,10 @@ def _form_value(value: Any) -> str:
 
 
 def _multipart(request: RequestModel) -> tuple[list[tuple[str, tuple[str, bytes, str]]], dict]:
-    uploads = upload_fields(request)
+    # The file parts as go-livepeer writes them (CreateFormFile: application/octet-stream).
+    uploads = {name: value for name, value in request if isinstance(value, Upload)}
     files = [
-        (name, (upload.filename or name, upload_bytes(upload), "application/octet-stream"))
+        (name, (upload.filename or name, upload.data, "application/octet-stream"))
         for name, upload in uploads.items()
     ]
     data = {

@@ -4,7 +4,6 @@ local execution path running a tiny pipeline with the adapter's glue."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import sys
@@ -14,14 +13,12 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from fastapi import UploadFile
 from fastapi.testclient import TestClient
 
 from adapter.backends.modal import AppClasses
 from adapter.pipelines import PIPELINES
-from adapter.pipelines.base import buffer_uploads, upload_bytes
 from contract.pipelines import Pipeline
-from contract.schemas import ImageToImageForm, TextToImageParams
+from contract.schemas import ImageToImageForm, TextToImageParams, Upload
 from modal_deploy.plan import LOCAL_PACKAGES, MODELS_JSON_ENV
 from tests.conftest import make_settings
 from tests.support.images import decode, pixels
@@ -140,12 +137,11 @@ def test_moving_a_cpu_loaded_text_to_image_model_keeps_its_output(tiny_modal_app
 
 
 def test_prepared_multipart_request_crosses_modals_serializer():
-    upload = UploadFile(io.BytesIO(b"\x89PNG fake bytes"), size=15, filename="in.png")
-    request = ImageToImageForm(prompt="make it blue", image=upload, strength=0.5)
-    prepared = asyncio.run(buffer_uploads(request))
+    upload = Upload(b"\x89PNG fake bytes", filename="in.png", content_type="image/png")
+    prepared = ImageToImageForm(prompt="make it blue", image=upload, strength=0.5)
     arrived = over_the_wire(prepared)
     assert isinstance(arrived, ImageToImageForm)
-    assert upload_bytes(arrived.image) == b"\x89PNG fake bytes"
+    assert arrived.image == upload
     assert (arrived.image.filename, arrived.prompt, arrived.strength) == (
         "in.png", "make it blue", 0.5,
     )

@@ -95,11 +95,11 @@ def test_request_checks_give_400_with_the_contract_body(http):
         assert response.status_code == 400, response.text
         return response.json()["detail"]["msg"]
 
-    assert refused(height=50, width=64) == "height and width must be divisible by 8, got 50x64."
+    assert refused(height=50, width=64) == "width and height must be multiples of 8, got 64x50."
     assert refused(fps=0) == "fps must be at least 1, got 0."
     assert refused(motion_bucket_id=-1) == "motion_bucket_id must not be negative, got -1."
-    assert "max_pixels_per_image" in refused(height=2048, width=2048)
-    assert "max_inference_steps" in refused(num_inference_steps=1000)
+    assert "ADAPTER_MAX_PIXELS_PER_IMAGE=" in refused(height=2048, width=2048)
+    assert "ADAPTER_MAX_INFERENCE_STEPS=" in refused(num_inference_steps=1000)
 
 
 @pytest.mark.parametrize(("runner", "limit"), [({"num_frames": 5}, 4), ({}, 2)])
@@ -111,7 +111,8 @@ def test_a_model_making_more_frames_than_max_video_frames_does_not_load(
         assert client.get("/health").json() == {"status": "ERROR"}
         response = post_image(client, "/image-to-video", png_bytes(), height=48, width=64)
         assert response.status_code == 500
-        assert f"over the limit max_video_frames={limit}" in response.json()["detail"]["msg"]
+        msg = response.json()["detail"]["msg"]
+        assert f"over the limit ADAPTER_MAX_VIDEO_FRAMES={limit}" in msg
 
 
 def test_decode_chunk_size_fits_a_share_of_the_free_memory():
