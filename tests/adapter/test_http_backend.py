@@ -149,6 +149,15 @@ def test_the_runners_error_answers_pass_through(tmp_path, runner):
         assert "at most 1" in response.json()["detail"]["msg"]
 
 
+def test_a_client_leaving_a_video_frees_the_runners_model(tmp_path, runner, runner_entries):
+    from tests.support.abandoned import assert_an_abandoned_video_frees_the_model
+
+    # The adapter closes its upstream request, so the runner stops the model as its client left.
+    video = [e for e in fronting(runner, runner_entries) if e["pipeline"] == "image-to-video"]
+    with serve(http_adapter(tmp_path, video)) as url:
+        assert_an_abandoned_video_frees_the_model(url)
+
+
 def test_a_wrong_upstream_token_is_a_500_that_says_so(tmp_path, runner):
     with serve(http_adapter(tmp_path, [adapter_entry(runner, token="wrong")])) as url:
         response = httpx.post(f"{url}/text-to-image", json=SMALL, timeout=60)

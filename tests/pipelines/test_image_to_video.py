@@ -148,3 +148,78 @@ def test_a_gone_client_stops_the_video_between_steps(tiny_svd):
         video.generate(image=noise_image(), height=48, width=64, num_inference_steps=3,
                        should_stop=should_stop)
     assert len(calls) == 1
+
+
+def test_decoding_in_chunks_gives_the_pipelines_own_frames(tiny_svd):
+    from functions.image_to_video import ImageToVideo
+    from tests.support.livepeer_multipart import noise_image
+
+    video = ImageToVideo.load(tiny_svd, device=torch.device("cpu"), dtype=torch.float32)
+    image = noise_image()
+    for chunk in (1, 2, 3):
+        video.decode_chunk_size = chunk
+        ours = video.generate(image=image, height=48, width=64, num_inference_steps=2, seed=5)
+        theirs = video.pipe(
+            image, height=48, width=64, num_frames=video.num_frames, num_inference_steps=2,
+            fps=6, decode_chunk_size=chunk, generator=torch.Generator("cpu").manual_seed(5),
+            output_type="pil",
+        ).frames
+        assert [np.asarray(frame).tolist() for frame in ours.frames[0]] == [
+            np.asarray(frame).tolist() for frame in theirs[0]
+        ]
+
+
+def test_a_gone_client_stops_the_video_between_decode_chunks(tiny_svd):
+    from functions.cancel import GenerationCancelled
+    from functions.image_to_video import ImageToVideo
+    from tests.support.livepeer_multipart import noise_image
+
+    video = ImageToVideo.load(tiny_svd, device=torch.device("cpu"), dtype=torch.float32,
+                              decode_chunk_size=1)
+    decoded = []
+    decode = video.pipe.vae.decode
+
+    def counting_decode(*args, **kwargs):
+        decoded.append(True)
+        return decode(*args, **kwargs)
+
+    video.pipe.vae.decode = counting_decode
+    # The client leaves once the first chunk (of the model's 3 frames) is decoding.
+    with pytest.raises(GenerationCancelled):
+        video.generate(image=noise_image(), height=48, width=64, num_inference_steps=2,
+                       should_stop=lambda: bool(decoded))
+    assert len(decoded) == 1
+
+
+def test_a_gone_client_stops_the_video_within_a_chunk_of_every_frame(tiny_svd):
+    from functions.cancel import GenerationCancelled
+    from functions.image_to_video import ImageToVideo
+    from tests.support.livepeer_multipart import noise_image
+
+    # One chunk decodes the whole video (the choice where memory allows): the decoder checks
+    # between its layers.
+    video = ImageToVideo.load(tiny_svd, device=torch.device("cpu"), dtype=torch.float32,
+                              decode_chunk_size=3)
+    decoder = video.pipe.vae.decoder
+    layers_run = []
+    hook = decoder.conv_out.register_forward_hook(lambda *_: layers_run.append(True))
+    decoding = []
+    start = decoder.register_forward_pre_hook(lambda *_: decoding.append(True))
+    try:
+        with pytest.raises(GenerationCancelled):
+            video.generate(image=noise_image(), height=48, width=64, num_inference_steps=2,
+                           should_stop=lambda: bool(decoding))
+    finally:
+        hook.remove()
+        start.remove()
+    assert decoding and not layers_run  # stopped inside the decoder, before its last layer
+    # and left no check behind in the model
+    assert not any(layer._forward_pre_hooks for layer in decoder.modules())
+
+
+def test_a_client_leaving_a_video_frees_the_model_for_the_next_request(app_factory, tiny_svd):
+    from tests.support.abandoned import assert_an_abandoned_video_frees_the_model
+
+    entry = model_entry("image-to-video", tiny_svd, "test/svd")
+    with serve(app_factory([entry])) as url:
+        assert_an_abandoned_video_frees_the_model(url)
