@@ -250,8 +250,8 @@ class ImageToVideo:
                 pieces = []
                 for start in range(0, video.shape[0], chunk):
                     raise_if_asked(should_stop)
-                    frames = video[None, start : start + chunk]
-                    decoded = self.pipe.decode_latents(frames, frames.shape[1], chunk)
+                    latent = video[None, start : start + chunk]
+                    decoded = self.pipe.decode_latents(latent, latent.shape[1], chunk)
                     # Waits for the device: the next check comes after this chunk's work.
                     pieces.append(decoded.cpu())
                 videos.append(torch.cat(pieces, dim=2))
