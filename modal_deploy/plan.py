@@ -19,20 +19,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from adapter.settings import Settings
 from contract.aimodels import ServedModel, load_models_file, merge_entries, parse_entries
 from contract.errors import ConfigError
 from contract.modal_settings import MAX_TIMEOUT_S, WarmWindow
 from contract.pipelines import Pipeline
+from modal_deploy.settings import ModalDeploySettings
 
 logger = logging.getLogger(__name__)
 
 # The packages of pyproject.toml's `dependencies`, installed in the image (a test keeps the two
 # lists equal). On Linux, PyPI's torch wheel is the CUDA build.
-# The project's dependencies (a test keeps this equal to pyproject.toml's list).
 IMAGE_PACKAGES = (
     "torch==2.13.0",
     "diffusers==0.42.1",
@@ -66,33 +63,6 @@ CALL_WAIT_MARGIN_S = 60
 MAX_NAME_LENGTH = 64
 WARM_SCHEDULE_CRON = "*/15 * * * *"
 SAMPLE_MODELS_FILE = Path(__file__).resolve().parent.parent / "examples" / "aiModels.modal.json"
-
-
-class ModalDeploySettings(BaseSettings):
-    """Deploy-time names and web settings (env `ADAPTER_MODAL_*`), read by modal_app.py."""
-
-    model_config = SettingsConfigDict(env_prefix="ADAPTER_MODAL_")
-
-    volume: str = Field("livepeer-models", description="Volume holding the weights (HF cache).")
-    auth_secret: str = Field(
-        "livepeer-runner-auth",
-        description="Secret with AUTH_TOKEN, the bearer token the deployed adapter accepts.",
-    )
-    hf_secret: str = Field(
-        "", description="Secret with HF_TOKEN for gated models; used only by the download."
-    )
-    web_label: str = Field(
-        "", description="Label of the web URL (https://<workspace>--<label>.modal.run); "
-        "default: the app name."
-    )
-    web_max_inputs: int = Field(
-        100, gt=0, description="Requests one adapter container serves at once (all async)."
-    )
-    web: bool = Field(
-        True,
-        description="Serve the adapter on Modal (topology 1). False when the adapter runs beside "
-        "the orchestrator and only the GPU classes are deployed (topology 2).",
-    )
 
 
 @dataclass(frozen=True)
@@ -129,10 +99,14 @@ class ClassPlan:
             options["experimental_options"] = {"enable_gpu_snapshot": True}
         return options
 
+    def concurrency_options(self) -> dict[str, Any]:
+        """The keyword arguments of the class's `@modal.concurrent`."""
+        return {"max_inputs": self.max_concurrent_inputs}
+
     @property
     def env(self) -> dict[str, str]:
-        # Weights come from the Volume only; the snapshot phase must not probe for CUDA.
-        return {"HF_HUB_OFFLINE": "1", "ADAPTER_DEVICE": "cuda", "ADAPTER_MODEL_DIR": MODELS_MOUNT}
+        # Weights come from the Volume only (the worker's settings name it: `gpu_settings`).
+        return {"HF_HUB_OFFLINE": "1"}
 
     @property
     def call_wait_s(self) -> int:
@@ -178,9 +152,10 @@ class AppPlan:
     classes: tuple[ClassPlan, ...]
     web: WebPlan | None
     models_json: str
-    # The deploy's cost limits: the GPU classes check some again (video frames at load, audio
-    # length, prompt tokens), and must agree with the adapter in front of them.
-    limits_env: dict[str, str] = field(default_factory=dict)
+    # What every GPU class's worker runs with, as plain data (see `gpu_settings`).
+    gpu_settings: Settings
+    # The deploy's settings that the containers must share (see `settings_env`).
+    settings_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def container_env(self) -> dict[str, str]:
@@ -190,8 +165,13 @@ class AppPlan:
             MODELS_JSON_ENV: self.models_json,
             "ADAPTER_MODAL_APP": self.app_name,
             "ADAPTER_MODAL_WEB": str(self.web is not None).lower(),
-            **self.limits_env,
+            **self.settings_env,
         }
+
+    def gpu_class_options(self, plan: ClassPlan) -> dict[str, Any]:
+        """Every keyword argument of `app.cls` for `plan` but the Modal objects (image and
+        Volume): the configured ones and the class's whole environment."""
+        return {**plan.cls_options(), "env": {**plan.env, **self.container_env}}
 
     @property
     def has_warm_schedule(self) -> bool:
@@ -290,6 +270,34 @@ def limits_env(settings: Settings) -> dict[str, str]:
     return {f"ADAPTER_{k.upper()}": str(v) for k, v in settings.limits.model_dump().items()}
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The deploy's settings every container gets, set explicitly, so that modal_app.py,
+    imported again there, reads the same and bakes the same `gpu_settings`: the cost limits
+    (the GPU classes check some again: video frames at load, audio length, prompt tokens) and
+    the compile choices."""
+    return limits_env(settings) | {
+        "ADAPTER_COMPILE_BACKEND": settings.compile_backend,
+        "ADAPTER_COMPILE_MODE": settings.compile_mode,
+    }
+
+
+def gpu_settings(settings: Settings) -> Settings:
+    """What a GPU class's worker runs with, derived from the deploy's settings without reading
+    any environment: CUDA named (never probed before a snapshot), the weights Volume as the
+    model folder, compiled kernels kept on it (a new container reloads them instead of
+    compiling for minutes), the deploy's limits and compile choices."""
+    data = {
+        "device": "cuda",
+        "model_dir": MODELS_MOUNT,
+        "compile_cache_dir": COMPILE_CACHE_DIR,
+        "compile_backend": settings.compile_backend,
+        "compile_mode": settings.compile_mode,
+        "limits": settings.limits.model_dump(),
+    }
+    # By field name, through validation only: BaseSettings reads the environment in __init__.
+    return Settings.model_validate(data, by_name=True)
+
+
 def web_env(settings: Settings) -> dict[str, str]:
     """Environment of the deployed adapter: the deploy's limits and queue settings carry over."""
     env = limits_env(settings)
@@ -325,7 +333,8 @@ def build_plan(
         classes=classes,
         web=web if deploy.web else None,
         models_json=models_json,
-        limits_env=limits_env(settings),
+        gpu_settings=gpu_settings(settings),
+        settings_env=settings_env(settings),
     )
 
 

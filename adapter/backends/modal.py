@@ -116,8 +116,6 @@ def translate(exc: BaseException, plan: ClassPlan, retry_after_s: int) -> Runner
         return exc
     if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit | GeneratorExit):
         return None
-    if isinstance(exc, ValueError):
-        return BadRequestError(f"{exc}.")
     if isinstance(exc, modal_exc.FunctionTimeoutError):
         return InferenceError(f"{key} ran past its {plan.timeout} s time limit on Modal.")
     if isinstance(exc, modal_exc.RequestSizeError):
@@ -206,9 +204,6 @@ class ModalBackend:
 
     def state(self, model: ServedModel) -> ModelState:
         return self._states[model.key]
-
-    def plan(self, model: ServedModel) -> ClassPlan:
-        return self._plans[model.key]
 
     async def _look_up_classes(self) -> None:
         pending = list(self._plans.values())

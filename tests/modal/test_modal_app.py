@@ -17,7 +17,6 @@ import torch
 from fastapi import UploadFile
 from fastapi.testclient import TestClient
 
-from adapter.backends.modal import AppClasses
 from adapter.pipelines import PIPELINES
 from adapter.pipelines.base import buffer_uploads, upload_bytes
 from contract.pipelines import Pipeline
@@ -91,8 +90,10 @@ def test_containers_rebuild_the_same_classes_from_the_deploys_models(tiny_modal_
     ]
 
 
-def test_a_tiny_pipeline_runs_through_the_modal_classs_local_execution(tiny_modal_app, tiny_sd):
-    model = tiny_modal_app.GPU_CLASSES[TINY]()
+def test_a_tiny_pipeline_runs_through_the_modal_classs_local_execution(
+    tiny_modal_app, define_cpu_classes, tiny_sd
+):
+    model = define_cpu_classes()[TINY]()
     # A sync method runs the class's enter methods (the load) first.
     assert model.check.local() == {
         "model": "text-to-image/test/tiny-sd", "class": TINY, "device": "cpu", "gpu": "",
@@ -112,17 +113,25 @@ def test_a_tiny_pipeline_runs_through_the_modal_classs_local_execution(tiny_moda
     assert np.array_equal(pixels(direct.images[1].url), pixels(response.images[1].url))
 
 
-def test_cpu_snapshot_loads_before_the_snapshot_and_off_loads_after(tiny_modal_app):
+def test_cpu_snapshot_loads_before_the_snapshot_and_off_loads_after(
+    tiny_modal_app, define_cpu_classes
+):
+    # The deployed class, whose settings name CUDA: before a CPU snapshot nothing touches it.
     snapshotted = tiny_modal_app.GPU_CLASSES[TINY]()
     snapshotted._before_snapshot()  # what Modal runs before taking the memory snapshot
-    assert snapshotted._handle is not None
-    assert str(snapshotted._loaded_on) == "cpu"
+    worker = snapshotted.worker
+    # Loaded on the CPU in the GPU's dtype, not yet finished (moved and optimized after each
+    # restore).
+    assert (str(worker.device), worker.state) == ("cpu", "LOADING")
+    assert worker._handle.pipe.dtype == torch.float16
+    assert not torch.cuda.is_initialized()
 
-    plain = tiny_modal_app.GPU_CLASSES[ONE_SECOND]()
+    plain = define_cpu_classes()[ONE_SECOND]()
     plain._before_snapshot()
-    assert plain._handle is None  # snapshot "off": nothing loaded before start finishes
+    # snapshot "off": nothing loaded before start finishes
+    assert (plain.worker.device, plain.worker.state) == (None, "COLD")
     plain._after_restore()
-    assert plain._handle is not None
+    assert (str(plain.worker.device), plain.worker.state) == ("cpu", "READY")
 
 
 def test_moving_a_cpu_loaded_text_to_image_model_keeps_its_output(tiny_modal_app, tiny_sd):
@@ -167,9 +176,7 @@ def test_web_function_serves_the_adapter_and_answers_json_without_a_token(tiny_m
 def test_the_image_carries_every_local_package_the_deployed_code_imports(tiny_modal_app):
     # What the web function builds, in a container that imported modal_app.py.
     with mock.patch.dict(os.environ, {"AUTH_TOKEN": "web-token"}):
-        tiny_modal_app.create_web_app(
-            tiny_modal_app.MODELS, AppClasses(tiny_modal_app.GPU_CLASSES)
-        )
+        tiny_modal_app.web.local()
     repo = Path(tiny_modal_app.__file__).resolve().parent
     local = {
         top

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import queue
 import threading
 import time
-from unittest import mock
 
 import grpclib.exceptions
 import modal
@@ -21,11 +19,10 @@ from adapter.app import create_app
 from adapter.backends import modal as modal_backend
 from adapter.backends.local import LocalBackend
 from adapter.backends.modal import ModalBackend, translate
-from adapter.pipelines import PIPELINES
 from adapter.pipelines.text_to_image import TextToImageRunner
+from adapter.settings import Settings
 from contract.aimodels import merge_entries, parse_entries
 from contract.errors import BadRequestError, ConfigError
-from contract.pipelines import Pipeline
 from contract.schemas import ImageResponse, TextToImageParams
 from functions.cancel import GenerationCancelled
 from modal_deploy.runtime import create_web_app
@@ -58,10 +55,13 @@ class GatedTextToImage(TextToImageRunner):
 
 
 class StreamingTextToImage(TextToImageRunner):
-    """Text-to-image glue that streams one response per image (a real `stream` generator)."""
+    """Text-to-image glue that streams one response per image (a real `stream` generator).
+    With `pause_after_first`, it waits after the first image, as a generation between two
+    steps, until it is told to stop (or a minute passes)."""
 
     def __init__(self) -> None:
         self.events: queue.Queue[str] = queue.Queue()
+        self.pause_after_first = False
 
     def stream(self, handle, request, should_stop):
         try:
@@ -71,21 +71,29 @@ class StreamingTextToImage(TextToImageRunner):
                 )
                 yield self.run(handle, single, should_stop)
                 self.events.put(f"sent {index}")
+                deadline = time.monotonic() + 60
+                while self.pause_after_first and not should_stop():
+                    assert time.monotonic() < deadline, "the stream was never stopped"
+                    time.sleep(0.01)
         finally:
             self.events.put("stopped" if should_stop() else "done")
 
 
 @pytest.fixture
-def gated(monkeypatch):
+def gated():
     glue = GatedTextToImage()
-    monkeypatch.setitem(PIPELINES, Pipeline.TEXT_TO_IMAGE, glue)
     yield glue
     glue.gate.set()
 
 
 @pytest.fixture
-def classes(tiny_modal_app):
-    return InProcessClasses(tiny_modal_app.GPU_CLASSES)
+def classes(define_cpu_classes):
+    return InProcessClasses(define_cpu_classes())
+
+
+@pytest.fixture
+def gated_classes(define_cpu_classes, gated):
+    return InProcessClasses(define_cpu_classes(gated))
 
 
 WEB_TOKEN = "web-token"
@@ -93,8 +101,8 @@ WEB_TOKEN = "web-token"
 
 def web_app(tiny_modal_app, classes, token=WEB_TOKEN):
     """The deployed adapter, with AUTH_TOKEN as the auth Secret would set it."""
-    with mock.patch.dict(os.environ, {"AUTH_TOKEN": token}):
-        return create_web_app(tiny_modal_app.MODELS, classes)
+    settings = Settings(backend="modal", auth_token=token)
+    return create_web_app(tiny_modal_app.MODELS, classes, settings)
 
 
 def web_client(tiny_modal_app, classes):
@@ -153,8 +161,10 @@ def test_modal_refusing_the_call_is_a_500_that_names_why(tiny_modal_app, classes
     assert "App 'livepeer-ai-runner' not found" in response.json()["detail"]["msg"]
 
 
-def test_a_job_past_its_classs_time_limit_is_a_500_and_stops(tiny_modal_app, classes, gated):
-    with web_client(tiny_modal_app, classes) as client:
+def test_a_job_past_its_classs_time_limit_is_a_500_and_stops(
+    tiny_modal_app, gated_classes, gated
+):
+    with web_client(tiny_modal_app, gated_classes) as client:
         response = client.post("/text-to-image", json={**SMALL, "model_id": "test/one-second-sd"})
         assert response.status_code == 500
         assert "ran past its 1 s time limit" in response.json()["detail"]["msg"]
@@ -162,8 +172,8 @@ def test_a_job_past_its_classs_time_limit_is_a_500_and_stops(tiny_modal_app, cla
         assert gated.outcomes.get(timeout=60) == "cancelled"
 
 
-def test_no_result_in_time_is_a_503_and_cancels_the_call(tiny_modal_app, gated):
-    classes = InProcessClasses(tiny_modal_app.GPU_CLASSES, get_wait_cap_s=0.5)
+def test_no_result_in_time_is_a_503_and_cancels_the_call(tiny_modal_app, define_cpu_classes, gated):
+    classes = InProcessClasses(define_cpu_classes(gated), get_wait_cap_s=0.5)
     with web_client(tiny_modal_app, classes) as client:
         response = client.post("/text-to-image", json=SMALL)
         assert response.status_code == 503
@@ -197,8 +207,10 @@ async def wait_for(condition, timeout_s=60.0):
 
 
 def test_cancelling_the_request_cancels_the_modal_call_and_stops_the_work(
-    tiny_modal_app, classes, gated, tmp_path
+    tiny_modal_app, gated_classes, gated, tmp_path
 ):
+    classes = gated_classes
+
     async def scenario(backend, model):
         request = TextToImageParams(**SMALL)
         job = asyncio.create_task(backend.run(model, request))
@@ -264,10 +276,10 @@ def test_real_modal_client_without_a_token_reports_error_and_never_hangs(tiny_mo
 
 
 def test_streaming_yields_each_chunk_and_closing_early_stops_the_work(
-    tiny_modal_app, classes, monkeypatch, tmp_path
+    tiny_modal_app, define_cpu_classes, tmp_path
 ):
     glue = StreamingTextToImage()
-    monkeypatch.setitem(PIPELINES, Pipeline.TEXT_TO_IMAGE, glue)
+    classes = InProcessClasses(define_cpu_classes(glue))
     request = TextToImageParams(**SMALL, seed=20, num_images_per_prompt=3)
 
     async def read_all(backend, model):
@@ -286,11 +298,13 @@ def test_streaming_yields_each_chunk_and_closing_early_stops_the_work(
 
     while not glue.events.empty():
         glue.events.get()
-    fresh = InProcessClasses(tiny_modal_app.GPU_CLASSES)
+    glue.pause_after_first = True
+    fresh = InProcessClasses(define_cpu_classes(glue))
     first = run_backend(tiny_modal_app, fresh, read_one, tmp_path)
     assert first.images[0].seed == 20
-    # Closed while suspended after the first image: the second is never made.
-    assert glue.events.get(timeout=60) == "stopped"
+    # Closing the stream raised the stop flag, which the generation sees at its next step:
+    # it ends there, and the second image is never made.
+    assert [glue.events.get(timeout=60) for _ in range(2)] == ["sent 0", "stopped"]
     assert glue.events.empty()
 
 
@@ -298,7 +312,8 @@ def test_streaming_yields_each_chunk_and_closing_early_stops_the_work(
     ("raised", "status"),
     [
         (BadRequestError("bad."), 400),
-        (ValueError("width must be positive"), 400),
+        # A ValueError is no client error: only the tree's own (raised in the container) are.
+        (ValueError("width must be positive"), 500),
         (modal.exception.ConnectionError("no route"), 503),
         (modal.exception.InternalFailure("worker lost"), 503),
         (modal.exception.InputCancellation("cancelled"), 503),
