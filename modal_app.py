@@ -20,9 +20,9 @@ import modal
 from fastapi import FastAPI
 
 from adapter.settings import Settings
-from modal_deploy.plan import WARM_SCHEDULE_CRON, build_plan, read_deploy_models
+from modal_deploy.plan import WARM_SCHEDULE_CRON, build_plan
 from modal_deploy.runtime import build_image, create_web_app, define_gpu_classes
-from modal_deploy.settings import ModalDeploySettings
+from modal_deploy.settings import ModalDeploySettings, read_deploy_models
 
 MODELS, MODELS_JSON = read_deploy_models(os.environ)
 SETTINGS = Settings()

@@ -1,21 +1,14 @@
 """One model on one thread: find, load, move, optimize, run, stream and stop it.
 
-Every backend that runs models itself stands on this worker: the local backend holds one per
-served model, and each Modal GPU class (modal_deploy/runtime.py) holds one for its model. So
-"run a model on its thread" and the translation of what a pipeline raises exist once.
+The local backend holds one per served model, each Modal GPU class (modal_deploy/runtime.py)
+one for its model: "run a model on its thread" and the translation of pipeline errors exist once.
+One thread per model because a diffusers pipeline is not safe to call from two threads at once;
+requests wait their turn on it. The thread starts on first use, so nothing runs beside a process
+about to be snapshotted (Modal).
 
-One thread per model because a diffusers pipeline is not safe to call from two threads at once
-(its scheduler keeps per-call state); requests wait their turn on it. The thread is started on
-first use, so nothing runs beside a process about to be snapshotted (Modal).
-
-States (adapter.backends.base.ModelState), changed only by `_move` under a lock:
-
-    COLD ──▶ LOADING ──▶ READY
-      │         │
-      ▼         ▼
-    FAILED ◀────┘        FAILED ──▶ LOADING (a retry; the backend decides when)
-
-COLD -> FAILED is the check at start: weights missing where the configuration says.
+States (ModelState), changed only by `_move`, under a lock:
+    COLD -> LOADING -> READY;  LOADING -> FAILED;  FAILED -> LOADING (a retry, when the backend
+    decides);  COLD -> FAILED (the check at start: weights missing where the config says).
 """
 
 from __future__ import annotations
@@ -26,7 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager, nullcontext, suppress
 from pathlib import Path
@@ -47,6 +40,7 @@ from contract.errors import (
 )
 from contract.pipelines import PIPELINE_SPECS
 from contract.schemas import RequestModel
+from functions.cancel import GenerationCancelled
 
 if TYPE_CHECKING:
     import torch
@@ -64,14 +58,38 @@ _TRANSITIONS: dict[ModelState, frozenset[ModelState]] = {
 }
 
 
+class StopFlag:
+    """What a job's `should_stop` asks: whether its caller has gone, or (with a time limit)
+    the job has run longer than its limit since it reached the model's thread."""
+
+    def __init__(self, time_limit_s: float | None = None) -> None:
+        self.time_limit_s = time_limit_s
+        self._event = threading.Event()
+        self._deadline: float | None = None
+
+    def set(self) -> None:
+        self._event.set()
+
+    def start_clock(self) -> None:
+        if self.time_limit_s is not None:
+            self._deadline = time.monotonic() + self.time_limit_s
+
+    def overdue(self) -> bool:
+        return self._deadline is not None and time.monotonic() > self._deadline
+
+    def __call__(self) -> bool:
+        return self._event.is_set() or self.overdue()
+
+
 @contextmanager
-def pipeline_errors(model: ServedModel) -> Iterator[None]:
+def pipeline_errors(model: ServedModel, stop: StopFlag | None = None) -> Iterator[None]:
     """Translate what a pipeline raises into the error tree: the one place it is done.
 
     The tree's own errors pass as they are; an InputError (an argument `functions/` refuses)
-    is a 400; torch's out-of-memory and a cancelled generation have their own messages; any
-    other exception, a ValueError from deep inside a library included, is the pipeline's 500
-    with a log line: the client cannot fix it.
+    is a 400; torch's out-of-memory and a cancelled generation have their own messages (a
+    generation stopped by `stop`'s time limit says so); any other exception, a ValueError from
+    deep inside a library included, is the pipeline's 500 with a log line: the client cannot
+    fix it.
     """
     try:
         yield
@@ -83,9 +101,12 @@ def pipeline_errors(model: ServedModel) -> Iterator[None]:
     except Exception as exc:
         import torch
 
-        from functions.cancel import GenerationCancelled
-
         if isinstance(exc, GenerationCancelled):
+            if stop is not None and stop.overdue():
+                logger.error("%s ran past its %g s time limit", model.key, stop.time_limit_s)
+                raise InferenceError(
+                    f"{model.key} ran past its {stop.time_limit_s:g} s time limit."
+                ) from exc
             raise InferenceError(CANCELLED_MSG) from exc
         if isinstance(exc, torch.OutOfMemoryError):
             torch.cuda.empty_cache()
@@ -112,8 +133,6 @@ class ModelWorker:
         self._loading: Future[None] | None = None
         self._closed = False
 
-    # --- state -----------------------------------------------------------------------------
-
     @property
     def state(self) -> ModelState:
         return self._state
@@ -123,23 +142,20 @@ class ModelWorker:
         """Why the model is FAILED (empty otherwise)."""
         return self._error
 
-    def _move(self, to: ModelState, error: str = "") -> None:
-        """The one writer of the state: refuses a transition the machine does not have."""
+    def _move(self, to: ModelState, error: str = "", *, claim: bool = False) -> bool:
+        """The one writer of the state, under the lock: refuses a transition the machine does
+        not have (a bug), or with `claim` returns False for it (another caller got there)."""
         with self._lock:
-            self._move_locked(to, error)
-
-    def _move_locked(self, to: ModelState, error: str = "") -> None:
-        if to not in _TRANSITIONS[self._state]:
-            raise RuntimeError(f"{self.model.key}: no transition {self._state} -> {to}")
-        self._state, self._error = to, error
+            if to not in _TRANSITIONS[self._state]:
+                if claim:
+                    return False
+                raise RuntimeError(f"{self.model.key}: no transition {self._state} -> {to}")
+            self._state, self._error = to, error
+            return True
 
     def _claim_load(self) -> bool:
         """COLD or FAILED -> LOADING, atomically: True for the one caller that got to load."""
-        with self._lock:
-            if ModelState.LOADING not in _TRANSITIONS[self._state]:
-                return False
-            self._move_locked(ModelState.LOADING)
-            return True
+        return not self._closed and self._move(ModelState.LOADING, claim=True)
 
     def _thread(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -158,16 +174,17 @@ class ModelWorker:
     # --- weights ---------------------------------------------------------------------------
 
     def check_weights(self) -> bool:
-        """At start, before any load: are the weights where the configuration says? A cheap
-        file check, no load. Missing weights make the model FAILED at once (/health ERROR),
-        naming the model and the path. Demo models are built when loaded, not checked."""
+        """At start: are the weights where the configuration says (a file check, no load)?
+        If not, FAILED at once (/health ERROR), naming the model and the path. Demo models
+        are built when loaded, not checked."""
         if self.model.runner.demo:
             return True
         from functions.loading import ModelNotFoundError, resolve_model_path
 
         try:
-            resolve_model_path(self.model.model_id, self.model.runner.model_path,
-                               self.settings.model_dir)
+            resolve_model_path(
+                self.model.model_id, self.model.runner.model_path, self.settings.model_dir
+            )
         except ModelNotFoundError as exc:
             logger.error("%s: weights missing: %s", self.model.key, exc)
             self._move(ModelState.FAILED, str(exc))
@@ -175,9 +192,8 @@ class ModelWorker:
         return True
 
     def target_device(self, probe: bool = True) -> torch.device:
-        """The device the model serves on: the settings' choice. `auto` always probes for
-        CUDA; with probe=False a named device is taken as given, so nothing touches CUDA
-        before a CPU memory snapshot (Modal)."""
+        """The device the model serves on, the settings' choice: `auto` probes for CUDA; with
+        probe=False a named device is taken as given (no CUDA call before a CPU snapshot)."""
         import torch
 
         from functions.device import pick_device
@@ -208,14 +224,14 @@ class ModelWorker:
         else:
             self._loading_step(self._finish)
 
-    def _loading_step(self, step: Any, *args: Any) -> None:
+    def _loading_step(self, step: Callable[..., None], *args: Any) -> None:
         try:
             step(*args)
         except Exception as exc:
             logger.exception("loading %s failed", self.model.key)
             self._handle = None
             self._move(ModelState.FAILED, str(exc) or type(exc).__name__)
-            raise ModelUnavailableError(self.unavailable_msg()) from exc
+            raise ModelUnavailableError(self._unavailable_msg()) from exc
 
     def _load_weights(self, on: torch.device | None) -> None:
         from functions.device import pick_dtype
@@ -241,12 +257,12 @@ class ModelWorker:
             started = time.monotonic()
             self._handle = self.glue.to_device(self._handle, target)
             self.device = target
-            logger.info("%s moved to %s in %.1f s", self.model.key, target,
-                        time.monotonic() - started)
+            moved_s = time.monotonic() - started
+            logger.info("%s moved to %s in %.1f s", self.model.key, target, moved_s)
         self.glue.optimize(self._handle, self.model, self.settings)
         self._move(ModelState.READY)
 
-    def unavailable_msg(self) -> str:
+    def _unavailable_msg(self) -> str:
         return f"Model {self.model.model_id} failed to load: {self._error}"
 
     # --- loading (on the model's thread) ----------------------------------------------------
@@ -286,23 +302,24 @@ class ModelWorker:
 
     def _require_ready(self) -> Any:
         if self._state is ModelState.FAILED:
-            raise ModelUnavailableError(self.unavailable_msg())
+            raise ModelUnavailableError(self._unavailable_msg())
         if self._state is not ModelState.READY:
             raise ModelUnavailableError(f"Model {self.model.model_id} is not loaded yet.")
         return self._handle
 
     # --- serving ---------------------------------------------------------------------------
 
-    async def run(self, request: RequestModel) -> BaseModel:
-        """Serve one request on the model's thread. If the awaiting task is cancelled (the
-        client went away), the stop flag is raised and the job ends at its next step; a job
-        still queued behind others never starts."""
+    async def run(self, request: RequestModel, time_limit_s: float | None = None) -> BaseModel:
+        """Serve one request on the model's thread. Cancelled (the client went away), the job
+        ends at its next step, or never starts if still queued. `time_limit_s` bounds the run
+        from when it reaches the thread (not its wait there), with a 500 that says so."""
         handle = self._require_ready()
-        stop = threading.Event()
+        stop = StopFlag(time_limit_s)
 
         def job() -> BaseModel:
-            with pipeline_errors(self.model):
-                return self.glue.run(handle, request, stop.is_set)
+            stop.start_clock()
+            with pipeline_errors(self.model, stop):
+                return self.glue.run(handle, request, stop)
 
         future = asyncio.get_running_loop().run_in_executor(self._thread(), job)
         try:
@@ -311,15 +328,15 @@ class ModelWorker:
             stop.set()
             raise
 
-    async def stream(self, request: RequestModel) -> AsyncIterator[BaseModel]:
-        """Run the pipeline's chunk iterator on the model's thread, handing each chunk over.
-
-        The thread never waits for the event loop: chunks queue up there. Leaving the iterator
-        early (closed, or cancelled with the client gone) sets the stop flag, which the
-        pipeline checks at each step, so the thread is free again after at most one more.
-        """
+    async def stream(
+        self, request: RequestModel, time_limit_s: float | None = None
+    ) -> AsyncIterator[BaseModel]:
+        """Run the pipeline's chunk iterator on the model's thread, handing each chunk over
+        (the thread never waits for the event loop: chunks queue up there). Leaving early
+        (closed, or cancelled: the client went away) sets the stop flag, which the pipeline
+        checks at each step. `time_limit_s` as for `run`."""
         handle = self._require_ready()
-        stop = threading.Event()
+        stop = StopFlag(time_limit_s)
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
@@ -329,13 +346,16 @@ class ModelWorker:
 
         def produce() -> None:
             try:
-                if stop.is_set():  # abandoned while it waited for the thread
+                if stop():  # abandoned while it waited for the thread
                     return
-                with pipeline_errors(self.model):
-                    items = self.glue.stream(handle, request, stop.is_set)
+                stop.start_clock()
+                with pipeline_errors(self.model, stop):
+                    items = self.glue.stream(handle, request, stop)
                     with closing(items):
                         for item in items:
-                            if stop.is_set():
+                            if stop():
+                                if stop.overdue():
+                                    raise GenerationCancelled()
                                 return
                             hand_over("chunk", item)
             except BaseException as exc:

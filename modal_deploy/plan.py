@@ -9,22 +9,19 @@ the deployed classes.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from adapter.settings import Settings
-from contract.aimodels import ServedModel, load_models_file, merge_entries, parse_entries
+from contract.aimodels import ServedModel
 from contract.errors import ConfigError
 from contract.modal_settings import MAX_TIMEOUT_S, WarmWindow
 from contract.pipelines import Pipeline
-from modal_deploy.settings import ModalDeploySettings
+from modal_deploy.settings import MODELS_JSON_ENV, ModalDeploySettings
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +53,10 @@ PYTHON_VERSION = "3.11"
 
 MODELS_MOUNT = "/models"
 COMPILE_CACHE_DIR = f"{MODELS_MOUNT}/.compile-cache"
-# Containers rebuild the plan from this variable, so they define the same classes as the deploy.
-MODELS_JSON_ENV = "RUNNER_MODELS_JSON"
 # Beyond a class's own limits (start + run), time for Modal to queue and route the call.
 CALL_WAIT_MARGIN_S = 60
 MAX_NAME_LENGTH = 64
 WARM_SCHEDULE_CRON = "*/15 * * * *"
-SAMPLE_MODELS_FILE = Path(__file__).resolve().parent.parent / "examples" / "aiModels.modal.json"
 
 
 @dataclass(frozen=True)
@@ -77,7 +71,7 @@ class ClassPlan:
     buffer_containers: int | None
     scaledown_window: int
     max_concurrent_inputs: int
-    timeout: int
+    run_timeout: int  # the longest run of one request (`runner.modal.timeout`)
     startup_timeout: int
     snapshot: str
     warm_schedule: tuple[WarmWindow, ...] = ()
@@ -99,9 +93,20 @@ class ClassPlan:
             options["experimental_options"] = {"enable_gpu_snapshot": True}
         return options
 
+    @property
+    def timeout(self) -> int:
+        """The class's Modal `timeout`, which counts per input from its arrival in the
+        container: the inputs of a container run one after another on its one model thread,
+        so the last of `max_concurrent_inputs` waits for the others' runs before its own (the
+        worker bounds each run by `run_timeout`, from when it reaches the model)."""
+        return min(self.run_timeout * self.max_concurrent_inputs, MAX_TIMEOUT_S)
+
     def concurrency_options(self) -> dict[str, Any]:
-        """The keyword arguments of the class's `@modal.concurrent`."""
-        return {"max_inputs": self.max_concurrent_inputs}
+        """The keyword arguments of the class's `@modal.concurrent`: up to
+        `max_concurrent_inputs` queue in a container, but Modal's autoscaler aims at one per
+        container (`target_inputs`), the most its one model thread serves at once; it starts
+        another container (up to `max_containers`) before queueing."""
+        return {"max_inputs": self.max_concurrent_inputs, "target_inputs": 1}
 
     @property
     def env(self) -> dict[str, str]:
@@ -237,7 +242,7 @@ def plan_class(model: ServedModel, now: datetime) -> ClassPlan:
         buffer_containers=settings.buffer_containers,
         scaledown_window=settings.scaledown_window,
         max_concurrent_inputs=concurrency,
-        timeout=settings.timeout or math.ceil(model.request_timeout_s),
+        run_timeout=settings.timeout or math.ceil(model.request_timeout_s),
         startup_timeout=settings.startup_timeout,
         snapshot=settings.snapshot,
         warm_schedule=schedule,
@@ -336,41 +341,6 @@ def build_plan(
         gpu_settings=gpu_settings(settings),
         settings_env=settings_env(settings),
     )
-
-
-def deployed_models_json(raw_entries: list[Any]) -> str:
-    """The entries as the containers get them: without `token` (the adapter on Modal takes its
-    token from the auth Secret), compact and stable."""
-    entries = [
-        {k: v for k, v in entry.items() if k != "token"} if isinstance(entry, dict) else entry
-        for entry in raw_entries
-    ]
-    return json.dumps(entries, separators=(",", ":"), sort_keys=True)
-
-
-def models_from_json(text: str, source: str) -> list[ServedModel]:
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{source}: not valid JSON: {exc}") from exc
-    return merge_entries(parse_entries(raw, source), source)
-
-
-def load_deploy_models(path: Path) -> tuple[list[ServedModel], str]:
-    """The served models of an aiModels.json file, and the JSON the containers rebuild them from."""
-    models = load_models_file(path)  # validates, with messages naming entry and field
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    return models, deployed_models_json(raw)
-
-
-def read_deploy_models(environ: Mapping[str, str]) -> tuple[list[ServedModel], str]:
-    """The models modal_app.py deploys: inside a container, those the deploy passed on in
-    RUNNER_MODELS_JSON; on the deploying machine, the aiModels.json at ADAPTER_MODELS_CONFIG,
-    else the committed sample."""
-    if MODELS_JSON_ENV in environ:
-        text = environ[MODELS_JSON_ENV]
-        return models_from_json(text, MODELS_JSON_ENV), text
-    return load_deploy_models(Path(environ.get("ADAPTER_MODELS_CONFIG") or SAMPLE_MODELS_FILE))
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,8 @@ class GpuModel:
 
     @modal.method()
     async def run(self, request: RequestModel) -> BaseModel:
-        return await self.worker.run(request)
+        # Each run bounded on its own; the class's Modal timeout also covers its wait here.
+        return await self.worker.run(request, time_limit_s=self.plan.run_timeout)
 
     @modal.method()
     async def stream(self, request: RequestModel) -> AsyncIterator[BaseModel]:
@@ -125,7 +126,7 @@ class GpuModel:
     def stream_chunks(self, request: RequestModel) -> AsyncIterator[BaseModel]:
         """The body of `stream`, apart from the Modal method because `.local()` cannot run
         async generator methods (tests call this)."""
-        return self.worker.stream(request)
+        return self.worker.stream(request, time_limit_s=self.plan.run_timeout)
 
     @modal.exit()
     def release(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from adapter.worker import ModelWorker
 from contract.aimodels import merge_entries, parse_entries
 from contract.errors import BadRequestError, InputError
 from contract.schemas import TextToImageParams
+from functions.cancel import GenerationCancelled
 from tests.conftest import make_settings, running_client, sd_entry
 from tests.support.local_apps import app_with_glue
 
@@ -204,3 +206,44 @@ def test_a_request_for_a_model_not_loaded_yet_is_refused(tmp_path, weights):
     request = TextToImageParams(**SMALL)
     with pytest.raises(Exception, match="is not loaded yet"):
         asyncio.run(worker.run(request))
+
+
+class StepsUntilStopped(TextToImageRunner):
+    """Glue whose run is a generation that goes on, step after step, until told to stop."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[float, float]] = []
+
+    def load(self, model, folder, device, dtype, settings):
+        return object()
+
+    def optimize(self, handle, model, settings):
+        pass
+
+    def run(self, handle, request, should_stop):
+        started = time.monotonic()
+        while not should_stop():
+            assert time.monotonic() - started < 30, "never stopped"
+            time.sleep(0.01)
+        self.runs.append((started, time.monotonic()))
+        raise GenerationCancelled()
+
+
+def test_a_time_limit_bounds_each_run_from_when_it_reaches_the_model(tmp_path, weights):
+    glue = StepsUntilStopped()
+    worker = worker_for(tmp_path, weights, glue)
+    worker.load()
+    request = TextToImageParams(**SMALL)
+
+    async def two_at_once() -> list[BaseException]:
+        runs = [worker.run(request, time_limit_s=0.3) for _ in range(2)]
+        return await asyncio.gather(*runs, return_exceptions=True)
+
+    errors = asyncio.run(two_at_once())
+    worker.close()
+    assert [str(error) for error in errors] == [
+        "text-to-image/test/tiny-sd ran past its 0.3 s time limit."] * 2
+    (first_start, first_end), (second_start, second_end) = glue.runs
+    # The second waited for the first on the model's thread; its wait did not use its limit.
+    assert second_start >= first_end
+    assert second_end - second_start >= 0.29

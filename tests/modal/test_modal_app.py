@@ -21,7 +21,8 @@ from adapter.pipelines import PIPELINES
 from adapter.pipelines.base import buffer_uploads, upload_bytes
 from contract.pipelines import Pipeline
 from contract.schemas import ImageToImageForm, TextToImageParams
-from modal_deploy.plan import LOCAL_PACKAGES, MODELS_JSON_ENV
+from modal_deploy.plan import LOCAL_PACKAGES
+from modal_deploy.settings import MODELS_JSON_ENV
 from tests.conftest import make_settings
 from tests.support.images import decode, pixels
 from tests.support.modal_inprocess import (
@@ -46,6 +47,8 @@ def test_modal_app_imports_offline_and_modal_records_each_models_settings():
         assert info.gpus == [(gpu, 1) for gpu in gpus]
         assert (info.timeout, info.startup_timeout) == (plan.timeout, 600)
         assert info.concurrency_info.max_inputs == plan.max_concurrent_inputs
+        # Modal aims at one input per container: the most its one model thread runs at once.
+        assert info.concurrency_info.target_inputs == 1
         assert {path: mount.name for path, mount in info.volumes.items()} == {
             "/models": "livepeer-models"
         }

@@ -16,17 +16,19 @@ from contract.pipelines import Pipeline
 from functions.download import select_files
 from modal_deploy.plan import (
     IMAGE_PACKAGES,
-    MODELS_JSON_ENV,
-    SAMPLE_MODELS_FILE,
     build_plan,
     class_name,
-    deployed_models_json,
     download_targets,
     gpu_settings,
     plan_classes,
+)
+from modal_deploy.settings import (
+    MODELS_JSON_ENV,
+    SAMPLE_MODELS_FILE,
+    ModalDeploySettings,
+    deployed_models_json,
     read_deploy_models,
 )
-from modal_deploy.settings import ModalDeploySettings
 
 NOON = datetime(2026, 11, 22, 12, 30, tzinfo=UTC)
 NIGHT = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -70,7 +72,7 @@ def test_each_entry_becomes_a_gpu_class_with_its_settings():
         "max_containers": 2,  # capacity 4 / 2 inputs per container
         "buffer_containers": 1,
         "scaledown_window": 900,
-        "timeout": 120,
+        "timeout": 240,  # 120 s per run, and a second input may wait for the first
         "startup_timeout": 600,
         "enable_memory_snapshot": True,
     }
@@ -86,7 +88,7 @@ def test_each_entry_becomes_a_gpu_class_with_its_settings():
         "experimental_options": {"enable_gpu_snapshot": True},
     }
     assert day.cls_options()["enable_memory_snapshot"] is False
-    assert lightning.concurrency_options() == {"max_inputs": 2}
+    assert lightning.concurrency_options() == {"max_inputs": 2, "target_inputs": 1}
     # Weights come from the Volume only.
     assert lightning.env == {"HF_HUB_OFFLINE": "1"}
     # Every option of the class in one place: the configured ones and its whole environment.
@@ -119,8 +121,11 @@ def test_gpu_classes_run_with_settings_baked_into_the_plan_not_read_in_the_conta
 def test_timeouts_default_per_pipeline_and_bound_the_adapters_wait():
     plan = plan_of(ENTRIES)
     lightning, turbo, _ = plan.classes
-    assert (lightning.timeout, turbo.timeout) == (120, 300)
-    assert lightning.call_wait_s == 600 + 120 + 60
+    assert (lightning.run_timeout, turbo.run_timeout) == (120, 300)
+    # Modal's timeout counts from the input's arrival in the container, where it may wait for
+    # the runs ahead of it on the one model thread.
+    assert (lightning.timeout, turbo.timeout) == (2 * 120, 300)
+    assert lightning.call_wait_s == 600 + 240 + 60
     # The web function outlives the longest call it waits for.
     assert plan.web.timeout == max(c.call_wait_s for c in plan.classes) + 60
 

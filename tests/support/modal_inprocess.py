@@ -27,7 +27,7 @@ import modal
 import modal.exception
 from modal._serialization import deserialize, serialize
 
-from modal_deploy.plan import MODELS_JSON_ENV
+from modal_deploy.settings import MODELS_JSON_ENV
 
 _ids = itertools.count(1)
 
