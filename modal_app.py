@@ -31,8 +31,12 @@ PLAN = build_plan(MODELS, MODELS_JSON, SETTINGS, ModalDeploySettings(), datetime
 app = modal.App(PLAN.app_name)
 image = build_image()
 volume = modal.Volume.from_name(PLAN.volume_name, create_if_missing=True)
+# Streamed responses travel through it, one partition per request (ModalBackend.stream).
+stream_queue = modal.Queue.from_name(PLAN.stream_queue, create_if_missing=True)
 
-GPU_CLASSES = define_gpu_classes(app, PLAN, module=__name__, image=image, volume=volume)
+GPU_CLASSES = define_gpu_classes(
+    app, PLAN, module=__name__, image=image, volume=volume, stream_queue=stream_queue
+)
 globals().update(GPU_CLASSES)
 
 if PLAN.web is not None:
@@ -50,7 +54,8 @@ if PLAN.web is not None:
         from adapter.backends.modal import AppClasses
 
         # Read here, in the web container: the limits the deploy set, AUTH_TOKEN from the Secret.
-        return create_web_app(MODELS, AppClasses(GPU_CLASSES), Settings(backend="modal"))
+        classes = AppClasses(GPU_CLASSES, stream_queue)
+        return create_web_app(MODELS, classes, Settings(backend="modal"))
 
 
 if PLAN.has_warm_schedule:

@@ -179,6 +179,10 @@ class AppPlan:
         return {**plan.cls_options(), "env": {**plan.env, **self.container_env}}
 
     @property
+    def stream_queue(self) -> str:
+        return stream_queue_name(self.app_name)
+
+    @property
     def has_warm_schedule(self) -> bool:
         return any(plan.warm_schedule for plan in self.classes)
 
@@ -199,6 +203,12 @@ def class_name(pipeline: Pipeline, model_id: str) -> str:
         digest = hashlib.sha1(model_id.encode()).hexdigest()[:6]
         name = f"{name[: MAX_NAME_LENGTH - 7]}_{digest}"
     return name
+
+
+def stream_queue_name(app_name: str) -> str:
+    """The Modal Queue that streamed responses travel through, one partition per request: the
+    GPU class writes the chunks, the adapter reads them (see ModalBackend.stream)."""
+    return f"{app_name[: MAX_NAME_LENGTH - 8]}-streams"
 
 
 def plan_class(model: ServedModel, now: datetime) -> ClassPlan:

@@ -25,8 +25,10 @@ would make Modal stop the whole container.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import modal
@@ -72,6 +74,7 @@ class GpuModel:
     plan: ClassVar[ClassPlan]
     settings: ClassVar[Settings]
     pipelines: ClassVar[Mapping[Pipeline, PipelineRunner]]
+    stream_queue: ClassVar[Any]  # a modal.Queue (see stream_into)
     worker: ModelWorker
 
     # --- loading -------------------------------------------------------------------------
@@ -115,18 +118,47 @@ class GpuModel:
         return await self.worker.run(request, time_limit_s=self.plan.run_timeout)
 
     @modal.method()
-    async def stream(self, request: RequestModel) -> AsyncIterator[BaseModel]:
-        chunks = self.stream_chunks(request)
-        try:
-            async for chunk in chunks:
-                yield chunk
-        finally:
-            await chunks.aclose()
+    async def stream_into(self, request: RequestModel, partition: str) -> int:
+        """Serve a streamed request into `partition` of the stream Queue, which the adapter
+        reads: ("chunk", c)... then ("end", n) or ("error", e). Spawned, not a generator: a
+        generator's call cannot be cancelled (closing `remote_gen` only closes it locally),
+        while cancelling this call cancels this task, which raises the worker's stop flag."""
+        chunks = self.worker.stream(request, time_limit_s=self.plan.run_timeout)
+        ready: list[tuple[str, Any]] = []
+        more = asyncio.Event()
 
-    def stream_chunks(self, request: RequestModel) -> AsyncIterator[BaseModel]:
-        """The body of `stream`, apart from the Modal method because `.local()` cannot run
-        async generator methods (tests call this)."""
-        return self.worker.stream(request, time_limit_s=self.plan.run_timeout)
+        async def collect() -> None:
+            try:
+                async for chunk in chunks:
+                    ready.append(("chunk", chunk))
+                    more.set()
+                ready.append(("end", None))
+            except Exception as exc:  # the tree's errors: the worker translated them
+                ready.append(("error", exc))
+            more.set()
+
+        collecting = asyncio.create_task(collect())
+        sent = 0
+        try:
+            while True:
+                await more.wait()
+                more.clear()
+                # Everything made while the last write travelled goes in one write.
+                batch, ready[:] = list(ready), []
+                if not batch:
+                    continue
+                await self.stream_queue.put_many.aio(
+                    batch, partition=partition, partition_ttl=self.plan.call_wait_s
+                )
+                sent += len(batch)
+                if batch[-1][0] != "chunk":
+                    return sent
+        finally:
+            # Cancelled (the client left): cancelling the reader closes the worker's stream,
+            # whose stop flag the generation sees at its next step.
+            collecting.cancel()
+            with suppress(asyncio.CancelledError):
+                await collecting
 
     @modal.exit()
     def release(self) -> None:
@@ -157,11 +189,13 @@ def define_gpu_classes(
     module: str,
     image: modal.Image,
     volume: modal.Volume,
+    stream_queue: Any,
     pipelines: Mapping[Pipeline, PipelineRunner] = PIPELINES,
 ) -> dict[str, Any]:
     """One Modal class per planned model, named as the plan says, for `module`'s globals: the
-    one place a GPU class is defined. Its options are the plan's, all of them; `pipelines` is
-    the glue registry its worker runs (tests pass their own).
+    one place a GPU class is defined. Its options are the plan's, all of them; `stream_queue`
+    is the Queue named `plan.stream_queue`; `pipelines` is the glue registry its worker runs
+    (tests pass their own).
 
     Modal finds a class in a container by importing `module` and looking the name up there, so
     the caller binds each returned class as a module global of that name.
@@ -173,6 +207,7 @@ def define_gpu_classes(
             "plan": class_plan,
             "settings": plan.gpu_settings,
             "pipelines": pipelines,
+            "stream_queue": stream_queue,
             "__module__": module,
             "__qualname__": class_plan.name,
         }

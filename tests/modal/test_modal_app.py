@@ -53,7 +53,7 @@ def test_modal_app_imports_offline_and_modal_records_each_models_settings():
             "/models": "livepeer-models"
         }
         assert len(info.secrets) == 1 and info.secrets[0].startswith("Secret.from_dict(")
-        assert info.method_names == ["check", "run", "stream"]
+        assert info.method_names == ["check", "run", "stream_into"]
     lightning, turbo = app.PLAN.classes
     assert lightning.gpu == ("L40S", "A100-80GB")
     assert (lightning.min_containers, lightning.max_containers) == (1, 2)  # warm, capacity 2
@@ -94,9 +94,9 @@ def test_containers_rebuild_the_same_classes_from_the_deploys_models(tiny_modal_
 
 
 def test_a_tiny_pipeline_runs_through_the_modal_classs_local_execution(
-    tiny_modal_app, define_cpu_classes, tiny_sd
+    tiny_modal_app, in_process_classes, tiny_sd
 ):
-    model = define_cpu_classes()[TINY]()
+    model = in_process_classes().target(TINY).obj
     # A sync method runs the class's enter methods (the load) first.
     assert model.check.local() == {
         "model": "text-to-image/test/tiny-sd", "class": TINY, "device": "cpu", "gpu": "",
@@ -117,7 +117,7 @@ def test_a_tiny_pipeline_runs_through_the_modal_classs_local_execution(
 
 
 def test_cpu_snapshot_loads_before_the_snapshot_and_off_loads_after(
-    tiny_modal_app, define_cpu_classes
+    tiny_modal_app, in_process_classes
 ):
     # The deployed class, whose settings name CUDA: before a CPU snapshot nothing touches it.
     snapshotted = tiny_modal_app.GPU_CLASSES[TINY]()
@@ -129,7 +129,7 @@ def test_cpu_snapshot_loads_before_the_snapshot_and_off_loads_after(
     assert worker._handle.pipe.dtype == torch.float16
     assert not torch.cuda.is_initialized()
 
-    plain = define_cpu_classes()[ONE_SECOND]()
+    plain = in_process_classes().classes[ONE_SECOND]()
     plain._before_snapshot()
     # snapshot "off": nothing loaded before start finishes
     assert (plain.worker.device, plain.worker.state) == (None, "COLD")
