@@ -60,7 +60,7 @@ if PLAN.web is not None:
 
 if PLAN.has_warm_schedule:
 
-    @app.function(image=image, env=PLAN.container_env, schedule=modal.Cron(WARM_SCHEDULE_CRON))
+    @app.function(image=image, env={**PLAN.container_env}, schedule=modal.Cron(WARM_SCHEDULE_CRON))
     def apply_warm_schedule() -> dict[str, int]:
         """Set each scheduled class's warm containers for the current UTC hour."""
         targets = PLAN.warm_targets(datetime.now(UTC))

@@ -19,11 +19,11 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager, nullcontext, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
@@ -330,7 +330,7 @@ class ModelWorker:
 
     async def stream(
         self, request: RequestModel, time_limit_s: float | None = None
-    ) -> AsyncIterator[BaseModel]:
+    ) -> AsyncGenerator[BaseModel]:
         """Run the pipeline's chunk iterator on the model's thread, handing each chunk over
         (the thread never waits for the event loop: chunks queue up there). Leaving early
         (closed, or cancelled: the client went away) sets the stop flag, which the pipeline
@@ -351,8 +351,8 @@ class ModelWorker:
                 stop.start_clock()
                 with pipeline_errors(self.model, stop):
                     items = self.glue.stream(handle, request, stop)
-                    with closing(items):
-                        for item in items:
+                    with closing(cast("Generator[BaseModel]", items)):  # glue streams are
+                        for item in items:  # generators: closed here, on the model's thread
                             if stop():
                                 if stop.overdue():
                                     raise GenerationCancelled()

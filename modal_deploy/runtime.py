@@ -200,7 +200,7 @@ def define_gpu_classes(
     Modal finds a class in a container by importing `module` and looking the name up there, so
     the caller binds each returned class as a module global of that name.
     """
-    classes = {}
+    classes: dict[str, Any] = {}
     for class_plan in plan.classes:
         base = PlainGpuModel if class_plan.snapshot == "off" else SnapshotGpuModel
         body = {
