@@ -243,7 +243,7 @@ def test_a_time_limit_bounds_each_run_from_when_it_reaches_the_model(tmp_path, w
     worker.close()
     assert [str(error) for error in errors] == [
         "text-to-image/test/tiny-sd ran past its 0.3 s time limit."] * 2
-    (first_start, first_end), (second_start, second_end) = glue.runs
+    (_, first_end), (second_start, second_end) = glue.runs
     # The second waited for the first on the model's thread; its wait did not use its limit.
     assert second_start >= first_end
     assert second_end - second_start >= 0.29
