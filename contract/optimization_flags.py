@@ -82,10 +82,6 @@ class OptimizationFlags:
     bfloat16: bool = False
     ignored: tuple[str, ...] = ()
 
-    @property
-    def changes_pipeline(self) -> bool:
-        return self.sfast or self.deepcache
-
 
 def flag_value(name: str, value: object) -> bool:
     """A flag's boolean value from a JSON bool or the string go-livepeer makes of one."""

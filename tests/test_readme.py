@@ -26,7 +26,7 @@ from contract.aimodels import RunnerSettings
 from contract.modal_settings import ModalSettings
 from contract.schemas import ImageResponse, Media, VideoResponse
 from functions.media import png_data_url
-from modal_deploy.plan import ModalDeploySettings
+from modal_deploy.settings import ModalDeploySettings
 from pricing.__main__ import main as pricing_main
 
 REPO = Path(__file__).resolve().parents[1]

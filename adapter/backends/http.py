@@ -188,7 +188,7 @@ class HTTPBackend:
         spec = PIPELINE_SPECS[model.pipeline]
         with self._translate_errors(model):
             response = await self._client.send(self._build(model, request))
-        _raise_for_status(model, response)
+        _raise_for_status(model, response, self.settings.retry_after_s)
         try:
             return spec.response.model_validate_json(response.content)
         except ValidationError as exc:
@@ -204,7 +204,7 @@ class HTTPBackend:
             if response.status_code != 200:
                 with self._translate_errors(model):
                     await response.aread()
-                _raise_for_status(model, response)
+                _raise_for_status(model, response, self.settings.retry_after_s)
             with self._translate_errors(model):
                 async for line in response.aiter_lines():
                     chunk = _parse_event(model, line)
@@ -267,7 +267,9 @@ def _parse_event(model: ServedModel, line: str) -> Any:
         ) from exc
 
 
-def _raise_for_status(model: ServedModel, response: httpx.Response) -> None:
+def _raise_for_status(model: ServedModel, response: httpx.Response, retry_after_s: int) -> None:
+    """The error for an upstream's answer other than 200; `retry_after_s` for a 503 that
+    names no Retry-After of its own (the adapter's setting)."""
     status = response.status_code
     if status == 200:
         return
@@ -283,7 +285,7 @@ def _raise_for_status(model: ServedModel, response: httpx.Response) -> None:
         retry_after = response.headers.get("retry-after", "")
         raise ServiceUnavailableError(
             msg or f"The upstream runner for {model.model_id} is unavailable.",
-            retry_after_s=int(retry_after) if retry_after.isdigit() else 2,
+            retry_after_s=int(retry_after) if retry_after.isdigit() else retry_after_s,
         )
     if status in (401, 403):
         raise InferenceError(

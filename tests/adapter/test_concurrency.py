@@ -15,8 +15,8 @@ from adapter.capacity import CapacityLimiter
 from adapter.pipelines import PIPELINES
 from adapter.pipelines.text_to_image import TextToImageRunner
 from contract.errors import OverloadedError
-from contract.pipelines import Pipeline
 from tests.conftest import running_client, sd_entry, serve
+from tests.support.local_apps import app_with_glue
 
 SMALL = {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1}
 
@@ -45,15 +45,14 @@ class GatedTextToImage(TextToImageRunner):
 
 
 @pytest.fixture
-def gated(monkeypatch):
+def gated():
     glue = GatedTextToImage()
-    monkeypatch.setitem(PIPELINES, Pipeline.TEXT_TO_IMAGE, glue)
     yield glue
     glue.gate.set()
 
 
-def test_health_answers_while_an_inference_is_running(app_factory, tiny_sd, gated):
-    app = app_factory([sd_entry(tiny_sd)])
+def test_health_answers_while_an_inference_is_running(tmp_path, tiny_sd, gated):
+    app = app_with_glue(tmp_path, [sd_entry(tiny_sd)], gated)
     with serve(app) as url, httpx.Client(base_url=url, timeout=10) as client:
         with ThreadPoolExecutor(1) as pool:
             job = pool.submit(client.post, "/text-to-image", json=SMALL, timeout=60)
@@ -105,7 +104,8 @@ def test_capacity_never_exceeded_and_overload_gets_503(tmp_path, tiny_sd, gated)
 
     settings = make_settings(tmp_path, retry_after_s=3)
     models = merge_entries(parse_entries([sd_entry(tiny_sd, capacity=2, runner={"max_queue": 1})]))
-    backend = CountingBackend(local.LocalBackend(settings, models))
+    pipelines = {**PIPELINES, gated.pipeline: gated}
+    backend = CountingBackend(local.LocalBackend(settings, models, pipelines))
     app = create_app(settings, models, backend)
     limiter = app.state.service.limiters["text-to-image/test/tiny-sd"]
 
@@ -137,8 +137,8 @@ def test_capacity_never_exceeded_and_overload_gets_503(tmp_path, tiny_sd, gated)
     assert backend.peak == 2
 
 
-def test_queue_wait_times_out_with_503(app_factory, tiny_sd, gated):
-    app = app_factory([sd_entry(tiny_sd)], queue_timeout_s=0.2)
+def test_queue_wait_times_out_with_503(tmp_path, tiny_sd, gated):
+    app = app_with_glue(tmp_path, [sd_entry(tiny_sd)], gated, queue_timeout_s=0.2)
     with running_client(app) as client, ThreadPoolExecutor(1) as pool:
         job = pool.submit(client.post, "/text-to-image", json=SMALL)
         assert gated.entered.acquire(timeout=60)
@@ -185,8 +185,8 @@ def test_limiter_hands_slots_over_in_arrival_order_and_recovers_from_cancelled_w
 
 
 class StopWatchingTextToImage(TextToImageRunner):
-    """The real glue, which holds its job until the request is abandoned, then runs the real
-    pipeline with the stop flag up (it must stop between steps)."""
+    """The real glue, which holds its first job until the request is abandoned, then runs the
+    real pipeline with the stop flag up (it must stop between steps); later jobs run plainly."""
 
     def __init__(self) -> None:
         self.started = threading.Event()
@@ -195,6 +195,8 @@ class StopWatchingTextToImage(TextToImageRunner):
         self.outcome: list[str] = []
 
     def run(self, pipe, request, should_stop):
+        if self.finished.is_set():
+            return super().run(pipe, request, should_stop)
         self.started.set()
         for _ in range(6000):
             if should_stop():
@@ -210,12 +212,9 @@ class StopWatchingTextToImage(TextToImageRunner):
             self.finished.set()
 
 
-def test_a_client_leaving_stops_the_inference_and_frees_the_slot(
-    app_factory, tiny_sd, monkeypatch
-):
+def test_a_client_leaving_stops_the_inference_and_frees_the_slot(tmp_path, tiny_sd):
     glue = StopWatchingTextToImage()
-    monkeypatch.setitem(PIPELINES, Pipeline.TEXT_TO_IMAGE, glue)
-    app = app_factory([sd_entry(tiny_sd)])
+    app = app_with_glue(tmp_path, [sd_entry(tiny_sd)], glue)
     limiter = app.state.service.limiters["text-to-image/test/tiny-sd"]
     with serve(app) as url:
         with httpx.Client(base_url=url) as client, pytest.raises(httpx.ReadTimeout):
@@ -231,7 +230,6 @@ def test_a_client_leaving_stops_the_inference_and_frees_the_slot(
         assert glue.finished.wait(60)
         assert glue.outcome == ["GenerationCancelled"]
         # The model is free again for the next client.
-        monkeypatch.setitem(PIPELINES, Pipeline.TEXT_TO_IMAGE, TextToImageRunner())
         assert httpx.post(f"{url}/text-to-image", json=SMALL, timeout=60).status_code == 200
 
 

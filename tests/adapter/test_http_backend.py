@@ -15,6 +15,7 @@ from tests.conftest import llm_entry, make_app, model_entry, sd_entry, serve, wh
 from tests.pipelines.test_llm_streaming import GREEDY, event_payloads
 from tests.support.audio import livepeer_form, wav
 from tests.support.livepeer_multipart import go_multipart, png_bytes
+from tests.support.local_apps import app_with_glue
 from tests.support.runner_process import RunnerProcess
 
 TOKEN = "runner-secret"
@@ -203,6 +204,30 @@ def test_an_upstream_not_up_yet_reads_as_loading_during_the_grace_period(tmp_pat
         assert httpx.get(f"{url}/health").json() == {"status": "LOADING"}
 
 
+def test_an_upstreams_503_without_retry_after_gets_the_adapters_setting(tmp_path):
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    busy = FastAPI()
+
+    @busy.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "OK"}
+
+    @busy.post("/text-to-image")
+    def refuse() -> JSONResponse:
+        return JSONResponse({"detail": {"msg": "Busy upstream."}}, status_code=503)
+
+    with serve(busy, settle=False) as upstream_url:
+        entry = {"pipeline": "text-to-image", "model_id": "m", "warm": True,
+                 "runner": {"upstream_url": upstream_url}}
+        with serve(http_adapter(tmp_path, [entry], retry_after_s=7)) as url:
+            response = httpx.post(f"{url}/text-to-image", json=SMALL, timeout=30)
+    assert response.status_code == 503
+    assert response.json() == {"detail": {"msg": "Busy upstream."}}
+    assert response.headers["retry-after"] == "7"
+
+
 def test_the_http_backend_needs_an_upstream_per_model(tmp_path):
     from contract.errors import ConfigError
 
@@ -216,18 +241,16 @@ def test_form_values_are_written_as_go_livepeer_writes_them():
 
 
 def test_a_stream_arrives_while_the_runner_generates_and_leaving_stops_it(
-    tmp_path, tmp_path_factory, tiny_llm, monkeypatch
+    tmp_path, tmp_path_factory, tiny_llm
 ):
     """The runner here is the same app in this process, so its generation can be held at a
     token: the adapter must relay the first event before the runner has finished, and a client
     leaving the adapter must stop the runner's generation."""
-    from adapter.pipelines import PIPELINES
-    from contract.pipelines import Pipeline
     from tests.pipelines.test_llm_streaming import GatedLLM
 
     gated = GatedLLM(park_at=12)
-    monkeypatch.setitem(PIPELINES, Pipeline.LLM, gated)
-    runner_app = make_app(tmp_path_factory.mktemp("gated-runner"), [llm_entry(tiny_llm)])
+    runner_app = app_with_glue(tmp_path_factory.mktemp("gated-runner"), [llm_entry(tiny_llm)],
+                               gated)
     body = {**GREEDY, "max_tokens": 40, "stream": True}
     try:
         with serve(runner_app) as runner_url:
