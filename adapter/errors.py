@@ -169,7 +169,8 @@ class ErrorMapping:
     async def handle_validation_error(self, request: Request, exc: Exception) -> Response:
         """422 as the spec's HTTPValidationError (FastAPI's own list), safe to render."""
         assert isinstance(exc, RequestValidationError)
-        detail = jsonable_encoder(exc.errors(), custom_encoder={UploadFile: _describe_upload})
+        encoders = {UploadFile: _describe_upload, bytes: _describe_bytes}
+        detail = jsonable_encoder(exc.errors(), custom_encoder=encoders)
         return ContractJSONResponse({"detail": detail}, status_code=422)
 
     async def handle_unexpected_error(self, request: Request, exc: Exception) -> Response:
@@ -184,6 +185,15 @@ class ErrorMapping:
 def _describe_upload(upload: UploadFile) -> str:
     # FastAPI would echo the file object's internals (its temporary file's state).
     return f"<file {upload.filename!r}, {upload.size} bytes>"
+
+
+def _describe_bytes(data: bytes) -> str:
+    # A body FastAPI did not parse (not JSON): it would decode it strictly, failing on non-UTF-8.
+    text = data[:_ECHOED_BYTES].decode("utf-8", errors="replace")
+    return text if len(data) <= _ECHOED_BYTES else f"{text}... ({len(data)} bytes)"
+
+
+_ECHOED_BYTES = 1000
 
 
 # What FastAPI's "There was an error parsing the body" was caused by, in the client's terms.

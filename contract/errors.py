@@ -16,6 +16,10 @@
     └── ClientDisconnectedError   500  the client left before the answer (no one reads it)
 
     ConfigError                        the model configuration is invalid (at start)
+    OptimizationFlagError              an entry's optimization flag is unknown or does not apply
+                                       (a ValueError; reported as a ConfigError naming the entry)
+    UnitsError                         go-livepeer's unit rule cannot count a request (a
+                                       ValueError; metrics and the pricing tool report it)
     InputError                         an argument `functions/` refuses (a ValueError: plain code
                                        raises it; the worker turns it into BadRequestError)
 
@@ -40,6 +44,21 @@ INSUFFICIENT_CAPACITY = "insufficient capacity"
 
 class ConfigError(Exception):
     """The model configuration is invalid; the message names the entry and the field."""
+
+
+class OptimizationFlagError(ValueError):
+    """A flag is unknown, has a bad value, or does not apply; `flag` names it."""
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(message)
+        self.flag = flag
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.flag, str(self))
+
+
+class UnitsError(ValueError):
+    """go-livepeer would refuse the request, or a fact its unit rule needs is missing."""
 
 
 class InputError(ValueError):
