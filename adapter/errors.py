@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,8 +113,12 @@ def _is_contract_body(body: Any, status: int) -> bool:
 
 
 def _body(error: RunnerError) -> Any:
-    if isinstance(error, UpstreamError) and _is_contract_body(error.body, error.status_code):
-        return error.body
+    if isinstance(error, UpstreamError):
+        if _is_contract_body(error.body, error.status_code):
+            return error.body
+        detail = error.body.get("detail") if isinstance(error.body, dict) else None
+        if isinstance(detail, str) and detail:  # an older runner's string detail
+            return error_body(detail)
     return error_body(error.msg)
 
 
@@ -169,7 +174,10 @@ class ErrorMapping:
     async def handle_validation_error(self, request: Request, exc: Exception) -> Response:
         """422 as the spec's HTTPValidationError (FastAPI's own list), safe to render."""
         assert isinstance(exc, RequestValidationError)
-        encoders = {UploadFile: _describe_upload, bytes: _describe_bytes}
+        encoders: dict[Any, Callable[[Any], Any]] = {
+            UploadFile: _describe_upload,
+            bytes: _describe_bytes,
+        }
         detail = jsonable_encoder(exc.errors(), custom_encoder=encoders)
         return ContractJSONResponse({"detail": detail}, status_code=422)
 

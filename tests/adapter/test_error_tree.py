@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import pickle
 from pathlib import Path
 
@@ -96,6 +97,21 @@ def test_the_mapping_answers_the_nearest_declared_status_on_runner_routes_only()
     assert runner_operation(behind_a_prefix) is Pipeline.LLM
     assert nearest_declared(418, frozenset({400})) == 400
     assert nearest_declared(502, frozenset({500})) == 500
+
+
+def test_an_upstreams_answer_keeps_its_body_in_the_contracts_shape():
+    scope = {"type": "http", "method": "POST", "path": "/text-to-image", "root_path": ""}
+    mapping = ErrorMapping(declared_only=True)
+    contract = {"detail": {"msg": "Prompt must be provided."}}
+    assert json.loads(mapping.response(UpstreamError(400, contract, "x"), scope).body) == contract
+    older = UpstreamError(400, {"detail": "There was an error parsing the body"}, "HTTP 400.")
+    assert json.loads(mapping.response(older, scope).body) == {
+        "detail": {"msg": "There was an error parsing the body"}
+    }
+    odd = UpstreamError(500, ["not", "a", "body"], "The upstream answered HTTP 500.")
+    assert json.loads(mapping.response(odd, scope).body) == {
+        "detail": {"msg": "The upstream answered HTTP 500."}
+    }
 
 
 def test_the_openapi_statuses_follow_the_same_choice():
