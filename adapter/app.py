@@ -73,14 +73,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
-    install_error_handlers(app)
+    errors = install_error_handlers(app, declared_only=settings.declared_statuses_only)
     install_body_limit(
         app,
         settings.limits.max_request_bytes,
         settings.limits.max_json_request_bytes,
-        settings.declared_statuses_only,
+        errors.response,
     )
-    app.include_router(generate.build_router())
+    app.include_router(generate.build_router(declared_only=settings.declared_statuses_only))
     app.include_router(system.router)
     app.include_router(metrics_router)
     return app

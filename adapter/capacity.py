@@ -1,9 +1,11 @@
-"""Per-model capacity: at most N requests in flight, a bounded FIFO wait queue, then 503.
+"""Per-model capacity: at most N requests in flight, a bounded FIFO wait queue, then a refusal.
 
 go-livepeer reserves one unit of an external container's `capacity` per in-flight request and
 answers 503 itself at zero, so a single orchestrator never sends more than `capacity` at once.
 The queue absorbs what arrives beyond that from elsewhere (several orchestrators, direct
-clients, a request that arrives as another's slot is being returned).
+clients, a request that arrives as another's slot is being returned). The refusal says
+`insufficient capacity`, as go-livepeer's own does, so its gateway retries another orchestrator
+without suspending this one; it answers 500 on go-livepeer's routes (503 where allowed).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
-from contract.errors import OverloadedError
+from contract.errors import INSUFFICIENT_CAPACITY, OverloadedError
 
 
 class CapacityLimiter:
@@ -59,7 +61,7 @@ class CapacityLimiter:
 
     def _overloaded(self, why: str) -> OverloadedError:
         return OverloadedError(
-            f"Model {self.name} is at capacity ({self.max_in_flight} in flight, "
+            f"Model {self.name} has {INSUFFICIENT_CAPACITY} ({self.max_in_flight} in flight, "
             f"{self.max_queue} waiting): {why}. Retry later.",
             retry_after_s=self.retry_after_s,
         )

@@ -112,12 +112,16 @@ class Settings(BaseSettings):
         description="Longest a request waits, holding its slot, for its model to finish loading.",
     )
     declared_statuses_only: bool = Field(
-        False,
-        description="Answer only statuses the spec declares for each route: 503 becomes 500 "
-        "and an undeclared 413 becomes 400 (same body, Retry-After kept). go-livepeer decodes "
-        "only declared statuses; turn this on when it runs its own worker.",
+        True,
+        description="Answer on the runner's routes only the statuses the spec declares for "
+        "each: a 503 (overload, an unreachable backend) becomes a 500 and an undeclared 413 a "
+        "400, same body, Retry-After kept; a refusal for load says `insufficient capacity`, so "
+        "go-livepeer's gateway tries another orchestrator. go-livepeer decodes only declared "
+        "statuses. Turn it off only for a front end that understands 503 and 413.",
     )
-    retry_after_s: int = Field(2, ge=0, description="Retry-After sent with a 503.")
+    retry_after_s: int = Field(
+        2, ge=0, description="Retry-After sent with a refusal for load or an outage."
+    )
     compile_backend: Literal["inductor", "eager"] = Field(
         "inductor",
         description="torch.compile backend for SFAST: `inductor` generates fast kernels; "

@@ -15,6 +15,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from contract.errors import OptimizationFlagError
 from contract.model_families import is_few_step_distilled
 from contract.pipelines import PIPELINE_SPECS
 
@@ -62,14 +63,6 @@ IGNORED_RUNNER_FLAGS = frozenset(
 )
 
 DEEPCACHE_INTERVAL = 3  # as the runner sets it: full UNet on one step of every three
-
-
-class OptimizationFlagError(ValueError):
-    """A flag is unknown, has a bad value, or does not apply; `flag` names it."""
-
-    def __init__(self, flag: str, message: str) -> None:
-        super().__init__(message)
-        self.flag = flag
 
 
 @dataclass(frozen=True)

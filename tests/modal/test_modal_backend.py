@@ -143,11 +143,11 @@ def test_bad_input_found_in_the_container_is_a_400(tiny_modal_app, classes):
         assert "at most 1" in response.json()["detail"]["msg"]
 
 
-def test_a_modal_outage_is_a_503_with_retry_after(tiny_modal_app, classes):
+def test_a_modal_outage_is_a_500_with_retry_after(tiny_modal_app, classes):
     classes.spawn_error = modal.exception.ConnectionError("Could not connect to the Modal server.")
     with web_client(tiny_modal_app, classes) as client:
         response = client.post("/text-to-image", json=SMALL)
-    assert response.status_code == 503
+    assert response.status_code == 500  # a 503, answered as the spec declares
     assert response.headers["Retry-After"] == "2"
     assert response.json() == {
         "detail": {"msg": "Modal is unavailable: Could not connect to the Modal server."}
@@ -173,11 +173,13 @@ def test_a_job_past_its_classs_time_limit_is_a_500_and_stops(
         assert gated.outcomes.get(timeout=60) == "cancelled"
 
 
-def test_no_result_in_time_is_a_503_and_cancels_the_call(tiny_modal_app, in_process_classes, gated):
+def test_no_result_in_time_is_a_500_with_retry_after_and_cancels_the_call(
+    tiny_modal_app, in_process_classes, gated
+):
     classes = in_process_classes(gated, get_wait_cap_s=0.5)
     with web_client(tiny_modal_app, classes) as client:
         response = client.post("/text-to-image", json=SMALL)
-        assert response.status_code == 503
+        assert response.status_code == 500  # a 503, answered as the spec declares
         assert response.headers["Retry-After"] == "2"
         assert "the call was cancelled" in response.json()["detail"]["msg"]
         assert classes.calls[0].cancel_requested
@@ -387,7 +389,7 @@ def test_each_modal_error_maps_to_one_status(tiny_modal_app, raised, status):
     error = translate(raised, tiny_modal_app.PLAN.classes[0], retry_after_s=2)
     assert error.status_code == status
     if status == 503:
-        assert error.headers() == {"Retry-After": "2"}
+        assert error.retry_after_s == 2
 
 
 def test_cancellation_is_never_translated(tiny_modal_app):
