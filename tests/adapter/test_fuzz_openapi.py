@@ -338,12 +338,6 @@ def test_the_real_models_take_adversarial_field_values(real, path):
     run_model_inputs(real, path, surrogates=False)
 
 
-@pytest.mark.xfail(
-    reason="issue 12 item 3: a lone UTF-16 surrogate in prompt, negative_prompt or an LLM "
-    "message reaches the tokenizer and crashes it (500); the input checks in functions/ and the "
-    "glue are the 'inputs' helper's work",
-    strict=False,
-)
 @pytest.mark.parametrize("path", ["/text-to-image", "/llm"])
 def test_the_real_models_take_lone_surrogates(real, path):
     run_model_inputs(real, path, surrogates=True)
