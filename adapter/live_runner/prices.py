@@ -122,6 +122,12 @@ def measured_quote(model: ServedModel, measurement: Measurement, options: PriceO
     min_containers = modal.min_containers
     if min_containers is None:
         min_containers = 1 if model.warm else 0
+    if min_containers and options.jobs_per_hour is None:
+        raise PricingError(
+            f"its {min_containers} warm container(s) (runner.modal.min_containers, 1 for a warm "
+            "entry) cost the same whatever the load: give the expected load to share that cost "
+            "among jobs (ADAPTER_LIVE_RUNNER_JOBS_PER_HOUR, or --jobs-per-hour)"
+        )
     deployment = Deployment(
         gpu=gpu_price(measurement.gpu),
         min_containers=min_containers,

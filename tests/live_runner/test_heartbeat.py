@@ -5,6 +5,7 @@ SIGTERM."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import statistics
 import time
@@ -76,7 +77,7 @@ def test_register_heartbeat_follow_the_model_rebootstrap_and_unregister(tmp_path
             # At the interval it returned (300 ms).
             wait_for(lambda: len(beats(orchestrator.of(GOOD))) >= 6, "six heartbeats")
             times = [c.at for c in beats(orchestrator.of(GOOD))]
-            gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+            gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
             assert 0.25 <= statistics.median(gaps) <= 0.7, gaps
 
             # Forgotten by the orchestrator (404): registers again with the bootstrap secret.

@@ -210,7 +210,7 @@ def test_bad_bodies_keep_the_contract_statuses(stack):
 
 
 def test_health_answers_in_time_during_a_long_inference(stack):
-    adapter, proxy, url = stack
+    _adapter, proxy, _url = stack
     runner = proxy.runners[LABELS["text-to-image"]].entry
     outcome: dict[str, Any] = {}
 
