@@ -1,4 +1,4 @@
-"""The runners.json of docs/live-runner.md is what the command prints for the aiModels.json there."""
+"""The runners.json of docs/live-runner.md is what the command prints for its aiModels.json."""
 
 from __future__ import annotations
 
