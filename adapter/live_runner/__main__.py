@@ -80,7 +80,9 @@ def registration(args: argparse.Namespace) -> int:
         "price_margin": args.margin,
         "jobs_per_hour": args.jobs_per_hour,
     }
-    live = LiveRunnerSettings(**{key: value for key, value in overrides.items() if value})
+    live = LiveRunnerSettings(
+        **{key: value for key, value in overrides.items() if value is not None}
+    )
     settings = Settings(live_runner=live)
     check_exposure(live)
     unit: LiveUnit = live.price_unit

@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 import re
-from typing import Any, get_origin
+from typing import Any
 
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile as StarletteUploadFile
@@ -40,12 +40,17 @@ class RequestValidationFailed(Exception):
         self.errors = errors
 
 
+# What a request model's file fields are annotated with; adapted with `as_upload` below when
+# uploads become a plain value.
+UPLOAD_TYPES: tuple[type, ...] = (StarletteUploadFile,)
+
+
 def upload_fields(spec: PipelineSpec) -> tuple[str, ...]:
     """The request model's file fields (none for the JSON pipelines)."""
     return tuple(
         name
         for name, info in spec.request.model_fields.items()
-        if isinstance(info.annotation, type) and issubclass(info.annotation, StarletteUploadFile)
+        if isinstance(info.annotation, type) and issubclass(info.annotation, UPLOAD_TYPES)
     )
 
 
@@ -65,7 +70,8 @@ def as_upload(data: bytes, filename: str, content_type: str | None) -> Any:
     """THE seam where a JSON body's decoded file becomes the value the glue's `prepare` takes.
 
     Today that is the UploadFile a multipart form gives (in memory); when uploads become a
-    plain value (bytes, filename, content type), only this function changes.
+    plain value (bytes, filename, content type), only this function and UPLOAD_TYPES change
+    (and multipart bodies, read by `request.form()`, get the same conversion).
     """
     return in_memory_upload(data, filename, content_type)
 
@@ -103,7 +109,7 @@ def decode_file(field: str, value: Any, max_bytes: int) -> Any:
 def _form_value(spec: PipelineSpec, name: str, value: Any) -> Any:
     """A JSON value for a field that multipart would carry as text (`metadata`, flags...)."""
     info = spec.request.model_fields.get(name)
-    if info is None or info.annotation is not str or get_origin(info.annotation) is not None:
+    if info is None or info.annotation is not str:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -5,6 +5,7 @@ rules before it is printed or written.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -65,13 +66,19 @@ def gpu_of(settings: Settings, model: ServedModel) -> dict[str, Any] | None:
         return {"name": model.runner.modal.gpu}
     if settings.backend != "local" or settings.device == "cpu":
         return None
+    gpu = _local_gpu(int(settings.device.partition(":")[2] or 0))
+    return dict(gpu) if gpu is not None else None
+
+
+@functools.cache
+def _local_gpu(index: int) -> tuple[tuple[str, Any], ...] | None:
+    """The local GPU by NVML, asked once (heartbeats rebuild the registration every beat)."""
     from adapter.hardware import gpu_compute_info
 
-    index = int(settings.device.partition(":")[2] or 0)
     gpu = gpu_compute_info().get(index)
     if gpu is None:
         return None
-    return {"id": gpu.id, "name": gpu.name, "vram_mb": gpu.memory_total // 2**20}
+    return (("id", gpu.id), ("name", gpu.name), ("vram_mb", gpu.memory_total // 2**20))
 
 
 def metadata_of(app: LiveApp) -> str:
