@@ -32,3 +32,4 @@ def test_the_documented_runners_json(tmp_path, monkeypatch, capsys):
             entry.pop("version")
     assert printed == documented
     assert_valid(documented)
+
