@@ -11,10 +11,13 @@ import statistics
 import time
 from collections.abc import Callable
 
+import httpx
+
 from tests.conftest import sd_entry, serve
 from tests.live_runner.support import AdapterProcess, Call, TestOrchestrator
 
 BOOTSTRAP_SECRET = "bootstrap-secret-for-the-test"
+PATH_SECRET = "door-path-secret-0123456789"
 GOOD, BROKEN = "text-to-image/test/tiny-sd", "text-to-image/test/broken"
 
 
@@ -47,6 +50,7 @@ def test_register_heartbeat_follow_the_model_rebootstrap_and_unregister(tmp_path
             tmp_path, entries,
             ADAPTER_LIVE_RUNNER_ORCHESTRATOR_URL=orchestrator_url,
             ADAPTER_LIVE_RUNNER_ORCH_SECRET=BOOTSTRAP_SECRET,
+            ADAPTER_LIVE_RUNNER_PATH_SECRET=PATH_SECRET,
         )
         adapter.start()
         try:
@@ -57,7 +61,7 @@ def test_register_heartbeat_follow_the_model_rebootstrap_and_unregister(tmp_path
                 assert "runner_id" not in first.body
                 assert first.body["status"] == "loading"
                 assert first.body["mode"] == "single-shot"
-                assert first.body["runner_url"].endswith("/" + app)
+                assert first.body["runner_url"] == f"{adapter.door_url}/{PATH_SECRET}/{app}"
                 assert first.body["capacity"] == 1
                 assert first.body["price_info"]["currency"] == "usd"
                 assert float(first.body["price_info"]["price"]) > 0
@@ -67,6 +71,10 @@ def test_register_heartbeat_follow_the_model_rebootstrap_and_unregister(tmp_path
                      "the good model ready")
             wait_for(lambda: any(c.body["status"] == "failed"
                                  for c in beats(orchestrator.of(BROKEN))), "the broken one failed")
+            # The door's health says the same by status code.
+            door = f"{adapter.door_url}/{PATH_SECRET}"
+            assert httpx.get(f"{door}/{GOOD}/health", timeout=3).status_code == 200
+            assert httpx.get(f"{door}/{BROKEN}/health", timeout=3).status_code == 503
             good_id = beats(orchestrator.of(GOOD))[0].body["runner_id"]
             good_secret = orchestrator.runners[good_id]
             assert all(c.authorization == good_secret for c in beats(orchestrator.of(GOOD)))
@@ -103,7 +111,8 @@ def test_register_heartbeat_follow_the_model_rebootstrap_and_unregister(tmp_path
             adapter.stop()
         log = adapter.log()
         assert "Live Runner" in log or "registered as" in log
-        for secret in (BOOTSTRAP_SECRET, *secrets.values()):
+        for secret in (BOOTSTRAP_SECRET, PATH_SECRET, *secrets.values()):
             assert secret not in log
+        assert f"/<secret>/{GOOD}/health" in log  # the access log, redacted
         # Heartbeats are not logged one line each.
         assert log.count("/runners/heartbeat") < 3
