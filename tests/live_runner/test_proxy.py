@@ -218,7 +218,7 @@ def test_health_answers_in_time_during_a_long_inference(stack):
         started = time.monotonic()
         outcome["response"] = httpx.post(runner["runner_url"] + "/text-to-image", timeout=300,
                                          json={"prompt": "x", "width": 256, "height": 256,
-                                               "num_inference_steps": 40})
+                                               "num_inference_steps": 60})
         outcome["seconds"] = time.monotonic() - started
 
     job = threading.Thread(target=long_job)
