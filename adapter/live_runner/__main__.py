@@ -38,24 +38,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     registration.add_argument("--output", type=Path, help="write it here, atomically")
     registration.add_argument(
-        "--public-url", help="the door's address as the orchestrator reaches it "
-        "(default ADAPTER_PUBLIC_URL)"
+        "--public-url",
+        help="the door's address as the orchestrator reaches it (default ADAPTER_PUBLIC_URL)",
     )
     registration.add_argument(
-        "--results", type=Path, help="measurements to price from (default "
-        "ADAPTER_LIVE_RUNNER_RESULTS)"
+        "--results",
+        type=Path,
+        help="measurements to price from (default ADAPTER_LIVE_RUNNER_RESULTS)",
     )
     registration.add_argument(
-        "--unit", choices=("fixed", "hour"), help="price unit (default "
-        "ADAPTER_LIVE_RUNNER_PRICE_UNIT, else fixed)"
+        "--unit",
+        choices=("fixed", "hour"),
+        help="price unit (default ADAPTER_LIVE_RUNNER_PRICE_UNIT, else fixed)",
     )
     registration.add_argument(
-        "--margin", type=_decimal, help="markup over cost (default "
-        "ADAPTER_LIVE_RUNNER_PRICE_MARGIN, else 0.25)"
+        "--margin",
+        type=_decimal,
+        help="markup over cost (default ADAPTER_LIVE_RUNNER_PRICE_MARGIN, else 0.25)",
     )
     registration.add_argument(
-        "--jobs-per-hour", type=_decimal, help="expected load (default "
-        "ADAPTER_LIVE_RUNNER_JOBS_PER_HOUR)"
+        "--jobs-per-hour",
+        type=_decimal,
+        help="expected load (default ADAPTER_LIVE_RUNNER_JOBS_PER_HOUR)",
     )
     return parser
 
@@ -87,7 +91,9 @@ def registration(args: argparse.Namespace) -> int:
     check_exposure(live)
     unit: LiveUnit = live.price_unit
     options = PriceOptions(
-        unit=unit, margin=live.price_margin, results=live.results,
+        unit=unit,
+        margin=live.price_margin,
+        results=live.results,
         jobs_per_hour=live.jobs_per_hour,
     )
     models = load_models(settings)

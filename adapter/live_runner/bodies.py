@@ -148,8 +148,9 @@ async def read_request(request: Request, spec: PipelineSpec, limits: Limits) -> 
     """The request model of the body, JSON or (for upload pipelines) multipart."""
     content_type = _content_type(request)
     if content_type == "multipart/form-data" and upload_fields(spec):
-        form = await request.form(max_files=len(upload_fields(spec)) + 1,
-                                  max_part_size=limits.max_request_bytes)
+        form = await request.form(
+            max_files=len(upload_fields(spec)) + 1, max_part_size=limits.max_request_bytes
+        )
         data: dict[str, Any] = dict(form.items())
     elif is_json(content_type):
         raw = await request.body()

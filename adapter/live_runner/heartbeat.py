@@ -46,8 +46,16 @@ STATUS_BY_STATE = {
     ModelState.FAILED: "failed",
 }
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
-           "h": 3600.0}
+_UNIT_S = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
 
 
 def parse_go_duration(text: Any) -> float | None:
@@ -139,22 +147,27 @@ class HeartbeatClient:
             try:
                 await (self._beat(reg) if reg.secret else self._bootstrap(reg))
             except _Rebootstrap as exc:
-                logger.info("%s: the orchestrator answered %s; registering again", reg.app.app_id,
-                            exc)
+                logger.info(
+                    "%s: the orchestrator answered %s; registering again", reg.app.app_id, exc
+                )
                 reg.forget()
                 continue
             except _Failed as exc:
                 failures += 1
                 if exc.kind != last_kind:
-                    logger.warning("%s: heartbeat failed: %s (retrying with back-off)",
-                                   reg.app.app_id, exc.kind)
+                    logger.warning(
+                        "%s: heartbeat failed: %s (retrying with back-off)",
+                        reg.app.app_id,
+                        exc.kind,
+                    )
                     last_kind = exc.kind
                 delay = min(self.max_backoff_s, reg.interval_s * 2 ** min(failures, 16))
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 continue
             if failures:
-                logger.info("%s: heartbeats answered again after %d failure(s)", reg.app.app_id,
-                            failures)
+                logger.info(
+                    "%s: heartbeats answered again after %d failure(s)", reg.app.app_id, failures
+                )
                 failures, last_kind = 0, ""
             await asyncio.sleep(reg.interval_s)
 
@@ -217,8 +230,13 @@ class HeartbeatClient:
         )
         reg.runner_id, reg.secret = answer["runner_id"], secret
         reg.status = payload["status"]
-        logger.info("%s: registered as %s (status %s, heartbeat every %gs)", reg.app.app_id,
-                    reg.runner_id, reg.status, reg.interval_s)
+        logger.info(
+            "%s: registered as %s (status %s, heartbeat every %gs)",
+            reg.app.app_id,
+            reg.runner_id,
+            reg.status,
+            reg.interval_s,
+        )
 
     async def _beat(self, reg: _Registration) -> None:
         payload = self.payload(reg)
@@ -241,9 +259,9 @@ class HeartbeatClient:
                 url, headers={"Authorization": reg.secret}, timeout=UNREGISTER_TIMEOUT_S
             )
         except httpx.HTTPError as exc:
-            logger.warning("%s: unregistering %s failed: %s", reg.app.app_id, reg.runner_id,
-                           type(exc).__name__)
+            logger.warning(
+                "%s: unregistering %s failed: %s", reg.app.app_id, reg.runner_id, type(exc).__name__
+            )
             return
-        logger.info("%s: unregistered %s (%d)", reg.app.app_id, reg.runner_id,
-                    response.status_code)
+        logger.info("%s: unregistered %s (%d)", reg.app.app_id, reg.runner_id, response.status_code)
         reg.forget()

@@ -98,7 +98,7 @@ def entry_usd_per_unit(entry: ModelEntry) -> Decimal | None:
     if entry.currency.upper() != "USD":
         raise PricingError(
             f"its price is in {entry.currency or 'wei'!r}; a Live Runner price is in USD: give "
-            "the entry a USD price (currency \"USD\") or a measurement"
+            'the entry a USD price (currency "USD") or a measurement'
         )
     return Decimal(str(entry.price_per_unit)) / (entry.pixels_per_unit or 1)
 
@@ -150,7 +150,9 @@ def measured_quote(model: ServedModel, measurement: Measurement, options: PriceO
 
 
 def quote(
-    model: ServedModel, entries: list[ModelEntry], measurements: list[Measurement],
+    model: ServedModel,
+    entries: list[ModelEntry],
+    measurements: list[Measurement],
     options: PriceOptions,
 ) -> Quote:
     """The model's price (see the module docstring); PricingError says what is missing."""

@@ -50,8 +50,8 @@ def check_exposure(live: LiveRunnerSettings) -> None:
     if secret and (len(secret) < MIN_SECRET_CHARS or not _SECRET_CHARS.match(secret)):
         raise ConfigError(
             f"ADAPTER_LIVE_RUNNER_PATH_SECRET must be at least {MIN_SECRET_CHARS} URL-safe "
-            "characters (letters, digits, . _ ~ -), e.g. from `python -c \"import secrets; "
-            "print(secrets.token_urlsafe(24))\"`"
+            'characters (letters, digits, . _ ~ -), e.g. from `python -c "import secrets; '
+            'print(secrets.token_urlsafe(24))"`'
         )
     if secret or live.allow_unauthenticated:
         return
@@ -95,7 +95,9 @@ class PriceBook:
     def __init__(self, settings: Settings, service: RunnerService) -> None:
         live = settings.live_runner
         self.options = PriceOptions(
-            unit=live.price_unit, margin=live.price_margin, results=live.results,
+            unit=live.price_unit,
+            margin=live.price_margin,
+            results=live.results,
             jobs_per_hour=live.jobs_per_hour,
         )
         self.models = service.models
@@ -181,8 +183,9 @@ class LiveRunner:
                 f"ADAPTER_LIVE_RUNNER_PORT={live.port}: {exc}"
             ) from exc
         # log_config=None: the adapter's logging stays as its own server configured it.
-        config = uvicorn.Config(self.door, lifespan="off", log_config=None,
-                                timeout_graceful_shutdown=30)
+        config = uvicorn.Config(
+            self.door, lifespan="off", log_config=None, timeout_graceful_shutdown=30
+        )
         config.load()
         self._server = uvicorn.Server(config)
         self._server.lifespan = config.lifespan_class(config)

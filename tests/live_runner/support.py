@@ -36,13 +36,17 @@ class AdapterProcess:
         self.door_url = f"http://127.0.0.1:{self.door_port}"
         self.log_path = workdir / f"adapter-{self.port}.log"
         self.env = {
-            key: value for key, value in os.environ.items()
+            key: value
+            for key, value in os.environ.items()
             if not key.startswith("ADAPTER_") and key not in ("AUTH_TOKEN", "MODEL_DIR")
         }
         self.env |= {
-            "ADAPTER_DEMO_DIR": str(workdir / "demo"), "HF_HUB_OFFLINE": "1",
-            "OMP_NUM_THREADS": "1", "ADAPTER_DEVICE": "cpu",
-            "ADAPTER_LIVE_RUNNER_PORT": str(self.door_port), **env,
+            "ADAPTER_DEMO_DIR": str(workdir / "demo"),
+            "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+            "ADAPTER_DEVICE": "cpu",
+            "ADAPTER_LIVE_RUNNER_PORT": str(self.door_port),
+            **env,
         }
         if entries is not None:
             config = workdir / f"aiModels-{self.port}.json"
@@ -55,7 +59,10 @@ class AdapterProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "adapter.main:app", "--port", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -79,7 +86,11 @@ class AdapterProcess:
     def registration(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "adapter.live_runner", "registration", *args],
-            cwd=ROOT, env=self.env | env, capture_output=True, text=True, timeout=120,
+            cwd=ROOT,
+            env=self.env | env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     def log(self) -> str:
@@ -110,10 +121,25 @@ class AdapterProcess:
 
 # Hop-by-hop headers (RFC 9110 §7.6.1), which Go's ReverseProxy strips, and the forwarding
 # headers go-livepeer strips without adding its own (LIVE-RUNNER.md §10.3.3).
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer",
-              "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"}
-STRIPPED = {"host", "content-length", "forwarded", "x-forwarded-for", "x-forwarded-host",
-            "x-forwarded-proto"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+}
+STRIPPED = {
+    "host",
+    "content-length",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+}
 
 
 @dataclass
@@ -196,8 +222,9 @@ class LivepeerProxy:
         finally:
             runner.in_flight -= 1
 
-    async def _forward(self, runner: Runner, app_path: str, scope: Scope, receive: Receive,
-                       send: Send) -> None:
+    async def _forward(
+        self, runner: Runner, app_path: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         assert self._client is not None
         target = urlsplit(runner.entry["runner_url"])
         # url.JoinPath("/", target.Path, appPath): runner_url's trailing "/" is dropped, the
@@ -206,13 +233,18 @@ class LivepeerProxy:
         url = f"{target.scheme}://{target.netloc}{path}"
         if scope["query_string"]:
             url += "?" + scope["query_string"].decode()
-        headers = [(k.decode(), v.decode()) for k, v in scope["headers"]
-                   if k.decode().lower() not in HOP_BY_HOP | STRIPPED]
+        headers = [
+            (k.decode(), v.decode())
+            for k, v in scope["headers"]
+            if k.decode().lower() not in HOP_BY_HOP | STRIPPED
+        ]
         session = f"session-{self.sessions}"
-        headers += [("Livepeer-Runner-Route", runner.entry["label"]),
-                    ("Livepeer-Session-Id", session),
-                    ("Livepeer-Session-Token", f"token-{session}"),
-                    ("Livepeer-Session-Control", "http://orchestrator.test:8935")]
+        headers += [
+            ("Livepeer-Runner-Route", runner.entry["label"]),
+            ("Livepeer-Session-Id", session),
+            ("Livepeer-Session-Token", f"token-{session}"),
+            ("Livepeer-Session-Control", "http://orchestrator.test:8935"),
+        ]
 
         async def body() -> AsyncIterator[bytes]:
             while True:
@@ -224,19 +256,24 @@ class LivepeerProxy:
                 if not message.get("more_body"):
                     return
 
-        request = self._client.build_request(scope["method"], url, headers=headers,
-                                             content=body())
+        request = self._client.build_request(scope["method"], url, headers=headers, content=body())
         try:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
             await _plain(send, 502, str(exc))
             return
         try:
-            await send({
-                "type": "http.response.start", "status": response.status_code,
-                "headers": [(k.encode(), v.encode()) for k, v in response.headers.multi_items()
-                            if k.lower() not in HOP_BY_HOP | {"content-length"}],
-            })
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [
+                        (k.encode(), v.encode())
+                        for k, v in response.headers.multi_items()
+                        if k.lower() not in HOP_BY_HOP | {"content-length"}
+                    ],
+                }
+            )
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -244,11 +281,17 @@ class LivepeerProxy:
             await response.aclose()
 
 
-async def _plain(send: Send, status: int, text: str,
-                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _plain(
+    send: Send, status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     """As Go's http.Error writes it: text/plain."""
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"), *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), *(headers or [])],
+        }
+    )
     await send({"type": "http.response.body", "body": (text + "\n").encode() if text else b""})
 
 
@@ -305,8 +348,13 @@ class TestOrchestrator:
             self.calls.append(call)
             status, answer = self._answer(call)
         payload = json.dumps(answer).encode() if answer is not None else b""
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
     def _answer(self, call: Call) -> tuple[int, dict[str, Any] | None]:
@@ -333,9 +381,13 @@ class TestOrchestrator:
         return 200, self._reply(runner_id, first=True)
 
     def _reply(self, runner_id: str, first: bool) -> dict[str, Any]:
-        reply: dict[str, Any] = {"runner_id": runner_id, "orchestrator": self.url,
-                                 "heartbeat_interval": self.interval, "heartbeat_ttl": "2s",
-                                 "session_ids": []}
+        reply: dict[str, Any] = {
+            "runner_id": runner_id,
+            "orchestrator": self.url,
+            "heartbeat_interval": self.interval,
+            "heartbeat_ttl": "2s",
+            "session_ids": [],
+        }
         if first:
             reply["heartbeat_secret"] = self.runners[runner_id]
         return reply

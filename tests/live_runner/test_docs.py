@@ -12,8 +12,11 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "live-runner.md"
 
 
 def example(name: str) -> str:
-    match = re.search(rf"<!-- live-runner-example: {re.escape(name)} -->\n```json\n(.*?)```",
-                      DOC.read_text(), re.S)
+    match = re.search(
+        rf"<!-- live-runner-example: {re.escape(name)} -->\n```json\n(.*?)```",
+        DOC.read_text(),
+        re.S,
+    )
     assert match, f"no {name} example in {DOC}"
     return match.group(1)
 
@@ -21,10 +24,14 @@ def example(name: str) -> str:
 def test_the_documented_runners_json(tmp_path, monkeypatch, capsys):
     models = tmp_path / "aiModels.json"
     models.write_text(example("aiModels.json"))
-    code, out, err = run(monkeypatch, capsys, ADAPTER_BACKEND="modal",
-                         ADAPTER_MODELS_CONFIG=str(models),
-                         ADAPTER_PUBLIC_URL="http://adapter:8935",
-                         ADAPTER_LIVE_RUNNER_PATH_SECRET="CHANGE-ME-to-a-long-random-secret")
+    code, out, err = run(
+        monkeypatch,
+        capsys,
+        ADAPTER_BACKEND="modal",
+        ADAPTER_MODELS_CONFIG=str(models),
+        ADAPTER_PUBLIC_URL="http://adapter:8935",
+        ADAPTER_LIVE_RUNNER_PATH_SECRET="CHANGE-ME-to-a-long-random-secret",
+    )
     assert code == 0, err
     printed, documented = json.loads(out), json.loads(example("runners.json"))
     for document in (printed, documented):
@@ -32,4 +39,3 @@ def test_the_documented_runners_json(tmp_path, monkeypatch, capsys):
             entry.pop("version")
     assert printed == documented
     assert_valid(documented)
-

@@ -33,10 +33,14 @@ T2I, UPSCALE = "/text-to-image/test/sd", "/upscale/test/up"
 
 
 def models(tmp_path, **runner):
-    return merge_entries(parse_entries([
-        model_entry("text-to-image", tmp_path, "test/sd", runner=runner),
-        model_entry("upscale", tmp_path, "test/up"),
-    ]))
+    return merge_entries(
+        parse_entries(
+            [
+                model_entry("text-to-image", tmp_path, "test/sd", runner=runner),
+                model_entry("upscale", tmp_path, "test/up"),
+            ]
+        )
+    )
 
 
 def door_client(tmp_path, backend=None, secret="", **settings):
@@ -46,12 +50,15 @@ def door_client(tmp_path, backend=None, secret="", **settings):
     return TestClient(Door(service, live_apps(served), secret))
 
 
-@pytest.mark.parametrize(("state", "code", "status"), [
-    (ModelState.READY, 200, "OK"),
-    (ModelState.COLD, 200, "IDLE"),
-    (ModelState.LOADING, 503, "LOADING"),
-    (ModelState.FAILED, 503, "ERROR"),
-])
+@pytest.mark.parametrize(
+    ("state", "code", "status"),
+    [
+        (ModelState.READY, 200, "OK"),
+        (ModelState.COLD, 200, "IDLE"),
+        (ModelState.LOADING, 503, "LOADING"),
+        (ModelState.FAILED, 503, "ERROR"),
+    ],
+)
 def test_health_status_code_follows_the_model_state(tmp_path, state, code, status):
     backend = FakeBackend(states={"text-to-image/test/sd": state})
     client = door_client(tmp_path, backend)
@@ -73,8 +80,10 @@ def test_routes_bodies_and_model(tmp_path):
     image = png_bytes()
     body, headers = go_multipart(image, prompt="x")
     assert client.post(f"{UPSCALE}/upscale", content=body, headers=headers).status_code == 200
-    sent = client.post(f"{UPSCALE}/upscale", json={
-        "prompt": "x", "image": "data:image/png;base64," + base64.b64encode(image).decode()})
+    sent = client.post(
+        f"{UPSCALE}/upscale",
+        json={"prompt": "x", "image": "data:image/png;base64," + base64.b64encode(image).decode()},
+    )
     assert sent.status_code == 200, sent.text
     # The glue received the decoded PNG, re-encoded by its checks.
     assert backend.received[-1][1].image.file.getvalue().startswith(b"\x89PNG")
@@ -96,28 +105,36 @@ def test_a_json_upload_keeps_the_upload_limit(tmp_path):
     assert "max_request_bytes" in refused.json()["detail"]["msg"]
     # A JSON upload of up to max_request_bytes decoded passes the body limit (4/3 as base64).
     fits = base64.b64encode(png_bytes()[:3000]).decode()
-    assert client.post(f"{UPSCALE}/upscale", json={"prompt": "x", "image": fits}
-                       ).status_code == 400  # not a whole image: the glue's own check
+    assert (
+        client.post(f"{UPSCALE}/upscale", json={"prompt": "x", "image": fits}).status_code == 400
+    )  # not a whole image: the glue's own check
 
 
 def test_statuses_are_never_declared_stand_ins_nor_sdk_reserved(tmp_path):
-    backend = FakeBackend(errors={
-        "upscale/test/up": UpstreamError(402, {"detail": {"msg": "pay"}}, "pay")})
+    backend = FakeBackend(
+        errors={"upscale/test/up": UpstreamError(402, {"detail": {"msg": "pay"}}, "pay")}
+    )
     client = door_client(tmp_path, backend, declared_statuses_only=True)
-    paid = client.post(f"{UPSCALE}/upscale", json={
-        "prompt": "x", "image": base64.b64encode(png_bytes()).decode()})
+    paid = client.post(
+        f"{UPSCALE}/upscale", json={"prompt": "x", "image": base64.b64encode(png_bytes()).decode()}
+    )
     assert (paid.status_code, paid.json()) == (500, {"detail": {"msg": "pay"}})
 
 
 def test_overload_is_503_with_retry_after_even_with_declared_statuses(tmp_path):
     port = free_port()
-    settings = make_settings(tmp_path, declared_statuses_only=True, retry_after_s=7,
-                             live_runner=LiveRunnerSettings(port=port))
+    settings = make_settings(
+        tmp_path,
+        declared_statuses_only=True,
+        retry_after_s=7,
+        live_runner=LiveRunnerSettings(port=port),
+    )
     app = create_app(settings, models(tmp_path, max_queue=0), FakeBackend(delay_s=1.5))
     url = f"http://127.0.0.1:{port}{T2I}/text-to-image"
     with serve(app):
-        first = threading.Thread(target=httpx.post, args=(url,), kwargs={
-            "json": {"prompt": "x"}, "timeout": 30})
+        first = threading.Thread(
+            target=httpx.post, args=(url,), kwargs={"json": {"prompt": "x"}, "timeout": 30}
+        )
         first.start()
         time.sleep(0.5)
         refused = httpx.post(url, json={"prompt": "x"}, timeout=30)
@@ -133,21 +150,31 @@ def test_the_path_secret_closes_every_other_path(tmp_path):
     for path in (f"{T2I}/health", f"/wrong{T2I}/health", f"/{SECRET[:-1]}{T2I}/health"):
         closed = client.get(path)
         assert (closed.status_code, closed.json()) == (404, {"detail": {"msg": "Not found."}})
-    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s"',
-                               ("127.0.0.1", "GET", f"/{SECRET}{T2I}/health"), None)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "",
+        0,
+        '%s - "%s %s"',
+        ("127.0.0.1", "GET", f"/{SECRET}{T2I}/health"),
+        None,
+    )
     _RedactSecret(SECRET).filter(record)
     assert SECRET not in record.getMessage()
 
 
-@pytest.mark.parametrize(("live", "says"), [
-    ({"port": 9, "host": "0.0.0.0"}, "ADAPTER_LIVE_RUNNER_HOST=0.0.0.0"),
-    ({"port": 9, "host": "10.1.2.3"}, "not a loopback address"),
-    ({"port": 9, "host": "runner.lan"}, "not a loopback address"),
-    ({"serve_on_main": True}, "ADAPTER_LIVE_RUNNER_SERVE_ON_MAIN"),
-    ({"port": 9, "path_secret": "short"}, "at least 16"),
-    ({"orchestrator_url": "http://orch:8935"}, "the door is off"),
-    ({"port": 9, "orchestrator_url": "http://orch:8935"}, "ADAPTER_LIVE_RUNNER_ORCH_SECRET"),
-])
+@pytest.mark.parametrize(
+    ("live", "says"),
+    [
+        ({"port": 9, "host": "0.0.0.0"}, "ADAPTER_LIVE_RUNNER_HOST=0.0.0.0"),
+        ({"port": 9, "host": "10.1.2.3"}, "not a loopback address"),
+        ({"port": 9, "host": "runner.lan"}, "not a loopback address"),
+        ({"serve_on_main": True}, "ADAPTER_LIVE_RUNNER_SERVE_ON_MAIN"),
+        ({"port": 9, "path_secret": "short"}, "at least 16"),
+        ({"orchestrator_url": "http://orch:8935"}, "the door is off"),
+        ({"port": 9, "orchestrator_url": "http://orch:8935"}, "ADAPTER_LIVE_RUNNER_ORCH_SECRET"),
+    ],
+)
 def test_refuses_a_door_open_to_anyone(tmp_path, live, says):
     settings = make_settings(tmp_path, live_runner=LiveRunnerSettings(**live))
     with pytest.raises(ConfigError, match=says) as refused:
@@ -157,24 +184,41 @@ def test_refuses_a_door_open_to_anyone(tmp_path, live, says):
         assert "ADAPTER_LIVE_RUNNER_ALLOW_UNAUTHENTICATED=true" in str(refused.value)
 
 
-@pytest.mark.parametrize("live", [
-    {"port": 9, "host": "127.0.0.1"}, {"port": 9, "host": "::1"}, {"port": 9, "host": "localhost"},
-    {"port": 9, "host": "0.0.0.0", "path_secret": SECRET},
-    {"port": 9, "host": "0.0.0.0", "allow_unauthenticated": True},
-])
+@pytest.mark.parametrize(
+    "live",
+    [
+        {"port": 9, "host": "127.0.0.1"},
+        {"port": 9, "host": "::1"},
+        {"port": 9, "host": "localhost"},
+        {"port": 9, "host": "0.0.0.0", "path_secret": SECRET},
+        {"port": 9, "host": "0.0.0.0", "allow_unauthenticated": True},
+    ],
+)
 def test_opens_on_loopback_or_when_told(tmp_path, live):
     settings = make_settings(tmp_path, live_runner=LiveRunnerSettings(**live))
-    assert LiveRunner.from_settings(settings, RunnerService(
-        settings, models(tmp_path), FakeBackend())) is not None
+    assert (
+        LiveRunner.from_settings(settings, RunnerService(settings, models(tmp_path), FakeBackend()))
+        is not None
+    )
 
 
 def test_the_adapter_process_refuses_to_start_the_door_open_on_all_addresses(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "ADAPTER_DEVICE": "cpu",
-           "ADAPTER_DEMO_DIR": str(tmp_path / "demo"), "ADAPTER_LIVE_RUNNER_PORT": "8935",
-           "ADAPTER_LIVE_RUNNER_HOST": "0.0.0.0"}
-    done = subprocess.run([sys.executable, "-m", "uvicorn", "adapter.main:app", "--port",
-                           str(free_port())], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HF_HUB_OFFLINE": "1",
+        "ADAPTER_DEVICE": "cpu",
+        "ADAPTER_DEMO_DIR": str(tmp_path / "demo"),
+        "ADAPTER_LIVE_RUNNER_PORT": "8935",
+        "ADAPTER_LIVE_RUNNER_HOST": "0.0.0.0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "adapter.main:app", "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0
     assert "not a loopback address, without authentication" in done.stderr
     assert "ADAPTER_LIVE_RUNNER_PATH_SECRET" in done.stderr
@@ -182,7 +226,8 @@ def test_the_adapter_process_refuses_to_start_the_door_open_on_all_addresses(tmp
 
 def test_the_door_on_the_adapters_own_port(tmp_path):
     settings = make_settings(
-        tmp_path, auth_token="batch-token",
+        tmp_path,
+        auth_token="batch-token",
         limits={"max_json_request_bytes": 1024},
         live_runner=LiveRunnerSettings(serve_on_main=True, path_secret=SECRET),
     )

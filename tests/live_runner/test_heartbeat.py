@@ -41,13 +41,13 @@ def test_register_heartbeat_follow_the_model_rebootstrap_and_unregister(tmp_path
     entries = [
         sd_entry(tiny_sd, price_per_unit=1.9073484e-08, currency="USD"),
         # Its folder holds no model: the load fails.
-        sd_entry(tmp_path / "empty", "test/broken", price_per_unit=1.9073484e-08,
-                 currency="USD"),
+        sd_entry(tmp_path / "empty", "test/broken", price_per_unit=1.9073484e-08, currency="USD"),
     ]
     with serve(orchestrator, settle=False) as orchestrator_url:  # type: ignore[arg-type]
         orchestrator.url = orchestrator_url
         adapter = AdapterProcess(
-            tmp_path, entries,
+            tmp_path,
+            entries,
             ADAPTER_LIVE_RUNNER_ORCHESTRATOR_URL=orchestrator_url,
             ADAPTER_LIVE_RUNNER_ORCH_SECRET=BOOTSTRAP_SECRET,
             ADAPTER_LIVE_RUNNER_PATH_SECRET=PATH_SECRET,
@@ -67,10 +67,14 @@ def test_register_heartbeat_follow_the_model_rebootstrap_and_unregister(tmp_path
                 assert float(first.body["price_info"]["price"]) > 0
 
             # Heartbeats with the returned secret; ready once loaded, failed for the broken one.
-            wait_for(lambda: any(c.body["status"] == "ready" for c in beats(orchestrator.of(GOOD))),
-                     "the good model ready")
-            wait_for(lambda: any(c.body["status"] == "failed"
-                                 for c in beats(orchestrator.of(BROKEN))), "the broken one failed")
+            wait_for(
+                lambda: any(c.body["status"] == "ready" for c in beats(orchestrator.of(GOOD))),
+                "the good model ready",
+            )
+            wait_for(
+                lambda: any(c.body["status"] == "failed" for c in beats(orchestrator.of(BROKEN))),
+                "the broken one failed",
+            )
             # The door's health says the same by status code.
             door = f"{adapter.door_url}/{PATH_SECRET}"
             assert httpx.get(f"{door}/{GOOD}/health", timeout=3).status_code == 200
@@ -90,12 +94,21 @@ def test_register_heartbeat_follow_the_model_rebootstrap_and_unregister(tmp_path
 
             # Forgotten by the orchestrator (404): registers again with the bootstrap secret.
             orchestrator.forget(good_id)
-            again = wait_for(lambda: [c for c in orchestrator.of(GOOD)
-                                      if c.authorization == BOOTSTRAP_SECRET][1:],
-                             "a second bootstrap")[0]
+            again = wait_for(
+                lambda: [c for c in orchestrator.of(GOOD) if c.authorization == BOOTSTRAP_SECRET][
+                    1:
+                ],
+                "a second bootstrap",
+            )[0]
             assert "runner_id" not in again.body
-            new_id = wait_for(lambda: [c.body["runner_id"] for c in beats(orchestrator.of(GOOD))
-                                       if c.body["runner_id"] != good_id], "heartbeats again")[0]
+            new_id = wait_for(
+                lambda: [
+                    c.body["runner_id"]
+                    for c in beats(orchestrator.of(GOOD))
+                    if c.body["runner_id"] != good_id
+                ],
+                "heartbeats again",
+            )[0]
             assert new_id != good_id
 
             # SIGTERM: each registration leaves cleanly.
@@ -104,7 +117,8 @@ def test_register_heartbeat_follow_the_model_rebootstrap_and_unregister(tmp_path
             assert adapter.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
             unregistered = [c for c in orchestrator.calls if c.path.endswith("/unregister")]
             assert {c.path for c in unregistered} == {
-                f"/runners/{runner_id}/unregister" for runner_id in secrets}
+                f"/runners/{runner_id}/unregister" for runner_id in secrets
+            }
             assert all(c.authorization == secrets[c.path.split("/")[2]] for c in unregistered)
             assert orchestrator.runners == {}
         finally:

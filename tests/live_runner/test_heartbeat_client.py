@@ -20,34 +20,72 @@ from tests.conftest import make_settings, model_entry
 from tests.support.fake_backend import FakeBackend
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("5s", 5.0), ("300ms", 0.3), ("1m30s", 90.0), ("1.5s", 1.5), ("2h", 7200.0),
-    ("", None), ("5", None), ("fast", None), (5, None),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("5s", 5.0),
+        ("300ms", 0.3),
+        ("1m30s", 90.0),
+        ("1.5s", 1.5),
+        ("2h", 7200.0),
+        ("", None),
+        ("5", None),
+        ("fast", None),
+        (5, None),
+    ],
+)
 def test_go_durations(text, seconds):
     assert parse_go_duration(text) == seconds
 
 
 def results(tmp_path, seconds: float) -> None:
-    (tmp_path / "results.json").write_text(json.dumps({
-        "format": "modal-ai-runner-bench/1", "results": [{
-            "pipeline": "text-to-image", "model_id": "test/sd", "gpu": "L40S",
-            "request": {}, "seconds_per_job": seconds, "runs": 1, "cold_start_seconds": 1,
-            "measured_at": "2026-11-30"}]}))
+    (tmp_path / "results.json").write_text(
+        json.dumps(
+            {
+                "format": "modal-ai-runner-bench/1",
+                "results": [
+                    {
+                        "pipeline": "text-to-image",
+                        "model_id": "test/sd",
+                        "gpu": "L40S",
+                        "request": {},
+                        "seconds_per_job": seconds,
+                        "runs": 1,
+                        "cold_start_seconds": 1,
+                        "measured_at": "2026-11-30",
+                    }
+                ],
+            }
+        )
+    )
 
 
 def client_for(tmp_path, handler, backend=None, **live):
     results(tmp_path, 1.0)
-    settings = make_settings(tmp_path, live_runner=LiveRunnerSettings(
-        port=8935, orchestrator_url="http://orch.test", orch_secret="boot",
-        results=tmp_path / "results.json", jobs_per_hour=100, heartbeat_max_backoff_s=0.2,
-        **live))
-    models = merge_entries(parse_entries([
-        model_entry("text-to-image", tmp_path, "test/sd", warm=False)]))
+    settings = make_settings(
+        tmp_path,
+        live_runner=LiveRunnerSettings(
+            port=8935,
+            orchestrator_url="http://orch.test",
+            orch_secret="boot",
+            results=tmp_path / "results.json",
+            jobs_per_hour=100,
+            heartbeat_max_backoff_s=0.2,
+            **live,
+        ),
+    )
+    models = merge_entries(
+        parse_entries([model_entry("text-to-image", tmp_path, "test/sd", warm=False)])
+    )
     service = RunnerService(settings, models, backend or FakeBackend())
     transport = httpx.MockTransport(handler)
-    return HeartbeatClient(service, live_apps(models), "http://127.0.0.1:8935",
-                           PriceBook(settings, service), httpx.AsyncClient(transport=transport))
+    return HeartbeatClient(
+        service,
+        live_apps(models),
+        "http://127.0.0.1:8935",
+        PriceBook(settings, service),
+        httpx.AsyncClient(transport=transport),
+    )
 
 
 def test_failures_back_off_and_are_logged_once(tmp_path, caplog):
@@ -84,13 +122,25 @@ def test_401_rebootstraps_and_prices_follow_the_results_file(tmp_path):
         body = json.loads(request.content)
         calls.append((request.headers["authorization"], body))
         if "runner_id" not in body:
-            return httpx.Response(200, json={
-                "runner_id": f"r{len(calls)}", "heartbeat_secret": f"hb{len(calls)}",
-                "heartbeat_interval": "50ms", "session_ids": ["s1"]})
+            return httpx.Response(
+                200,
+                json={
+                    "runner_id": f"r{len(calls)}",
+                    "heartbeat_secret": f"hb{len(calls)}",
+                    "heartbeat_interval": "50ms",
+                    "session_ids": ["s1"],
+                },
+            )
         if len(calls) == 3:
             return httpx.Response(401, text="invalid heartbeat authorization")
-        return httpx.Response(200, json={"runner_id": body["runner_id"],
-                                         "heartbeat_interval": "50ms", "session_ids": ["s1"]})
+        return httpx.Response(
+            200,
+            json={
+                "runner_id": body["runner_id"],
+                "heartbeat_interval": "50ms",
+                "session_ids": ["s1"],
+            },
+        )
 
     backend = FakeBackend(states={"text-to-image/test/sd": ModelState.LOADING})
 

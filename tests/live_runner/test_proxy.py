@@ -31,16 +31,23 @@ LABELS = {
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, tiny_sd, tiny_svd, tiny_upscaler, tiny_whisper, tiny_llm
-          ) -> Iterator[tuple[AdapterProcess, LivepeerProxy, str]]:
+def stack(
+    tmp_path_factory, tiny_sd, tiny_svd, tiny_upscaler, tiny_whisper, tiny_llm
+) -> Iterator[tuple[AdapterProcess, LivepeerProxy, str]]:
     priced = {"price_per_unit": USD_PER_PIXEL, "currency": "USD"}
     entries = [
         sd_entry(tiny_sd, **priced),
         model_entry("image-to-image", tiny_sd, "test/tiny-sd-img2img", **priced),
-        model_entry("image-to-video", tiny_svd, "test/tiny-svd", **priced,
-                    runner={"num_inference_steps": 2}),
-        model_entry("upscale", tiny_upscaler, "test/tiny-upscaler", **priced,
-                    runner={"num_inference_steps": 2}),
+        model_entry(
+            "image-to-video", tiny_svd, "test/tiny-svd", **priced, runner={"num_inference_steps": 2}
+        ),
+        model_entry(
+            "upscale",
+            tiny_upscaler,
+            "test/tiny-upscaler",
+            **priced,
+            runner={"num_inference_steps": 2},
+        ),
         whisper_entry(tiny_whisper, price_per_unit=2e-08, currency="USD"),
         # No queue: a second request while one runs is refused at once (503).
         llm_entry(tiny_llm, price_per_unit=8e-08, currency="USD", runner={"max_queue": 0}),
@@ -74,8 +81,11 @@ def data_url(data: bytes, mime: str) -> str:
 
 def test_text_to_image_json(stack):
     _adapter, proxy, url = stack
-    response = httpx.post(app_url(url, "text-to-image"), timeout=120, json={
-        "prompt": "a red square", "width": 64, "height": 48, "num_inference_steps": 2})
+    response = httpx.post(
+        app_url(url, "text-to-image"),
+        timeout=120,
+        json={"prompt": "a red square", "width": 64, "height": 48, "num_inference_steps": 2},
+    )
     assert response.status_code == 200, response.text
     assert decode(response.json()["images"][0]["url"]).size == (64, 48)
     assert all(code == 200 for code in proxy.runners[LABELS["text-to-image"]].health_codes[-3:])
@@ -88,32 +98,46 @@ def test_image_to_image_multipart_streamed_in_chunks_and_as_json_base64(stack):
 
     def chunked() -> Iterator[bytes]:  # a request body of unknown length, sent in pieces
         for start in range(0, len(body), 700):
-            yield body[start:start + 700]
+            yield body[start : start + 700]
 
-    response = httpx.post(app_url(url, "image-to-image"), content=chunked(), headers=headers,
-                          timeout=120)
+    response = httpx.post(
+        app_url(url, "image-to-image"), content=chunked(), headers=headers, timeout=120
+    )
     assert response.status_code == 200, response.text
     assert decode(response.json()["images"][0]["url"]).size == (64, 48)
 
-    response = httpx.post(app_url(url, "image-to-image"), timeout=120, json={
-        "prompt": "x", "seed": 1, "num_inference_steps": 2,
-        "image": base64.b64encode(image).decode()})
+    response = httpx.post(
+        app_url(url, "image-to-image"),
+        timeout=120,
+        json={
+            "prompt": "x",
+            "seed": 1,
+            "num_inference_steps": 2,
+            "image": base64.b64encode(image).decode(),
+        },
+    )
     assert response.status_code == 200, response.text
     assert decode(response.json()["images"][0]["url"]).size == (64, 48)
 
 
 def test_image_to_video_json_data_url(stack):
     _adapter, _proxy, url = stack
-    response = httpx.post(app_url(url, "image-to-video"), timeout=180, json={
-        "image": data_url(png_bytes(), "image/png"), "height": 48, "width": 64})
+    response = httpx.post(
+        app_url(url, "image-to-video"),
+        timeout=180,
+        json={"image": data_url(png_bytes(), "image/png"), "height": 48, "width": 64},
+    )
     assert response.status_code == 200, response.text
     assert [len(video) for video in response.json()["frames"]] == [3]
 
 
 def test_upscale_json_base64(stack):
     _adapter, _proxy, url = stack
-    response = httpx.post(app_url(url, "upscale"), timeout=120, json={
-        "prompt": "x", "image": base64.b64encode(png_bytes()).decode()})
+    response = httpx.post(
+        app_url(url, "upscale"),
+        timeout=120,
+        json={"prompt": "x", "image": base64.b64encode(png_bytes()).decode()},
+    )
     assert response.status_code == 200, response.text
     assert decode(response.json()["images"][0]["url"]).size == (256, 192)
 
@@ -122,13 +146,18 @@ def test_audio_to_text_multipart_and_json(stack):
     _adapter, _proxy, url = stack
     audio = wav(1.0)
     body, headers = go_multipart(audio, "hello.wav", field="audio")
-    response = httpx.post(app_url(url, "audio-to-text"), content=body, headers=headers,
-                          timeout=120)
+    response = httpx.post(app_url(url, "audio-to-text"), content=body, headers=headers, timeout=120)
     assert response.status_code == 200, response.text
     assert "text" in response.json()
-    response = httpx.post(app_url(url, "audio-to-text"), timeout=120, json={
-        "audio": data_url(audio, "audio/wav"), "return_timestamps": False,
-        "metadata": {"job": "a"}})
+    response = httpx.post(
+        app_url(url, "audio-to-text"),
+        timeout=120,
+        json={
+            "audio": data_url(audio, "audio/wav"),
+            "return_timestamps": False,
+            "metadata": {"job": "a"},
+        },
+    )
     assert response.status_code == 200, response.text
     assert response.json()["chunks"] == [] or "text" in response.json()
 
@@ -136,19 +165,24 @@ def test_audio_to_text_multipart_and_json(stack):
 def test_llm_whole_and_streamed_as_server_sent_events(stack):
     _adapter, _proxy, url = stack
     messages = [{"role": "user", "content": "hi"}]
-    response = httpx.post(app_url(url, "llm"), timeout=120,
-                          json={"messages": messages, "max_tokens": 4})
+    response = httpx.post(
+        app_url(url, "llm"), timeout=120, json={"messages": messages, "max_tokens": 4}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["model"] == "test/tiny-llm"
 
     events, arrived = [], []
-    with httpx.stream("POST", app_url(url, "llm"), timeout=120,
-                      json={"messages": messages, "max_tokens": 64, "stream": True}) as stream:
+    with httpx.stream(
+        "POST",
+        app_url(url, "llm"),
+        timeout=120,
+        json={"messages": messages, "max_tokens": 64, "stream": True},
+    ) as stream:
         assert stream.status_code == 200
         assert stream.headers["content-type"].startswith("text/event-stream")
         for line in stream.iter_lines():
             if line.startswith("data: "):
-                events.append(line[len("data: "):])
+                events.append(line[len("data: ") :])
                 arrived.append(time.monotonic())
     assert events[-1] == "[DONE]"
     chunks = [json.loads(event) for event in events[:-1]]
@@ -162,9 +196,16 @@ def test_overload_is_503_with_retry_after_and_the_contract_body_through_the_prox
     results: list[httpx.Response] = []
 
     def long_stream() -> None:
-        with httpx.stream("POST", app_url(url, "llm"), timeout=120, json={
-                "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1024,
-                "stream": True}) as stream:
+        with httpx.stream(
+            "POST",
+            app_url(url, "llm"),
+            timeout=120,
+            json={
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 1024,
+                "stream": True,
+            },
+        ) as stream:
             results.append(stream)
             for _ in stream.iter_lines():
                 pass
@@ -175,8 +216,11 @@ def test_overload_is_503_with_retry_after_and_the_contract_body_through_the_prox
     while not results:
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    refused = httpx.post(app_url(url, "llm"), timeout=30, json={
-        "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+    refused = httpx.post(
+        app_url(url, "llm"),
+        timeout=30,
+        json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
+    )
     worker.join(timeout=120)
     assert refused.status_code == 503, refused.text
     assert refused.headers["retry-after"].isdigit()
@@ -198,14 +242,16 @@ def test_bad_bodies_keep_the_contract_statuses(stack):
     not_base64 = httpx.post(app_url(url, "upscale"), json={"prompt": "x", "image": "%%%"})
     assert not_base64.status_code == 400
     assert "base64" in not_base64.json()["detail"]["msg"]
-    other_model = httpx.post(app_url(url, "text-to-image"),
-                             json={"prompt": "x", "model_id": "someone/else"})
+    other_model = httpx.post(
+        app_url(url, "text-to-image"), json={"prompt": "x", "model_id": "someone/else"}
+    )
     assert other_model.status_code == 400
     assert "test/tiny-sd" in other_model.json()["detail"]["msg"]
     missing = httpx.post(app_url(url, "text-to-image"), json={"width": 64})
     assert missing.status_code == 422
-    text = httpx.post(app_url(url, "text-to-image"), content=b"x",
-                      headers={"Content-Type": "text/plain"})
+    text = httpx.post(
+        app_url(url, "text-to-image"), content=b"x", headers={"Content-Type": "text/plain"}
+    )
     assert text.status_code == 415
 
 
@@ -216,9 +262,11 @@ def test_health_answers_in_time_during_a_long_inference(stack):
 
     def long_job() -> None:
         started = time.monotonic()
-        outcome["response"] = httpx.post(runner["runner_url"] + "/text-to-image", timeout=300,
-                                         json={"prompt": "x", "width": 256, "height": 256,
-                                               "num_inference_steps": 60})
+        outcome["response"] = httpx.post(
+            runner["runner_url"] + "/text-to-image",
+            timeout=300,
+            json={"prompt": "x", "width": 256, "height": 256, "num_inference_steps": 60},
+        )
         outcome["seconds"] = time.monotonic() - started
 
     job = threading.Thread(target=long_job)
