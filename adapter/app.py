@@ -12,6 +12,7 @@ from adapter import __version__
 from adapter.backends.base import Backend
 from adapter.backends.local import LocalBackend
 from adapter.errors import install_error_handlers
+from adapter.live_runner import LiveRunner
 from adapter.metrics import router as metrics_router
 from adapter.service import RunnerService
 from adapter.settings import Settings, demo_entries
@@ -57,13 +58,18 @@ def create_app(
     service = RunnerService(settings, models, backend)
     if not service.tokens:
         logger.warning("no token configured: generate routes are open to anyone")
+    live_runner = LiveRunner.from_settings(settings, service)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await backend.start()
         try:
+            if live_runner is not None:
+                await live_runner.start()
             yield
         finally:
+            if live_runner is not None:
+                await live_runner.close()
             await backend.close()
 
     app = FastAPI(
@@ -83,4 +89,7 @@ def create_app(
     app.include_router(generate.build_router(declared_only=settings.declared_statuses_only))
     app.include_router(system.router)
     app.include_router(metrics_router)
+    if live_runner is not None:
+        # Last, so it wraps every other middleware (the door has no bearer token).
+        live_runner.install(app)
     return app

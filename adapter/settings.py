@@ -6,10 +6,11 @@ Only the entrypoint (`adapter.main`) reads the environment; everything else is h
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapter import __version__
@@ -68,6 +69,87 @@ class Limits(BaseSettings):
     max_video_frames: int = Field(
         25, gt=0, description="Most frames an image-to-video model may make per request."
     )
+
+
+class LiveRunnerSettings(BaseSettings):
+    """go-livepeer's Live Runner door (adapter/live_runner/, docs/live-runner.md); off unless
+    ADAPTER_LIVE_RUNNER_PORT or ADAPTER_LIVE_RUNNER_SERVE_ON_MAIN is set."""
+
+    model_config = SettingsConfigDict(env_prefix="ADAPTER_LIVE_RUNNER_", populate_by_name=True)
+
+    port: int = Field(
+        0, ge=0, le=65535, description="Port of the door's own listener; 0: no own listener."
+    )
+    host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Address the door's own listener binds. A non-loopback one needs "
+        "ADAPTER_LIVE_RUNNER_PATH_SECRET or ADAPTER_LIVE_RUNNER_ALLOW_UNAUTHENTICATED=true.",
+    )
+    serve_on_main: bool = Field(
+        False,
+        description="Also serve the door on the adapter's own port under /live-runner (the "
+        "one port of an adapter deployed on Modal); needs a path secret or the explicit "
+        "ADAPTER_LIVE_RUNNER_ALLOW_UNAUTHENTICATED=true.",
+    )
+    path_secret: SecretStr = Field(
+        SecretStr(""),
+        description="A secret first path segment of every door URL (at least 16 characters, "
+        "URL-safe): go-livepeer sends no Authorization header, so this is what keeps the door "
+        "closed to anyone who can reach its address but was not given runners.json.",
+    )
+    allow_unauthenticated: bool = Field(
+        False,
+        description="Serve the door on a non-loopback address without a path secret (the "
+        "network in between is private, or something in front authenticates).",
+    )
+    public_url: str = Field(
+        "",
+        validation_alias=AliasChoices("ADAPTER_PUBLIC_URL", "ADAPTER_LIVE_RUNNER_PUBLIC_URL"),
+        pattern=r"^(https?://[^/?#]+(/[^?#]*)?)?$",
+        description="The door's address as the orchestrator reaches it (ADAPTER_PUBLIC_URL), "
+        "e.g. http://adapter:8935; default http://<host>:<port> of the own listener.",
+    )
+    label_prefix: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prefix of every registration label (several adapters, one orchestrator).",
+    )
+    price_unit: Literal["fixed", "hour"] = Field(
+        "fixed",
+        description="Live Runner price unit: 'fixed' USD per request (the pipeline's default "
+        "request) or USD per 'hour' of session (needs a measurement).",
+    )
+    price_margin: Decimal = Field(
+        Decimal("0.25"), ge=0, description="Markup over the Modal cost (0.25 = 25 %)."
+    )
+    results: Path | None = Field(
+        None,
+        description="Measured seconds per job (`python -m pricing calibrate`, the bench) that "
+        "prices are computed from; without one, each entry's USD price_per_unit is used.",
+    )
+    jobs_per_hour: Decimal | None = Field(
+        None, gt=0, description="Expected load, to share a warm pool's cost among jobs."
+    )
+    orchestrator_url: str = Field(
+        "",
+        pattern=r"^(https?://[^/?#]+/?)?$",
+        description="Dynamic registration: the orchestrator that runners heartbeat to "
+        "(its -liveRunnerAddr or service address); empty: no heartbeats.",
+    )
+    orch_secret: SecretStr = Field(
+        SecretStr(""), description="Dynamic registration: the orchestrator's -orchSecret."
+    )
+    heartbeat_timeout_s: float = Field(
+        5.0, gt=0, description="Longest wait for one heartbeat answer."
+    )
+    heartbeat_max_backoff_s: float = Field(
+        60.0, gt=0, description="Longest pause between heartbeats while the orchestrator fails."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.port != 0 or self.serve_on_main
 
 
 class Settings(BaseSettings):
@@ -141,6 +223,7 @@ class Settings(BaseSettings):
         "TORCHINDUCTOR_CACHE_DIR, else torch's own (/tmp/torchinductor_<user>).",
     )
     limits: Limits = Field(default_factory=Limits)
+    live_runner: LiveRunnerSettings = Field(default_factory=LiveRunnerSettings)
     backend: Literal["local", "modal", "http"] = Field(
         "local",
         description="Where requests run: 'local' (this process), 'modal' (the GPU classes of "
