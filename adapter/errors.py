@@ -130,6 +130,12 @@ def _headers(error: RunnerError) -> dict[str, str] | None:
     return None
 
 
+def error_response(error: RunnerError, status_code: int | None = None) -> Response:
+    """The contract's body and headers for `error`, with its own status unless one is given."""
+    status = error.status_code if status_code is None else status_code
+    return ContractJSONResponse(_body(error), status_code=status, headers=_headers(error))
+
+
 @dataclass(frozen=True)
 class ErrorMapping:
     """How errors answer: `declared_only` keeps go-livepeer's routes on the spec's statuses."""
@@ -143,11 +149,7 @@ class ErrorMapping:
         return nearest_declared(status, declared_statuses(pipeline))
 
     def response(self, error: RunnerError, scope: Scope) -> Response:
-        return ContractJSONResponse(
-            _body(error),
-            status_code=self.status(error.status_code, scope),
-            headers=_headers(error),
-        )
+        return error_response(error, self.status(error.status_code, scope))
 
     async def handle_runner_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RunnerError)

@@ -16,14 +16,12 @@ import re
 from typing import Any
 
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.requests import Request
 
-from adapter.pipelines.base import in_memory_upload
 from adapter.settings import Limits
 from contract.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaError
 from contract.pipelines import PipelineSpec
-from contract.schemas import RequestModel
+from contract.schemas import RequestModel, Upload
 
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?);base64,", re.I)
 # Bodies this big are parsed off the event loop, so /health keeps answering meanwhile.
@@ -42,7 +40,7 @@ class RequestValidationFailed(Exception):
 
 # What a request model's file fields are annotated with; adapted with `as_upload` below when
 # uploads become a plain value.
-UPLOAD_TYPES: tuple[type, ...] = (StarletteUploadFile,)
+UPLOAD_TYPES: tuple[type, ...] = (Upload,)
 
 
 def upload_fields(spec: PipelineSpec) -> tuple[str, ...]:
@@ -66,14 +64,10 @@ def max_body_bytes(spec: PipelineSpec, limits: Limits) -> tuple[int, int]:
     return as_base64, as_base64
 
 
-def as_upload(data: bytes, filename: str, content_type: str | None) -> Any:
-    """THE seam where a JSON body's decoded file becomes the value the glue's `prepare` takes.
-
-    Today that is the UploadFile a multipart form gives (in memory); when uploads become a
-    plain value (bytes, filename, content type), only this function and UPLOAD_TYPES change
-    (and multipart bodies, read by `request.form()`, get the same conversion).
-    """
-    return in_memory_upload(data, filename, content_type)
+def as_upload(data: bytes, filename: str, content_type: str | None) -> Upload:
+    """A JSON body's decoded file as the plain upload value the glue's `prepare` takes (a
+    multipart body's file parts become one when its form is validated)."""
+    return Upload(data, filename, content_type)
 
 
 def decode_file(field: str, value: Any, max_bytes: int) -> Any:

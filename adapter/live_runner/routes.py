@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapter.backends.base import ModelState
+from adapter.errors import error_response
 from adapter.live_runner.apps import HEALTH_PATH, MAIN_PREFIX, LiveApp
 from adapter.live_runner.bodies import RequestValidationFailed, max_body_bytes, read_request
 from adapter.service import RunnerService
@@ -50,11 +51,9 @@ def door_status(status: int) -> int:
     return 500 if status in SDK_RESERVED_STATUSES else status
 
 
-def error_response(error: RunnerError) -> JSONResponse:
+def door_error_response(error: RunnerError) -> Response:
     """The contract's error body with the error's own status (never a declared stand-in)."""
-    return JSONResponse(
-        status_code=door_status(error.status_code), content=error.body(), headers=error.headers()
-    )
+    return error_response(error, door_status(error.status_code))
 
 
 def app_health(service: RunnerService, app: LiveApp) -> tuple[int, HealthStatus]:
@@ -98,7 +97,7 @@ def build_app(service: RunnerService, app: LiveApp) -> FastAPI:
 
     async def on_runner_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RunnerError)
-        return error_response(exc)
+        return door_error_response(exc)
 
     async def on_invalid(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationFailed)
@@ -113,14 +112,16 @@ def build_app(service: RunnerService, app: LiveApp) -> FastAPI:
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.error("unexpected error serving %s", app.app_id, exc_info=exc)
-        return error_response(InferenceError(spec.failure_message))
+        return door_error_response(InferenceError(spec.failure_message))
 
     api.add_exception_handler(RunnerError, on_runner_error)
     api.add_exception_handler(RequestValidationFailed, on_invalid)
     api.add_exception_handler(StarletteHTTPException, on_http)
     api.add_exception_handler(Exception, on_unexpected)
     max_bytes, max_json_bytes = max_body_bytes(spec, limits)
-    install_body_limit(api, max_bytes, max_json_bytes, False)
+    install_body_limit(
+        api, max_bytes, max_json_bytes, lambda error, _scope: door_error_response(error)
+    )
     return api
 
 

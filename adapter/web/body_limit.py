@@ -37,8 +37,8 @@ class BodyLimitMiddleware:
     def _limit(self, headers: dict[bytes, bytes]) -> tuple[int, str]:
         is_json = b"json" in headers.get(b"content-type", b"").lower()
         if is_json and self.max_json_bytes < self.max_bytes:
-            return self.max_json_bytes, "max_json_request_bytes"
-        return self.max_bytes, "max_request_bytes"
+            return self.max_json_bytes, "ADAPTER_MAX_JSON_REQUEST_BYTES"
+        return self.max_bytes, "ADAPTER_MAX_REQUEST_BYTES"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

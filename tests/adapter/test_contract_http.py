@@ -194,7 +194,7 @@ def test_json_bodies_have_a_tighter_limit_than_uploads(app_factory, tiny_sd):
         response = client.post("/text-to-image", json={**SMALL, "negative_prompt": "n" * 600})
         assert response.status_code == 400  # a 413, answered as the route declares
         assert response.json() == {
-            "detail": {"msg": "Request body is over the limit max_json_request_bytes=500."}
+            "detail": {"msg": "Request body is over the limit ADAPTER_MAX_JSON_REQUEST_BYTES=500."}
         }
         assert client.post("/text-to-image", json=SMALL).status_code == 200
 
@@ -222,7 +222,7 @@ def test_body_over_the_byte_limit_gets_413_with_the_contract_body(app_factory, t
         big = {**SMALL, "negative_prompt": "n" * 2000}
         response = client.post("/text-to-image", json=big)
         assert response.status_code == 413
-        assert "max_request_bytes=1000" in response.json()["detail"]["msg"]
+        assert "ADAPTER_MAX_REQUEST_BYTES=1000" in response.json()["detail"]["msg"]
 
         def chunks():  # no Content-Length: the limit must hold on the streamed bytes too
             yield b'{"prompt": "x", "negative_prompt": "'

@@ -152,7 +152,7 @@ def test_an_undeclared_413_is_a_400_and_a_declared_one_stays(tmp_path):
             response = client.post(route(pipeline), files={"image": big}, data={"prompt": "x"})
             assert response.status_code == (413 if pipeline in DECLARES_413 else 400)
             assert response.json() == {
-                "detail": {"msg": "Request body is over the limit max_request_bytes=4096."}
+                "detail": {"msg": "Request body is over the limit ADAPTER_MAX_REQUEST_BYTES=4096."}
             }
 
 

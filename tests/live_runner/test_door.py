@@ -86,7 +86,7 @@ def test_routes_bodies_and_model(tmp_path):
     )
     assert sent.status_code == 200, sent.text
     # The glue received the decoded PNG, re-encoded by its checks.
-    assert backend.received[-1][1].image.file.getvalue().startswith(b"\x89PNG")
+    assert backend.received[-1][1].image.data.startswith(b"\x89PNG")
     # A route of another pipeline, another app's path: the contract's 404 body.
     wrong = client.post(f"{T2I}/upscale", json={"prompt": "x"})
     assert wrong.status_code == 404 and "POST /text-to-image" in wrong.json()["detail"]["msg"]

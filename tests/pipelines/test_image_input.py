@@ -190,7 +190,7 @@ def test_bodies_over_max_request_bytes_get_the_contract_body(http, route):
     response = post_image(http, route, big, **ROUTES[route][0])
     assert response.status_code == 400  # a 413, answered as these routes declare
     assert response.json() == {
-        "detail": {"msg": "Request body is over the limit max_request_bytes=65536."}
+        "detail": {"msg": "Request body is over the limit ADAPTER_MAX_REQUEST_BYTES=65536."}
     }
 
 
