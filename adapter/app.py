@@ -13,6 +13,7 @@ from adapter.backends.base import Backend
 from adapter.backends.local import LocalBackend
 from adapter.errors import install_error_handlers
 from adapter.metrics import router as metrics_router
+from adapter.openai.routes import MOUNT_PATH, build_openai_app
 from adapter.service import RunnerService
 from adapter.settings import Settings, demo_entries
 from adapter.web import generate, system
@@ -83,4 +84,5 @@ def create_app(
     app.include_router(generate.build_router())
     app.include_router(system.router)
     app.include_router(metrics_router)
+    app.mount(MOUNT_PATH, build_openai_app(service))
     return app
