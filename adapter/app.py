@@ -59,12 +59,22 @@ def create_app(
     if not service.tokens:
         logger.warning("no token configured: generate routes are open to anyone")
 
+    worker = None
+    if settings.workerbee.url:
+        from adapter.workerbee.worker import WorkerBee
+
+        worker = WorkerBee(settings, service)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await backend.start()
+        if worker is not None:
+            await worker.start()
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             await backend.close()
 
     app = FastAPI(
@@ -74,6 +84,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.workerbee = worker
     install_error_handlers(app)
     install_body_limit(
         app,
