@@ -139,6 +139,7 @@ async def transcribe(
         audio=audio_upload(request.data, request.filename, request.content_type),
         model_id=request.model,
         return_timestamps=return_timestamps(request),
+        metadata="{}",
     )
     with openai_errors(model_named=bool(request.model)):
         result = await service.handle(AUDIO_TO_TEXT_SPEC, form)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -173,7 +173,7 @@ async def stream_chunks(
     *,
     role_first: bool = False,
     usage_on_last: bool = False,
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """The answer as OpenAI's chunks: the role, the text as it comes, the finish reason, then
     (with `stream_options.include_usage`) a chunk of usage with no choices.
 

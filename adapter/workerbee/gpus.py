@@ -143,7 +143,7 @@ def modal_gpu_type(gpu: str) -> tuple[str, int]:
 
 def modal_gpus(models: Iterable[ServedModel]) -> NvidiaGpus:
     """The GPUs of the served models' Modal classes (each model runs in its own containers)."""
-    gpus = []
+    gpus: list[Gpu] = []
     for model in models:
         kind, count = modal_gpu_type(model.runner.modal.gpu)
         memory_gb = MODAL_GPU_MEMORY_GB.get(kind)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from adapter.openai.chat import complete, completion_json, openai_errors, stream_chunks
@@ -71,7 +71,7 @@ class JobAnswerer:
             raise JobError(BUSY, "busy")
         return model
 
-    async def answer(self, url: Any, request: Any) -> AsyncIterator[dict[str, Any]]:
+    async def answer(self, url: Any, request: Any) -> AsyncGenerator[dict[str, Any], None]:
         """The replies to one job, in order. Raises JobError with the error reply when the job
         fails before any reply; a failure mid-stream is its last reply."""
         if not isinstance(request, dict):
@@ -96,7 +96,7 @@ class JobAnswerer:
             }
             raise JobError(reply, "timeout") from exc
 
-    async def _chat(self, raw: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _chat(self, raw: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         request = parse_chat_request(raw)
         request.model = self._route(Pipeline.LLM, request.model)
         if not request.stream:

@@ -171,6 +171,8 @@ class WorkerBee:
         try:
             async for raw in connection:
                 await self._receive(connection, raw)
+            if not self._stopping.is_set():
+                logger.warning("workerbee: the dispatcher closed the connection")
         finally:
             announcer.cancel()
             self._connection = None

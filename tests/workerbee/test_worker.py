@@ -105,7 +105,7 @@ def test_registers_then_answers_plain_and_streamed_chat(tmp_path, tiny_llm):
 
 def test_busy_while_streaming_and_while_capacity_is_full(tmp_path):
     backend = SlowStreamBackend(delay_s=1.0)
-    with Dispatcher() as queen, fake_adapter(tmp_path, queen, backend) as (url, app):
+    with Dispatcher() as queen, fake_adapter(tmp_path, queen, backend) as (url, _app):
         queen.registration()
         # Streaming: the dispatcher takes the worker back once the first chunk comes, so the
         # worker says "busy" after it, and "free" once the stream is over.
