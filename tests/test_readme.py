@@ -21,7 +21,7 @@ from PIL import Image
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
-from adapter.settings import Limits, Settings
+from adapter.settings import Limits, Settings, WorkerbeeSettings
 from contract.aimodels import RunnerSettings
 from contract.modal_settings import ModalSettings
 from contract.schemas import ImageResponse, Media, VideoResponse
@@ -40,6 +40,7 @@ INPUTS = REPO / "examples" / "inputs"
 ENV_TABLES: dict[type[BaseSettings], Path] = {
     Settings: DOCS / "configuration.md",
     Limits: DOCS / "configuration.md",
+    WorkerbeeSettings: DOCS / "openai-and-workerbee.md",
     ModalDeploySettings: DOCS / "modal.md",
 }
 KEY_TABLES: dict[type[BaseModel], Path] = {
@@ -59,8 +60,8 @@ def env_names(settings: type[BaseSettings]) -> dict[str, str]:
     prefix = settings.model_config.get("env_prefix", "")
     names = {}
     for name, field in settings.model_fields.items():
-        if name == "limits":
-            continue  # Limits, a settings class of its own
+        if name in ("limits", "workerbee"):
+            continue  # Limits, WorkerbeeSettings: settings classes of their own
         alias = field.validation_alias
         choices = getattr(alias, "choices", None)
         names[name] = " or ".join(choices) if choices else f"{prefix}{name}".upper()
