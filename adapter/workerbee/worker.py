@@ -31,6 +31,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from adapter.openai.errors import SERVER_ERROR
 from adapter.workerbee.jobs import JobAnswerer, JobError
 from adapter.workerbee.registration import JOB_PIPELINES, registration, summary
+from adapter.workerbee.signing import public_key
 
 if TYPE_CHECKING:
     from adapter.capacity import CapacityLimiter
@@ -79,6 +80,8 @@ class WorkerBee:
     ) -> None:
         self.settings = settings
         self.bee = settings.workerbee
+        if self.bee.private_key:
+            public_key(self.bee.private_key)  # a bad key is a ConfigError at start
         self.service = service
         self.nvml = nvml
         self.rng = rng

@@ -18,8 +18,9 @@ from adapter.settings import WorkerbeeSettings
 from adapter.workerbee.gpus import MIB, serving_gpu_selectors
 from adapter.workerbee.registration import free_disk_mb, registration
 from adapter.workerbee.signing import registration_digest, verify
-from adapter.workerbee.worker import backoff_delay
+from adapter.workerbee.worker import WorkerBee, backoff_delay
 from contract.aimodels import merge_entries, parse_entries
+from contract.errors import ConfigError
 from tests.conftest import make_settings
 from tests.support.fake_backend import FakeBackend
 from tests.workerbee.dispatcher import queen_would_pick
@@ -213,6 +214,14 @@ def test_a_configured_key_signs_the_registration(tmp_path):
                                                             registration_digest(message))
     assert verify(message)
     assert not verify({**message, "vram": message["vram"] + 1})
+
+
+@pytest.mark.parametrize("key", ["not base64!", base64.urlsafe_b64encode(b"short").decode(),
+                                 base64.urlsafe_b64encode(bytes(32)).decode()])
+def test_a_bad_private_key_stops_the_start(tmp_path, key):
+    service = service_for(tmp_path, workerbee={"private_key": key})
+    with pytest.raises(ConfigError, match="ADAPTER_WORKERBEE_PRIVATE_KEY"):
+        WorkerBee(service.settings, service)
 
 
 def test_advertised_capabilities_and_models_can_be_set(tmp_path):
