@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -19,11 +21,13 @@ from pydantic import BaseModel
 
 from adapter.app import create_app
 from adapter.settings import WorkerbeeSettings
+from adapter.workerbee.gpus import MIB
 from contract.aimodels import merge_entries, parse_entries
 from contract.schemas import LLMChoice, LLMMessage, LLMResponse, LLMTokenUsage, RequestModel
 from tests.conftest import llm_entry, make_app, make_settings, serve
 from tests.support.fake_backend import FakeBackend
 from tests.workerbee.dispatcher import Dispatcher
+from tests.workerbee.test_registration import FIELD_TYPES, meminfo_available
 
 CHAT = "/v1/chat/completions"
 IMAGES = "/v1/images/generations"
@@ -72,8 +76,15 @@ def test_registers_then_answers_plain_and_streamed_chat(tmp_path, tiny_llm):
         app = make_app(tmp_path, [llm_entry(tiny_llm, LLM)], workerbee=bee(queen))
         with serve(app):
             registration = queen.registration().message
+            assert set(registration) == set(FIELD_TYPES)
+            for name, kind in FIELD_TYPES.items():
+                assert isinstance(registration[name], kind), (name, registration[name])
             assert registration["models"] == [LLM]
             assert registration["capabilities"] == ["llama-infer"]
+            assert registration["cpu_count"] == len(os.sched_getaffinity(0))
+            # disk in MB, free memory in bytes: the dispatcher's units, not the page's.
+            assert abs(registration["disk_space"] - shutil.disk_usage(tmp_path).free // MIB) < 256
+            assert abs(registration["vram"] - meminfo_available()) < 512 * MIB
 
             queen.send(CHAT, {"model": LLM, "messages": HI, "max_tokens": 4, "temperature": 0})
             reply = queen.reply().message
