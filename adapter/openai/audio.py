@@ -108,9 +108,7 @@ async def audio_seconds(data: bytes, max_seconds: float) -> float:
     return float(audio.seconds)
 
 
-def verbose(
-    result: TextResponse, request: TranscriptionRequest, duration: float
-) -> dict[str, Any]:
+def verbose(result: TextResponse, request: TranscriptionRequest, duration: float) -> dict[str, Any]:
     spans = [(_span(chunk.timestamp, duration), chunk.text) for chunk in result.chunks]
     answer: dict[str, Any] = {
         "task": "transcribe",

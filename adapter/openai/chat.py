@@ -119,9 +119,7 @@ def _chunk(
         "created": created,
         "model": model,
         "system_fingerprint": None,
-        "choices": [
-            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        ],
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
     }
     if usage is not None:
         chunk["usage"] = usage_json(usage)

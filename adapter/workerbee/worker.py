@@ -88,7 +88,8 @@ class WorkerBee:
         self.jobs = JobAnswerer(service, self.bee.any_model)
         self.metrics = WorkerMetrics(service)
         self.limiters: list[CapacityLimiter] = [
-            service.limiters[model.key] for model in service.models
+            service.limiters[model.key]
+            for model in service.models
             if model.pipeline in JOB_PIPELINES
         ]
         self._stopping = asyncio.Event()

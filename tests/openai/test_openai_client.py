@@ -90,7 +90,9 @@ def test_streamed_chat_completion_with_usage(runner):
     assert chunks[-1].usage.completion_tokens <= 8
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     plain = client(runner).chat.completions.create(
-        model=LLM, messages=[{"role": "user", "content": "tell me a story"}], max_tokens=8,
+        model=LLM,
+        messages=[{"role": "user", "content": "tell me a story"}],
+        max_tokens=8,
         temperature=0,
     )
     assert text == plain.choices[0].message.content  # greedy: the same answer either way
@@ -111,7 +113,9 @@ def test_transcription_in_each_format(runner):
     plain = api.create(model=WHISPER, file=audio)
     assert isinstance(plain.text, str)
     verbose = api.create(
-        model=WHISPER, file=audio, response_format="verbose_json",
+        model=WHISPER,
+        file=audio,
+        response_format="verbose_json",
         timestamp_granularities=["segment"],
     )
     assert verbose.duration == pytest.approx(1.0, abs=0.05)
@@ -169,9 +173,13 @@ def test_overload_is_a_429_with_retry_after(runner):
         api = client(runner)
         start.wait()
         try:
-            outcomes.append(api.chat.completions.create(
-                model=LLM, messages=[{"role": "user", "content": "hi"}], max_tokens=32,
-            ))
+            outcomes.append(
+                api.chat.completions.create(
+                    model=LLM,
+                    messages=[{"role": "user", "content": "hi"}],
+                    max_tokens=32,
+                )
+            )
         except openai.APIStatusError as exc:
             outcomes.append(exc)
 

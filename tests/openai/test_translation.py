@@ -37,8 +37,10 @@ def test_a_chat_request_becomes_the_runners_llm_request():
             "model": "m",
             "messages": [
                 {"role": "developer", "content": "be brief"},
-                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text",
-                                                                         "text": "b"}]},
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                },
             ],
             "max_tokens": 9,
             "max_completion_tokens": 7,
@@ -47,14 +49,22 @@ def test_a_chat_request_becomes_the_runners_llm_request():
             "seed": 3,
             "n": 1,
             # The workerbee dispatcher's own fields are tolerated.
-            "top_k": 0, "repeat_penalty": 1.1, "mirostat_mode": 0, "gpu_filter": {},
+            "top_k": 0,
+            "repeat_penalty": 1.1,
+            "mirostat_mode": 0,
+            "gpu_filter": {},
         }
     )
     llm = to_llm_request(request, stream=True)
-    assert [(m.role, m.content) for m in llm.messages] == [("system", "be brief"),
-                                                           ("user", "a\nb")]
+    assert [(m.role, m.content) for m in llm.messages] == [("system", "be brief"), ("user", "a\nb")]
     assert (llm.model, llm.max_tokens, llm.temperature, llm.top_p, llm.top_k, llm.stream) == (
-        "m", 7, 0, 0.5, -1, True)
+        "m",
+        7,
+        0,
+        0.5,
+        -1,
+        True,
+    )
 
 
 def test_left_out_sampling_fields_take_openais_defaults():
@@ -117,8 +127,12 @@ def test_a_stop_sequence_cuts_the_text_even_across_pieces():
         (UnauthorizedError("who"), 401, "invalid_request_error", "invalid_api_key"),
         (UnsupportedMediaError("wav?"), 400, "invalid_request_error", "invalid_file_format"),
         (OverloadedError("full", retry_after_s=2), 429, "requests", "rate_limit_exceeded"),
-        (ServiceUnavailableError("down", retry_after_s=3), 503, "server_error",
-         "service_unavailable"),
+        (
+            ServiceUnavailableError("down", retry_after_s=3),
+            503,
+            "server_error",
+            "service_unavailable",
+        ),
         (InferenceError("boom"), 500, "server_error", None),
     ],
 )
@@ -144,23 +158,36 @@ def test_image_sizes_and_formats():
         parse_image_request({"prompt": "x", "response_format": "url"})
     assert caught.value.param == "response_format"
     params = to_text_to_image(
-        parse_image_request({"prompt": "x", "n": 2, "size": "64x48", "model": "m",
-                             "hyperparameters": {"steps": 3}})
+        parse_image_request(
+            {"prompt": "x", "n": 2, "size": "64x48", "model": "m", "hyperparameters": {"steps": 3}}
+        )
     )
-    assert (params.width, params.height, params.num_images_per_prompt, params.model_id,
-            params.num_inference_steps) == (64, 48, 2, "m", 3)
+    assert (
+        params.width,
+        params.height,
+        params.num_images_per_prompt,
+        params.model_id,
+        params.num_inference_steps,
+    ) == (64, 48, 2, "m", 3)
 
 
 def test_transcription_timestamps_and_subtitles():
     def request(fmt: str, granularities: list[str] | None = None) -> TranscriptionRequest:
-        return TranscriptionRequest(b"x", "a.wav", "audio/wav", response_format=fmt,
-                                    timestamp_granularities=granularities or [])
+        return TranscriptionRequest(
+            b"x",
+            "a.wav",
+            "audio/wav",
+            response_format=fmt,
+            timestamp_granularities=granularities or [],
+        )
 
     assert return_timestamps(request("json")) == "false"
     assert return_timestamps(request("srt")) == "sentence"
     assert return_timestamps(request("verbose_json", ["word"])) == "word"
-    result = TextResponse(text="a b", chunks=[Chunk(timestamp=[0.0, 1.5], text=" a"),
-                                              Chunk(timestamp=[61.25, None], text=" b")])
+    result = TextResponse(
+        text="a b",
+        chunks=[Chunk(timestamp=[0.0, 1.5], text=" a"), Chunk(timestamp=[61.25, None], text=" b")],
+    )
     assert subtitles(result, "srt") == (
         "1\n00:00:00,000 --> 00:00:01,500\na\n\n2\n00:01:01,250 --> 00:01:01,250\nb\n"
     )

@@ -24,15 +24,34 @@ from tests.support.runner_process import free_port
 
 # What queenbee's request models fill in (ai_spider/openai_types.py at f344108).
 CHAT_DEFAULTS: dict[str, Any] = {
-    "max_tokens": 200, "temperature": 0.8, "top_p": 0.95, "mirostat_mode": 0,
-    "mirostat_tau": 5.0, "mirostat_eta": 0.1, "stop": None, "stream": False,
-    "presence_penalty": 0.0, "frequency_penalty": 0.0, "logit_bias": None, "model": None,
-    "n": 1, "user": None, "top_k": 40, "repeat_penalty": 1.1, "logit_bias_type": None,
-    "timeout": 120, "ft_timeout": 10, "gpu_filter": {},
+    "max_tokens": 200,
+    "temperature": 0.8,
+    "top_p": 0.95,
+    "mirostat_mode": 0,
+    "mirostat_tau": 5.0,
+    "mirostat_eta": 0.1,
+    "stop": None,
+    "stream": False,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "logit_bias": None,
+    "model": None,
+    "n": 1,
+    "user": None,
+    "top_k": 40,
+    "repeat_penalty": 1.1,
+    "logit_bias_type": None,
+    "timeout": 120,
+    "ft_timeout": 10,
+    "gpu_filter": {},
 }
 IMAGE_DEFAULTS: dict[str, Any] = {
-    "model": "stabilityai/stable-diffusion-xl-base-1.0", "negative_prompt": "", "n": 1,
-    "size": "1024x1024", "timeout": 600, "gpu_filter": {},
+    "model": "stabilityai/stable-diffusion-xl-base-1.0",
+    "negative_prompt": "",
+    "n": 1,
+    "size": "1024x1024",
+    "timeout": 600,
+    "gpu_filter": {},
 }
 
 

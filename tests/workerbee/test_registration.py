@@ -27,30 +27,53 @@ from tests.workerbee.dispatcher import queen_would_pick
 
 # The reference worker's fields (ai_worker/main.py ConnectMessage) and their JSON types.
 FIELD_TYPES = {
-    "worker_version": str, "capabilities": list, "pubkey": str, "slug": str, "sig": str,
-    "ln_url": str, "ln_address": str, "auth_key": str, "cpu_count": int, "disk_space": int,
-    "vram": int, "nv_gpu_count": (int, type(None)), "nv_driver_version": (str, type(None)),
-    "nv_gpus": list, "cl_driver_version": (str, type(None)), "cl_gpus": list, "web_gpus": list,
+    "worker_version": str,
+    "capabilities": list,
+    "pubkey": str,
+    "slug": str,
+    "sig": str,
+    "ln_url": str,
+    "ln_address": str,
+    "auth_key": str,
+    "cpu_count": int,
+    "disk_space": int,
+    "vram": int,
+    "nv_gpu_count": (int, type(None)),
+    "nv_driver_version": (str, type(None)),
+    "nv_gpus": list,
+    "cl_driver_version": (str, type(None)),
+    "cl_gpus": list,
+    "web_gpus": list,
     "models": list,
 }
 
 
 def entries(**modal: str) -> list[dict]:
     def entry(pipeline: str, model_id: str) -> dict:
-        runner = {"model_path": "/nowhere", **({"modal": {"gpu": modal[model_id]}}
-                                                if model_id in modal else {})}
+        runner = {
+            "model_path": "/nowhere",
+            **({"modal": {"gpu": modal[model_id]}} if model_id in modal else {}),
+        }
         return {"pipeline": pipeline, "model_id": model_id, "warm": False, "runner": runner}
 
-    return [entry("llm", "org/chat-7b"), entry("text-to-image", "org/sdxl"),
-            entry("audio-to-text", "org/whisper")]
+    return [
+        entry("llm", "org/chat-7b"),
+        entry("text-to-image", "org/sdxl"),
+        entry("audio-to-text", "org/whisper"),
+    ]
 
 
 def service_for(tmp_path, entry_list: list[dict] | None = None, **settings) -> RunnerService:
-    bee = WorkerbeeSettings(url="ws://127.0.0.1:1/worker", ln_address="me@getalby.com",
-                            auth_key="key", **settings.pop("workerbee", {}))
+    bee = WorkerbeeSettings(
+        url="ws://127.0.0.1:1/worker",
+        ln_address="me@getalby.com",
+        auth_key="key",
+        **settings.pop("workerbee", {}),
+    )
     device = settings.pop("device", "cpu")
     config = make_settings(tmp_path, workerbee=bee, **settings).model_copy(
-        update={"device": device})
+        update={"device": device}
+    )
     models = merge_entries(parse_entries(entries() if entry_list is None else entry_list))
     return RunnerService(config, models, FakeBackend())
 
@@ -81,7 +104,10 @@ def test_the_registration_reports_this_machine_in_the_dispatchers_units(tmp_path
     assert abs(message["vram"] - psutil.virtual_memory().available) < 512 * MIB
     # The CPU serves here: no GPU is reported, and none is invented.
     assert (message["nv_gpus"], message["nv_gpu_count"], message["nv_driver_version"]) == (
-        [], 0, None)
+        [],
+        0,
+        None,
+    )
     assert message["capabilities"] == ["llama-infer", "sdxl"]
     assert message["models"] == ["org/chat-7b", "org/sdxl"]
     assert message["ln_url"] == message["ln_address"] == "me@getalby.com"
@@ -91,8 +117,13 @@ def test_the_registration_reports_this_machine_in_the_dispatchers_units(tmp_path
 def test_free_disk_is_measured_where_asked(tmp_path):
     assert abs(free_disk_mb(tmp_path / "a" / "b") - shutil.disk_usage(tmp_path).free // MIB) < 256
     service = service_for(tmp_path, workerbee={"disk_path": tmp_path})
-    assert abs(registration(service.settings, service)["disk_space"]
-               - shutil.disk_usage(tmp_path).free // MIB) < 256
+    assert (
+        abs(
+            registration(service.settings, service)["disk_space"]
+            - shutil.disk_usage(tmp_path).free // MIB
+        )
+        < 256
+    )
 
 
 @dataclass
@@ -152,9 +183,15 @@ def test_gpu_fields_come_from_nvml_for_the_gpu_that_serves(tmp_path, monkeypatch
     nvml = StandInNVML()
     service = service_for(tmp_path, device="cuda:1")
     message = registration(service.settings, service, nvml)
-    assert message["nv_gpus"] == [{"name": "NVIDIA L40S", "uuid": "GPU-bbbb",
-                                   "memory": 48_305_799_168 // MIB, "clock": 2520,
-                                   "clock_unit": "MHz"}]
+    assert message["nv_gpus"] == [
+        {
+            "name": "NVIDIA L40S",
+            "uuid": "GPU-bbbb",
+            "memory": 48_305_799_168 // MIB,
+            "clock": 2520,
+            "clock_unit": "MHz",
+        }
+    ]
     assert (message["nv_gpu_count"], message["nv_driver_version"]) == (1, "570.86.15")
     assert nvml.shut_down == 1
     # `auto` serves on CUDA's device 0; CUDA_VISIBLE_DEVICES renumbers CUDA's devices.
@@ -164,7 +201,8 @@ def test_gpu_fields_come_from_nvml_for_the_gpu_that_serves(tmp_path, monkeypatch
     assert registration(auto.settings, auto, StandInNVML())["nv_gpus"][0]["uuid"] == "GPU-bbbb"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     assert registration(auto.settings, auto, StandInNVML())["nv_gpus"][0]["memory"] == (
-        48_305_799_168 // MIB)
+        48_305_799_168 // MIB
+    )
 
 
 def test_the_units_are_the_ones_the_dispatcher_picks_by(tmp_path, monkeypatch):
@@ -177,8 +215,11 @@ def test_the_units_are_the_ones_the_dispatcher_picks_by(tmp_path, monkeypatch):
     if message["vram"] < size * 1e8 or message["disk_space"] < size * 1500:
         pytest.skip("this machine has too little free memory or disk for the example")
     assert queen_would_pick(message, size)
-    as_the_page_says = {**message, "disk_space": message["disk_space"] // 1024,
-                        "vram": message["vram"] // MIB}
+    as_the_page_says = {
+        **message,
+        "disk_space": message["disk_space"] // 1024,
+        "vram": message["vram"] // MIB,
+    }
     assert not queen_would_pick(as_the_page_says, size)
     assert not queen_would_pick({**message, "nv_gpus": []}, size)
 
@@ -189,11 +230,15 @@ def test_modal_reports_the_gpu_types_of_its_classes(tmp_path):
     message = registration(service.settings, service)
     # Audio-to-text is no dispatcher job: its T4 is not among the GPUs that answer.
     assert [(g["name"], g["memory"]) for g in message["nv_gpus"]] == [
-        ("H100", 80_000), ("H100", 80_000), ("L40S", 48_000)]
+        ("H100", 80_000),
+        ("H100", 80_000),
+        ("L40S", 48_000),
+    ]
     assert message["nv_gpu_count"] == 3
     unknown = service_for(tmp_path, entries(**{"org/chat-7b": "Z9000"}), backend="modal")
     assert registration(unknown.settings, unknown)["nv_gpus"] == [
-        {"name": "L40S", "uuid": None, "memory": 48_000, "clock": None, "clock_unit": None}]
+        {"name": "L40S", "uuid": None, "memory": 48_000, "clock": None, "clock_unit": None}
+    ]
 
 
 def test_the_http_backend_reports_no_gpu(tmp_path):
@@ -210,14 +255,19 @@ def test_a_configured_key_signs_the_registration(tmp_path):
     assert base64.urlsafe_b64decode(message["pubkey"]) == expected_pubkey
     # BIP-340 over the SHA-256 of the sorted compact JSON without `sig`, as a dispatcher checks.
     signature = base64.urlsafe_b64decode(message["sig"])
-    assert coincurve.PublicKeyXOnly(expected_pubkey).verify(signature,
-                                                            registration_digest(message))
+    assert coincurve.PublicKeyXOnly(expected_pubkey).verify(signature, registration_digest(message))
     assert verify(message)
     assert not verify({**message, "vram": message["vram"] + 1})
 
 
-@pytest.mark.parametrize("key", ["not base64!", base64.urlsafe_b64encode(b"short").decode(),
-                                 base64.urlsafe_b64encode(bytes(32)).decode()])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "not base64!",
+        base64.urlsafe_b64encode(b"short").decode(),
+        base64.urlsafe_b64encode(bytes(32)).decode(),
+    ],
+)
 def test_a_bad_private_key_stops_the_start(tmp_path, key):
     service = service_for(tmp_path, workerbee={"private_key": key})
     with pytest.raises(ConfigError, match="ADAPTER_WORKERBEE_PRIVATE_KEY"):
@@ -225,8 +275,13 @@ def test_a_bad_private_key_stops_the_start(tmp_path, key):
 
 
 def test_advertised_capabilities_and_models_can_be_set(tmp_path):
-    service = service_for(tmp_path, workerbee={"capabilities": "llama-infer, fast-embed",
-                                               "models": "TheBloke/x-7B-GGUF:Q4_K_M"})
+    service = service_for(
+        tmp_path,
+        workerbee={
+            "capabilities": "llama-infer, fast-embed",
+            "models": "TheBloke/x-7B-GGUF:Q4_K_M",
+        },
+    )
     message = registration(service.settings, service)
     assert message["capabilities"] == ["llama-infer", "fast-embed"]
     assert message["models"] == ["TheBloke/x-7B-GGUF:Q4_K_M"]

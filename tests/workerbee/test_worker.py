@@ -37,8 +37,14 @@ BACKOFF_MAX_S = 0.5
 
 
 def bee(queen: Dispatcher, **fields: Any) -> WorkerbeeSettings:
-    return WorkerbeeSettings(url=queen.url, ln_address="me@getalby.com", ping_interval_s=1,
-                             backoff_initial_s=0.05, backoff_max_s=BACKOFF_MAX_S, **fields)
+    return WorkerbeeSettings(
+        url=queen.url,
+        ln_address="me@getalby.com",
+        ping_interval_s=1,
+        backoff_initial_s=0.05,
+        backoff_max_s=BACKOFF_MAX_S,
+        **fields,
+    )
 
 
 class SlowStreamBackend(FakeBackend):
@@ -50,17 +56,26 @@ class SlowStreamBackend(FakeBackend):
         for index, text in enumerate(("a", "b", "c")):
             await asyncio.sleep(self.gap_s)
             yield LLMResponse(
-                id="x", model=model.model_id, created=0,
-                usage=LLMTokenUsage(prompt_tokens=3, completion_tokens=index + 1,
-                                    total_tokens=index + 4),
-                choices=[LLMChoice(index=0, finish_reason="stop" if index == 2 else "",
-                                   delta=LLMMessage(role="assistant", content=text))],
+                id="x",
+                model=model.model_id,
+                created=0,
+                usage=LLMTokenUsage(
+                    prompt_tokens=3, completion_tokens=index + 1, total_tokens=index + 4
+                ),
+                choices=[
+                    LLMChoice(
+                        index=0,
+                        finish_reason="stop" if index == 2 else "",
+                        delta=LLMMessage(role="assistant", content=text),
+                    )
+                ],
             )
 
 
 @contextmanager
-def fake_adapter(tmp_path, queen: Dispatcher, backend: FakeBackend, **fields: Any
-                 ) -> Iterator[tuple[str, Any]]:
+def fake_adapter(
+    tmp_path, queen: Dispatcher, backend: FakeBackend, **fields: Any
+) -> Iterator[tuple[str, Any]]:
     entries = [
         {"pipeline": "llm", "model_id": LLM, "capacity": 1, "runner": {"max_queue": 1}},
         {"pipeline": "text-to-image", "model_id": "test/tiny-sd"},
@@ -96,8 +111,10 @@ def test_registers_then_answers_plain_and_streamed_chat(tmp_path, tiny_llm):
             usage = reply["usage"]
             assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
-            sent = queen.send(CHAT, {"model": LLM, "messages": HI, "max_tokens": 4,
-                                     "temperature": 0, "stream": True})
+            sent = queen.send(
+                CHAT,
+                {"model": LLM, "messages": HI, "max_tokens": 4, "temperature": 0, "stream": True},
+            )
             messages = queen.stream()
             # The first chunk comes well inside the dispatcher's ft_timeout (10 s).
             assert messages[0].at - sent < 2.0
@@ -106,7 +123,8 @@ def test_registers_then_answers_plain_and_streamed_chat(tmp_path, tiny_llm):
             assert all(c["object"] == "chat.completion.chunk" for c in chunks)
             assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
             assert [c["choices"][0]["finish_reason"] for c in chunks[:-1]] == [None] * (
-                len(chunks) - 1)
+                len(chunks) - 1
+            )
             last = chunks[-1]
             assert last["choices"][0]["finish_reason"] in ("stop", "length")
             assert last["usage"]["completion_tokens"] <= 4
@@ -122,8 +140,10 @@ def test_busy_while_streaming_and_while_capacity_is_full(tmp_path):
         # worker says "busy" after it, and "free" once the stream is over.
         queen.send(CHAT, {"model": LLM, "messages": HI, "stream": True})
         messages = queen.stream()
-        assert [m.message.get("choices", [{}])[0].get("delta", {}).get("content")
-                for m in messages[1:-2]] == ["a", "b", "c"]
+        assert [
+            m.message.get("choices", [{}])[0].get("delta", {}).get("content")
+            for m in messages[1:-2]
+        ] == ["a", "b", "c"]
         first, end = messages[0].at, messages[-1].at
         busy_after_first = [r for r in queen.busy if first <= r.at < end and r.message["busy"]]
         assert busy_after_first, queen.busy_states()
@@ -133,8 +153,11 @@ def test_busy_while_streaming_and_while_capacity_is_full(tmp_path):
         # answers a request that comes anyway with "busy" at once, and returns when it frees.
         since = time.monotonic()
         results: queue.Queue[int] = queue.Queue()
-        thread = threading.Thread(target=lambda: results.put(httpx.post(
-            f"{url}/llm", json={"messages": HI}, timeout=30).status_code))
+        thread = threading.Thread(
+            target=lambda: results.put(
+                httpx.post(f"{url}/llm", json={"messages": HI}, timeout=30).status_code
+            )
+        )
         thread.start()
         queen.wait_busy(True, since)
         sent = queen.send(CHAT, {"model": LLM, "messages": HI})
@@ -152,8 +175,11 @@ def test_errors_have_the_protocols_shape(tmp_path):
     with Dispatcher() as queen, fake_adapter(tmp_path, queen, FakeBackend()) as _:
         queen.registration()
         for url, request, error_type in (
-            (CHAT, {"model": "TheBloke/Llama-2-7B-Chat-GGUF:Q4_K_M", "messages": HI},
-             "model_not_found"),
+            (
+                CHAT,
+                {"model": "TheBloke/Llama-2-7B-Chat-GGUF:Q4_K_M", "messages": HI},
+                "model_not_found",
+            ),
             (CHAT, {"model": LLM, "messages": HI, "n": 2}, "invalid_request_error"),
             ("/v1/embeddings", {"model": LLM, "input": "x"}, "unsupported_url"),
             (IMAGES, {"prompt": "x"}, "model_not_found"),  # the dispatcher's SDXL name
@@ -166,8 +192,7 @@ def test_errors_have_the_protocols_shape(tmp_path):
 
 
 def test_any_model_answers_other_names_with_the_default(tmp_path):
-    with Dispatcher() as queen, fake_adapter(tmp_path, queen, FakeBackend(),
-                                             any_model=True) as _:
+    with Dispatcher() as queen, fake_adapter(tmp_path, queen, FakeBackend(), any_model=True) as _:
         queen.registration()
         queen.send(CHAT, {"model": "TheBloke/Llama-2-7B-Chat-GGUF:Q4_K_M", "messages": HI})
         assert queen.reply().message["model"] == LLM
@@ -199,7 +224,8 @@ def test_reconnects_and_registers_again_when_the_dispatcher_comes_back(tmp_path)
             assert limiter.in_flight == 0  # the lost request gave its slot back
             metrics = httpx.get(f"{url}/metrics").text
             assert 'workerbee_jobs_total{outcome="lost",url="/v1/chat/completions"} 1.0' in (
-                metrics)
+                metrics
+            )
             assert "workerbee_registrations_total 2.0" in metrics
             assert "workerbee_connected 1.0" in metrics
     finally:
