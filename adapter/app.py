@@ -14,6 +14,7 @@ from adapter.backends.local import LocalBackend
 from adapter.errors import install_error_handlers
 from adapter.live_runner import LiveRunner
 from adapter.metrics import router as metrics_router
+from adapter.openai.routes import MOUNT_PATH, build_openai_app
 from adapter.service import RunnerService
 from adapter.settings import Settings, demo_entries
 from adapter.web import generate, system
@@ -60,9 +61,17 @@ def create_app(
         logger.warning("no token configured: generate routes are open to anyone")
     live_runner = LiveRunner.from_settings(settings, service)
 
+    worker = None
+    if settings.workerbee.url:
+        from adapter.workerbee.worker import WorkerBee
+
+        worker = WorkerBee(settings, service)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await backend.start()
+        if worker is not None:
+            await worker.start()
         try:
             if live_runner is not None:
                 await live_runner.start()
@@ -70,6 +79,8 @@ def create_app(
         finally:
             if live_runner is not None:
                 await live_runner.close()
+            if worker is not None:
+                await worker.stop()
             await backend.close()
 
     app = FastAPI(
@@ -79,6 +90,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.workerbee = worker
     errors = install_error_handlers(app, declared_only=settings.declared_statuses_only)
     install_body_limit(
         app,
@@ -89,6 +101,7 @@ def create_app(
     app.include_router(generate.build_router(declared_only=settings.declared_statuses_only))
     app.include_router(system.router)
     app.include_router(metrics_router)
+    app.mount(MOUNT_PATH, build_openai_app(service))
     if live_runner is not None:
         # Last, so it wraps every other middleware (the door has no bearer token).
         live_runner.install(app)

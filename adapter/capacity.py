@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
 from contract.errors import INSUFFICIENT_CAPACITY, OverloadedError
@@ -36,6 +36,7 @@ class CapacityLimiter:
         self.retry_after_s = retry_after_s
         self._in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._listeners: list[Callable[[], None]] = []
 
     @property
     def in_flight(self) -> int:
@@ -44,6 +45,20 @@ class CapacityLimiter:
     @property
     def queued(self) -> int:
         return sum(1 for waiter in self._waiters if not waiter.done())
+
+    @property
+    def has_free_slot(self) -> bool:
+        """Whether a request arriving now would start at once, without waiting."""
+        return self._in_flight < self.max_in_flight and not self.queued
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` (on the event loop, so it must not block) whenever the number in
+        flight changes: for whoever reports how full the model is (the workerbee worker)."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -69,6 +84,7 @@ class CapacityLimiter:
     async def _acquire(self) -> None:
         if self._in_flight < self.max_in_flight and not self._waiters:
             self._in_flight += 1
+            self._changed()
             return
         if self.queued >= self.max_queue:
             raise self._overloaded("the wait queue is full")
@@ -96,3 +112,4 @@ class CapacityLimiter:
                 waiter.set_result(None)
                 return
         self._in_flight -= 1
+        self._changed()

@@ -151,6 +151,61 @@ class LiveRunnerSettings(BaseSettings):
     def enabled(self) -> bool:
         return self.port != 0 or self.serve_on_main
 
+class WorkerbeeSettings(BaseSettings):
+    """The workerbee worker (adapter/workerbee/): joins a dispatcher's rotation over a WebSocket
+    and answers its OpenAI-format requests through the service. Off unless `url` is set."""
+
+    model_config = SettingsConfigDict(env_prefix="ADAPTER_WORKERBEE_")
+
+    url: str = Field(
+        "",
+        pattern=r"^(wss?://\S+)?$",
+        description="The dispatcher's worker WebSocket (e.g. wss://queenbee.gputopia.ai/worker); "
+        "empty: no worker.",
+    )
+    ln_address: str = Field(
+        "", description="Lightning address the dispatcher pays (sent as ln_address and ln_url)."
+    )
+    auth_key: str = Field("", description="The account key the dispatcher knows this worker by.")
+    private_key: str = Field(
+        "",
+        description="URL-safe base64 of a 32-byte secp256k1 secret: the registration is signed "
+        "with it (BIP-340 Schnorr over the SHA-256 of its sorted compact JSON) and its x-only "
+        "public key sent as pubkey. Empty: unsigned.",
+    )
+    slug: str = Field("", description="Sent as `slug` (dispatchers filter workers by it).")
+    capabilities: str = Field(
+        "",
+        description="Comma-separated capabilities to advertise; default: what the served models "
+        "imply (llama-infer for an LLM, sdxl for a text-to-image model).",
+    )
+    models: str = Field(
+        "",
+        description="Comma-separated model names to advertise; default: the served LLM and "
+        "text-to-image model ids.",
+    )
+    any_model: bool = Field(
+        False,
+        description="Answer a request naming a model not served here with the pipeline's default "
+        "model (the reply names the model that answered) instead of refusing it. Dispatchers "
+        "route by model size, not by the models a worker lists.",
+    )
+    ping_interval_s: float = Field(10.0, gt=0, description="WebSocket ping every this often.")
+    ping_timeout_s: float = Field(
+        60.0, gt=0, description="Reconnect when a ping has no pong within this long."
+    )
+    backoff_initial_s: float = Field(
+        1.0, gt=0, description="First wait before reconnecting (doubled on each failure)."
+    )
+    backoff_max_s: float = Field(
+        60.0, gt=0, description="Longest wait between reconnection attempts (jitter included)."
+    )
+    disk_path: Path | None = Field(
+        None,
+        description="Where the free disk reported as disk_space is measured; default: the "
+        "model folder (MODEL_DIR), or its nearest existing parent.",
+    )
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ADAPTER_")
@@ -239,6 +294,7 @@ class Settings(BaseSettings):
     modal_connect_timeout_s: float = Field(
         30.0, gt=0, description="Longest wait for Modal to accept a call before answering 503."
     )
+    workerbee: WorkerbeeSettings = Field(default_factory=WorkerbeeSettings)
 
 
 def demo_entries(settings: Settings) -> list[ModelEntry]:

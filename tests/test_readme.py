@@ -21,7 +21,7 @@ from PIL import Image
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
-from adapter.settings import Limits, LiveRunnerSettings, Settings
+from adapter.settings import Limits, LiveRunnerSettings, Settings, WorkerbeeSettings
 from contract.aimodels import RunnerSettings
 from contract.modal_settings import ModalSettings
 from contract.schemas import ImageResponse, Media, VideoResponse
@@ -40,6 +40,7 @@ INPUTS = REPO / "examples" / "inputs"
 ENV_TABLES: dict[type[BaseSettings], Path] = {
     Settings: DOCS / "configuration.md",
     Limits: DOCS / "configuration.md",
+    WorkerbeeSettings: DOCS / "openai-and-workerbee.md",
     ModalDeploySettings: DOCS / "modal.md",
     LiveRunnerSettings: DOCS / "live-runner.md",
 }
@@ -60,8 +61,8 @@ def env_names(settings: type[BaseSettings]) -> dict[str, str]:
     prefix = settings.model_config.get("env_prefix", "")
     names = {}
     for name, field in settings.model_fields.items():
-        if name in ("limits", "live_runner"):
-            continue  # Limits and LiveRunnerSettings, settings classes of their own
+        if name in ("limits", "live_runner", "workerbee"):
+            continue  # Limits, LiveRunnerSettings, WorkerbeeSettings: settings classes of their own
         alias = field.validation_alias
         choices = getattr(alias, "choices", None)
         names[name] = " or ".join(choices) if choices else f"{prefix}{name}".upper()
