@@ -20,6 +20,7 @@ from contract.schemas import AudioToTextForm, TextResponse, Upload
 
 if TYPE_CHECKING:
     from adapter.service import RunnerService
+    from adapter.settings import Limits
 
 AUDIO_TO_TEXT_SPEC = PIPELINE_SPECS[Pipeline.AUDIO_TO_TEXT]
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
@@ -97,11 +98,11 @@ def subtitles(result: TextResponse, kind: str) -> str:
     return f"WEBVTT\n\n{body}" if kind == "vtt" else body
 
 
-async def audio_seconds(data: bytes, max_seconds: float) -> float:
+async def audio_seconds(data: bytes, limits: Limits) -> float:
     """The audio's length (the service has decoded it already, so this cannot fail)."""
     from adapter.pipelines.audio_to_text import decode_upload
 
-    audio = await asyncio.to_thread(decode_upload, data, max_seconds, False)
+    audio = await asyncio.to_thread(decode_upload, data, limits, False)
     return float(audio.seconds)
 
 
@@ -145,6 +146,6 @@ async def transcribe(
         case "srt" | "vtt":
             return "text/plain", subtitles(result, request.response_format)
         case "verbose_json":
-            seconds = await audio_seconds(request.data, service.settings.limits.max_audio_seconds)
+            seconds = await audio_seconds(request.data, service.settings.limits)
             return "application/json", verbose(result, request, seconds)
     return "application/json", {"text": result.text}
