@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.responses import Response
+from starlette.types import Scope
 
 from adapter import __version__
 from adapter.backends.base import Backend
 from adapter.backends.local import LocalBackend
-from adapter.errors import install_error_handlers
+from adapter.errors import error_response, install_error_handlers
 from adapter.metrics import router as metrics_router
 from adapter.service import RunnerService
 from adapter.settings import Settings, demo_entries
@@ -22,6 +24,7 @@ from adapter.web.body_limit import install_body_limit
 from adapter.web.shutdown import ShutdownAnswerMiddleware
 from adapter.web.timeouts import install_body_timeout
 from contract.aimodels import ServedModel, load_models_file, merge_entries
+from contract.errors import RunnerError
 
 logger = logging.getLogger(__name__)
 
@@ -94,10 +97,12 @@ def create_app(
     # Each add_middleware wraps what was added before: the body is bounded in bytes and time,
     # the token is checked before any of it is read, and a request the shutdown stops is
     # answered 500 in the contract's words.
-    declared_only = settings.declared_statuses_only
-    install_body_timeout(app, settings.body_timeout_s, declared_only)
-    install_bearer_auth(app, service.tokens, declared_only)
-    app.add_middleware(ShutdownAnswerMiddleware, declared_only=declared_only)
+    def refuse(error: RunnerError, scope: Scope) -> Response:
+        return error_response(error, scope["path"], settings.declared_statuses_only)
+
+    install_body_timeout(app, settings.body_timeout_s, refuse)
+    install_bearer_auth(app, service.tokens, refuse)
+    app.add_middleware(ShutdownAnswerMiddleware, refuse=refuse)
     app.include_router(generate.build_router())
     app.include_router(system.router)
     app.include_router(metrics_router)

@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapter.errors import error_response
-from contract.errors import UnauthorizedError
+from contract.errors import RunnerError, UnauthorizedError
 from contract.pipelines import PIPELINE_SPECS, PipelineSpec
 
 _bearer = HTTPBearer(auto_error=False)
+
+# How an error answers: the error mapping's response for the route of the scope.
+Refusal: TypeAlias = Callable[[RunnerError, Scope], Response]
 
 
 def accepted_tokens(global_token: str, entry_tokens: tuple[str, ...]) -> tuple[str, ...]:
@@ -80,14 +83,14 @@ def guarded_paths(specs: Iterable[PipelineSpec]) -> dict[str, str]:
     return paths
 
 
-def install_bearer_auth(app: FastAPI, tokens: tuple[str, ...], declared_only: bool) -> None:
+def install_bearer_auth(app: FastAPI, tokens: tuple[str, ...], refuse: Refusal) -> None:
     """Check the token of every generate route before its body (nothing to check without one)."""
     if tokens:
         app.add_middleware(
             BearerAuthMiddleware,
             protected=guarded_paths(PIPELINE_SPECS.values()),
             tokens=tokens,
-            declared_only=declared_only,
+            refuse=refuse,
         )
 
 
@@ -105,12 +108,12 @@ class BearerAuthMiddleware:
         app: ASGIApp,
         protected: Mapping[str, str],
         tokens: tuple[str, ...],
-        declared_only: bool,
+        refuse: Refusal,
     ) -> None:
         self.app = app
         self.protected = dict(protected)
         self.tokens = tokens
-        self.declared_only = declared_only
+        self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = None
@@ -129,7 +132,7 @@ class BearerAuthMiddleware:
         if token_accepted(given, self.tokens):
             await self.app(scope, receive, send)
             return
-        refusal = error_response(UnauthorizedError(message), scope["path"], self.declared_only)
+        refusal = self.refuse(UnauthorizedError(message), scope)
         if _announces_body(headers):
             refusal.headers["connection"] = "close"
         await refusal(scope, receive, send)

@@ -16,7 +16,7 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from adapter.errors import error_response
+from adapter.web.auth import Refusal
 from contract.errors import RunnerError
 
 logger = logging.getLogger(__name__)
@@ -29,9 +29,9 @@ def _request_line(scope: Scope) -> tuple[str, str]:
 
 
 class ShutdownAnswerMiddleware:
-    def __init__(self, app: ASGIApp, declared_only: bool) -> None:
+    def __init__(self, app: ASGIApp, refuse: Refusal) -> None:
         self.app = app
-        self.declared_only = declared_only
+        self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,7 +50,7 @@ class ShutdownAnswerMiddleware:
             if started:
                 raise  # half an answer is out: only closing the connection is left
             logger.warning("%s %s stopped by the shutdown: answered 500", *_request_line(scope))
-            answer = error_response(RunnerError(SHUTDOWN_MSG), scope["path"], self.declared_only)
+            answer = self.refuse(RunnerError(SHUTDOWN_MSG), scope)
             answer.headers["connection"] = "close"
             # The task ends here, answered: the server that cancelled it only waits for it.
             await answer(scope, receive, send)

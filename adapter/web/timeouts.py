@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from adapter.errors import error_response
+from adapter.web.auth import Refusal
 from contract.errors import BadRequestError, error_body
 
 logger = logging.getLogger(__name__)
@@ -142,27 +142,28 @@ class BodyTimedOut(HTTPException):
         super().__init__(status_code=400, detail=self.error.msg)
 
 
-def install_body_timeout(app: FastAPI, seconds: float, declared_only: bool) -> None:
+def install_body_timeout(app: FastAPI, seconds: float, refuse: Refusal) -> None:
     def handle_body_timed_out(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BodyTimedOut)
-        return _refusal(exc, request.url.path, declared_only)
+        return _refusal(exc, request.scope, refuse)
 
-    app.add_middleware(BodyTimeoutMiddleware, seconds=seconds, declared_only=declared_only)
+    app.add_middleware(BodyTimeoutMiddleware, seconds=seconds, refuse=refuse)
+    # Looked up by MRO: this one, not the handler of HTTPException, answers a late body.
     app.add_exception_handler(BodyTimedOut, handle_body_timed_out)
 
 
-def _refusal(exc: BodyTimedOut, path: str, declared_only: bool) -> Response:
-    response = error_response(exc.error, path, declared_only)
+def _refusal(exc: BodyTimedOut, scope: Scope, refuse: Refusal) -> Response:
+    response = refuse(exc.error, scope)
     # The rest of the body may still be on its way: reading it would defeat the deadline.
     response.headers["connection"] = "close"
     return response
 
 
 class BodyTimeoutMiddleware:
-    def __init__(self, app: ASGIApp, seconds: float, declared_only: bool) -> None:
+    def __init__(self, app: ASGIApp, seconds: float, refuse: Refusal) -> None:
         self.app = app
         self.seconds = seconds
-        self.declared_only = declared_only
+        self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -202,4 +203,4 @@ class BodyTimeoutMiddleware:
             # Raised outside the exception handler's reach (a middleware reading the body).
             if started:
                 raise
-            await _refusal(exc, scope["path"], self.declared_only)(scope, receive, send)
+            await _refusal(exc, scope, self.refuse)(scope, receive, send)
