@@ -164,8 +164,9 @@ class Settings(BaseSettings):
         10.0,
         gt=0,
         description="Longest a client may take to send a request's headers, counted from "
-        "its connection (or its previous answer); then 400 and the connection is closed "
-        "(`python -m adapter` only: plain uvicorn has no such limit).",
+        "its connection (or from the first byte after its previous answer); then 400 and the "
+        "connection is closed. `python -m adapter` applies it; plain uvicorn only with "
+        "`--http adapter.web.timeouts:HeaderTimeoutH11Protocol`.",
     )
     body_timeout_s: float = Field(
         60.0,

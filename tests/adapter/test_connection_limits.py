@@ -211,6 +211,34 @@ def test_a_connection_that_sends_nothing_is_closed_without_an_answer(adapter):
     assert LIMIT_S - 0.1 <= closed_after < LIMIT_S + MARGIN_S
 
 
+def test_a_kept_alive_connection_idle_longer_than_the_limit_still_serves(adapter):
+    """The header deadline runs from the next request's first byte, not from the last answer
+    (closing an idle kept-alive connection is uvicorn's own 5 s)."""
+    request = b"GET /health HTTP/1.1\r\nHost: runner\r\n\r\n"
+    with socket.create_connection(adapter.address, timeout=5) as sock:
+        sock.sendall(request)
+        assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+        time.sleep(LIMIT_S + 1.0)
+        sock.sendall(request)  # the same connection, still open
+        assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response with a Content-Length, leaving the connection open."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    (length,) = [
+        int(line.split(b":")[1])
+        for line in head.lower().split(b"\r\n")
+        if line.startswith(b"content-length:")
+    ]
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
 def test_plain_uvicorn_given_the_protocol_class_honours_the_header_timeout(tmp_path):
     with (
         stalling_upstream() as upstream_url,
