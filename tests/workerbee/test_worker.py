@@ -196,7 +196,7 @@ def test_any_model_answers_other_names_with_the_default(tmp_path):
         queen.registration()
         queen.send(CHAT, {"model": "TheBloke/Llama-2-7B-Chat-GGUF:Q4_K_M", "messages": HI})
         assert queen.reply().message["model"] == LLM
-        queen.send(IMAGES, {"prompt": "a fox", "size": "8x8"})
+        queen.send(IMAGES, {"prompt": "a fox", "size": "16x16"})
         image = queen.reply().message["data"][0]
         assert base64.b64decode(image["b64_json"]).startswith(b"\x89PNG")
 
