@@ -24,7 +24,7 @@ from contract.optimization_flags import parse_optimization_flags
 from functions.speed.compile import COMPILE_BACKENDS, COMPILE_MODES, compile_pipeline
 from functions.speed.deep_cache import enable_deep_cache
 from functions.text_to_image import ModelProfile, profile_for
-from tests.conftest import model_entry, running_client, sd_entry
+from tests.support.apps import model_entry, running_client, sd_entry
 from tests.support.images import pixels
 
 DIFFUSION = ["text-to-image", "image-to-image", "image-to-video", "upscale"]

@@ -23,7 +23,7 @@ from adapter.pipelines.base import buffer_uploads, upload_bytes
 from contract.pipelines import Pipeline
 from contract.schemas import ImageToImageForm, TextToImageParams
 from modal_deploy.plan import LOCAL_PACKAGES, MODELS_JSON_ENV
-from tests.conftest import make_settings
+from tests.support.apps import make_settings
 from tests.support.images import decode, pixels
 from tests.support.modal_inprocess import (
     import_modal_app,

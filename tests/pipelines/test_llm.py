@@ -10,7 +10,7 @@ import uuid
 import pytest
 from transformers import AutoTokenizer, GenerationConfig
 
-from tests.conftest import llm_entry, make_app, running_client
+from tests.support.apps import llm_entry, make_app, running_client
 
 MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant."},
