@@ -50,7 +50,8 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 def test_every_environment_setting_is_in_a_readme_table(settings: type[BaseSettings]) -> None:
     for variables in env_names(settings).values():
         first = variables.split(" or ")[0]
-        table_row(first)  # raises when missing
+        default, meaning = table_row(first)[:2]
+        assert default and meaning, f"{first}: the README row gives no default or meaning"
 
 
 def test_limit_defaults_in_the_readme_are_the_code_defaults() -> None:

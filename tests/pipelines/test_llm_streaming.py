@@ -92,7 +92,8 @@ def test_failure_mid_stream_is_an_error_event_and_no_done(client, monkeypatch):
     response, payloads = stream(client, **GREEDY)
     assert response.status_code == 200
     assert len(payloads) == 2
-    LLMResponse.model_validate_json(payloads[0])
+    first = LLMResponse.model_validate_json(payloads[0])
+    assert first.choices[0].delta is not None and first.choices[0].finish_reason == ""
     assert json.loads(payloads[1]) == {"error": "Internal server error during LLM processing."}
 
 
