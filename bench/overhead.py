@@ -103,7 +103,7 @@ def run_overhead(*, capacity: int, requests: int, rounds: int, size: int) -> dic
         for server in servers.values():
             server.wait_ready()
         levels = sorted({1, capacity})
-        rows = []
+        rows: list[dict[str, Any]] = []
         for concurrency in levels:
             latencies: dict[str, list[float]] = {name: [] for name in servers}
             walls = dict.fromkeys(servers, 0.0)

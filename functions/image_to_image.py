@@ -70,7 +70,7 @@ class ImageToImage:
         else:
             # A text-to-image folder (SD 1.5, SDXL, ...) loads as its img2img pipeline.
             pipe = AutoPipelineForImage2Image.from_pretrained(folder, **kwargs)
-        if profile.trailing_timesteps:
+        if profile is not None and profile.trailing_timesteps:
             pipe.scheduler = EulerDiscreteScheduler.from_config(
                 pipe.scheduler.config, timestep_spacing="trailing"
             )

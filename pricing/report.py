@@ -120,7 +120,9 @@ def _described(request: RequestModel) -> dict[str, Any]:
     }
 
 
-def _units(pipeline: Pipeline, fields: dict[str, Any], facts: RequestFacts) -> tuple[int, dict]:
+def _units(
+    pipeline: Pipeline, fields: dict[str, Any], facts: RequestFacts
+) -> tuple[int, dict[str, Any]]:
     request = typical_request(pipeline, fields)
     try:
         units = request_units(request, facts)
