@@ -8,6 +8,7 @@ with a literal name: the rules are about what a module can reach, not only about
 from __future__ import annotations
 
 import ast
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,3 +219,30 @@ def test_tests_share_helpers_through_tests_support_only(path: Path) -> None:
         assert not (top(name) == "tests" and is_test_module), (
             f"{module}:{imp.line} imports {name}: move what it shares to tests/support/"
         )
+
+
+# --- tooling -------------------------------------------------------------------------------
+
+
+def _warn_from(module: str, category: type[Warning]) -> None:
+    """Warn as code of `module` does (warnings attributes a warning to its caller's module)."""
+    code = compile("import warnings\nwarnings.warn('careful', category)\n", "<test>", "exec")
+    exec(code, {"__name__": module, "category": category})
+
+
+@pytest.mark.parametrize(
+    "module", ["contract.units", "adapter", "functions.speed.compile", "pricing.cost",
+               "modal_deploy.plan", "bench.paths", "modal_app"]
+)
+@pytest.mark.parametrize("category", [DeprecationWarning, UserWarning, FutureWarning])
+def test_a_warning_from_our_code_fails_the_test(module: str, category: type[Warning]) -> None:
+    with pytest.raises(category, match="careful"):
+        _warn_from(module, category)
+
+
+@pytest.mark.parametrize("module", ["diffusers.schedulers", "adapters", "contracts.x"])
+def test_a_warning_from_another_package_stays_a_warning(module: str) -> None:
+    # Not pytest.warns: it would let every warning through, error filters or not.
+    with warnings.catch_warnings(record=True) as caught:
+        _warn_from(module, DeprecationWarning)
+    assert [str(warning.message) for warning in caught] == ["careful"]
