@@ -19,8 +19,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Our top-level packages and modules: an import of any other name is a third-party one.
 OURS = frozenset(
-    {"contract", "adapter", "functions", "pricing", "bench", "modal_deploy", "modal_app",
-     "modal_download", "tests"}
+    {
+        "contract",
+        "adapter",
+        "functions",
+        "pricing",
+        "bench",
+        "modal_deploy",
+        "modal_app",
+        "modal_download",
+        "tests",
+    }
 )
 MAX_LINES = 400
 # Folders that hold no source of ours: virtual environments, builds, caches.
@@ -126,8 +135,10 @@ def violations(root: Path) -> list[str]:
         if rule is not None and target_top in rule[0]:
             found.append(f"{where}: {rule[1]}")
         if imp.module in cost_math and target_top != "contract":
-            allowed = imp.target in cost_math or imp.target == "pricing" or any(
-                imp.target.startswith(f"{m}.") for m in cost_math
+            allowed = (
+                imp.target in cost_math
+                or imp.target == "pricing"
+                or any(imp.target.startswith(f"{m}.") for m in cost_math)
             )
             if not allowed:
                 found.append(f"{where}: pricing's cost math imports only contract/ of ours")
@@ -153,8 +164,10 @@ def test_the_rules_see_function_level_relative_and_dynamic_imports(tmp_path: Pat
     write("functions/speed/compile.py", "from ..media import png\nfrom pricing.cost import x\n")
     write("functions/media.py", "import importlib\nimportlib.import_module('adapter.web')\n")
     write("functions/fine.py", "from contract.schemas import Media\nfrom . import media\n")
-    write("pricing/cost.py", "from pricing import gpus\nfrom adapter import settings\n"
-                             "from . import aimodels\n")
+    write(
+        "pricing/cost.py",
+        "from pricing import gpus\nfrom adapter import settings\nfrom . import aimodels\n",
+    )
     write("pricing/gpus.py", "from contract import units\nfrom .prices import x\n")
     write("pricing/report.py", "from adapter.settings import Limits\n")  # the tool may
     found = sorted(violations(tmp_path))
@@ -170,8 +183,17 @@ def test_the_rules_see_function_level_relative_and_dynamic_imports(tmp_path: Pat
 
 def test_the_tree_has_source_in_every_package_the_rules_name() -> None:
     modules = {module_name(path, REPO) for path in source_files(REPO)}
-    for package in ("contract", "adapter", "functions", "pricing.cost", "pricing.gpus",
-                    "pricing.prices", "modal_deploy", "bench", "modal_app"):
+    for package in (
+        "contract",
+        "adapter",
+        "functions",
+        "pricing.cost",
+        "pricing.gpus",
+        "pricing.prices",
+        "modal_deploy",
+        "bench",
+        "modal_app",
+    ):
         assert package in modules, package
     assert not any(m.startswith("tests") for m in modules)
 
@@ -231,8 +253,16 @@ def _warn_from(module: str, category: type[Warning]) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["contract.units", "adapter", "functions.speed.compile", "pricing.cost",
-               "modal_deploy.plan", "bench.paths", "modal_app"]
+    "module",
+    [
+        "contract.units",
+        "adapter",
+        "functions.speed.compile",
+        "pricing.cost",
+        "modal_deploy.plan",
+        "bench.paths",
+        "modal_app",
+    ],
 )
 @pytest.mark.parametrize("category", [DeprecationWarning, UserWarning, FutureWarning])
 def test_a_warning_from_our_code_fails_the_test(module: str, category: type[Warning]) -> None:

@@ -39,8 +39,12 @@ def served_model_ids(app) -> list[str]:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic c2VjcmV0"},
-     {"Authorization": "Bearer"}],
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic c2VjcmV0"},
+        {"Authorization": "Bearer"},
+    ],
     ids=["none", "wrong", "other-scheme", "empty"],
 )
 def test_missing_or_wrong_token_gets_401_with_the_contract_body(fake_app_factory, headers):
@@ -108,12 +112,17 @@ def test_unknown_model_gets_400_naming_what_is_served(client):
 
 
 def test_pipeline_not_configured_gets_400_after_validating_its_body(client):
-    response = client.post("/image-to-image", data={"prompt": "x"},
-                           files={"image": ("a.png", b"\x89PNG", "application/octet-stream")})
+    response = client.post(
+        "/image-to-image",
+        data={"prompt": "x"},
+        files={"image": ("a.png", b"\x89PNG", "application/octet-stream")},
+    )
     assert response.status_code == 400
     assert response.json() == {
-        "detail": {"msg": "Pipeline image-to-image is not served here. "
-                          "Served: text-to-image: test/tiny-sd."}
+        "detail": {
+            "msg": "Pipeline image-to-image is not served here. "
+            "Served: text-to-image: test/tiny-sd."
+        }
     }
     assert client.post("/llm", json={"messages": []}).status_code == 400
     assert client.post("/image-to-image", data={"prompt": "x"}).status_code == 422
@@ -125,8 +134,9 @@ def test_empty_model_id_picks_the_only_model_or_the_marked_default(fake_app_fact
         assert client.post("/text-to-image", json=SMALL).status_code == 200
     assert served_model_ids(only) == ["test/tiny-sd"]
 
-    two = fake_app_factory([entry("text-to-image", "a/sd"),
-                            entry("text-to-image", "b/sdxl", runner={"default": True})])
+    two = fake_app_factory(
+        [entry("text-to-image", "a/sd"), entry("text-to-image", "b/sdxl", runner={"default": True})]
+    )
     with running_client(two) as client:
         for model_id in ("", "b/sdxl", "a/sd"):
             body = {**SMALL, "model_id": model_id} if model_id else SMALL
@@ -198,10 +208,18 @@ def test_unknown_path_is_a_plain_404(client):
     ("limits", "fields", "at_limit", "named"),
     [
         ({"max_pixels_per_image": 64 * 64}, {"width": 72}, {"width": 64}, "max_pixels_per_image"),
-        ({"max_images_per_request": 2}, {"num_images_per_prompt": 3},
-         {"num_images_per_prompt": 2}, "max_images_per_request"),
-        ({"max_inference_steps": 3}, {"num_inference_steps": 4}, {"num_inference_steps": 3},
-         "max_inference_steps"),
+        (
+            {"max_images_per_request": 2},
+            {"num_images_per_prompt": 3},
+            {"num_images_per_prompt": 2},
+            "max_images_per_request",
+        ),
+        (
+            {"max_inference_steps": 3},
+            {"num_inference_steps": 4},
+            {"num_inference_steps": 3},
+            "max_inference_steps",
+        ),
     ],
 )
 def test_each_cost_limit_gets_a_400_naming_it(fake_app_factory, limits, fields, at_limit, named):
@@ -271,8 +289,11 @@ def test_body_over_the_byte_limit_gets_413_with_the_contract_body(fake_app_facto
 
 def test_version_is_the_packages_semver(client):
     body = client.get("/version").json()
-    assert body == {"pipeline": "text-to-image", "model_id": "test/tiny-sd",
-                    "version": package_version("modal-ai-runner")}
+    assert body == {
+        "pipeline": "text-to-image",
+        "model_id": "test/tiny-sd",
+        "version": package_version("modal-ai-runner"),
+    }
     assert re.fullmatch(r"\d+\.\d+\.\d+", body["version"])
 
 
@@ -297,9 +318,15 @@ def test_hardware_routes_give_an_empty_map_without_a_gpu(client):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU; the empty map is the no-GPU answer")
     assert client.get("/hardware/info").json() == {
-        "pipeline": "text-to-image", "model_id": "test/tiny-sd", "gpu_info": {}}
+        "pipeline": "text-to-image",
+        "model_id": "test/tiny-sd",
+        "gpu_info": {},
+    }
     assert client.get("/hardware/stats").json() == {
-        "pipeline": "text-to-image", "model_id": "test/tiny-sd", "gpu_stats": {}}
+        "pipeline": "text-to-image",
+        "model_id": "test/tiny-sd",
+        "gpu_stats": {},
+    }
 
 
 @pytest.mark.parametrize(
@@ -330,9 +357,7 @@ def test_a_model_the_backend_cannot_load_is_a_500_with_the_contract_body(fake_ap
         assert client.get("/health").json() == {"status": "ERROR"}
         response = client.post("/text-to-image", json=SMALL)
     assert response.status_code == 500
-    assert response.json() == {
-        "detail": {"msg": "Model test/tiny-sd failed to load: no weights"}
-    }
+    assert response.json() == {"detail": {"msg": "Model test/tiny-sd failed to load: no weights"}}
 
 
 def test_an_unexpected_error_is_still_the_contracts_json_500(fake_app_factory):
@@ -349,12 +374,18 @@ def test_declared_statuses_only_keeps_go_livepeer_on_statuses_it_decodes(fake_ap
     from adapter.errors import declared_status
 
     assert [declared_status("/text-to-image", s) for s in (503, 413, 415, 400, 401)] == [
-        500, 400, 400, 400, 401]
+        500,
+        400,
+        400,
+        400,
+        401,
+    ]
     assert [declared_status("/audio-to-text/", s) for s in (503, 413, 415)] == [500, 413, 415]
     assert declared_status("/image-to-text", 413) == 413
 
-    app = fake_app_factory([SD], declared_statuses_only=True,
-                           limits={"max_json_request_bytes": 500})
+    app = fake_app_factory(
+        [SD], declared_statuses_only=True, limits={"max_json_request_bytes": 500}
+    )
     with running_client(app) as client:
         big = client.post("/text-to-image", json={**SMALL, "negative_prompt": "n" * 600})
         assert big.status_code == 400
