@@ -63,6 +63,8 @@ class _Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
 
 async def _block(url: str, concurrency: int, requests: int) -> list[float]:

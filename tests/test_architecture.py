@@ -276,3 +276,9 @@ def test_a_warning_from_another_package_stays_a_warning(module: str) -> None:
     with warnings.catch_warnings(record=True) as caught:
         _warn_from(module, DeprecationWarning)
     assert [str(warning.message) for warning in caught] == ["careful"]
+
+
+def test_a_resource_warning_is_shown_not_raised_wherever_the_collector_ran() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        _warn_from("adapter.service", ResourceWarning)
+    assert [warning.category for warning in caught] == [ResourceWarning]
