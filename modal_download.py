@@ -16,14 +16,9 @@ from datetime import UTC, datetime
 import modal
 
 from adapter.settings import Settings
-from modal_deploy.plan import (
-    MODELS_MOUNT,
-    ModalDeploySettings,
-    download_targets,
-    plan_classes,
-    read_deploy_models,
-)
+from modal_deploy.plan import MODELS_MOUNT, download_targets, plan_classes
 from modal_deploy.runtime import build_image
+from modal_deploy.settings import ModalDeploySettings, read_deploy_models
 
 DEPLOY = ModalDeploySettings()
 app = modal.App(f"{Settings().modal_app}-download")

@@ -12,7 +12,9 @@ from adapter import __version__
 from adapter.backends.base import Backend
 from adapter.backends.local import LocalBackend
 from adapter.errors import install_error_handlers
+from adapter.live_runner import LiveRunner
 from adapter.metrics import router as metrics_router
+from adapter.openai.routes import MOUNT_PATH, build_openai_app
 from adapter.service import RunnerService
 from adapter.settings import Settings, demo_entries
 from adapter.web import generate, system
@@ -57,13 +59,28 @@ def create_app(
     service = RunnerService(settings, models, backend)
     if not service.tokens:
         logger.warning("no token configured: generate routes are open to anyone")
+    live_runner = LiveRunner.from_settings(settings, service)
+
+    worker = None
+    if settings.workerbee.url:
+        from adapter.workerbee.worker import WorkerBee
+
+        worker = WorkerBee(settings, service)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await backend.start()
+        if worker is not None:
+            await worker.start()
         try:
+            if live_runner is not None:
+                await live_runner.start()
             yield
         finally:
+            if live_runner is not None:
+                await live_runner.close()
+            if worker is not None:
+                await worker.stop()
             await backend.close()
 
     app = FastAPI(
@@ -73,14 +90,19 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
-    install_error_handlers(app)
+    app.state.workerbee = worker
+    errors = install_error_handlers(app, declared_only=settings.declared_statuses_only)
     install_body_limit(
         app,
         settings.limits.max_request_bytes,
         settings.limits.max_json_request_bytes,
-        settings.declared_statuses_only,
+        errors.response,
     )
-    app.include_router(generate.build_router())
+    app.include_router(generate.build_router(declared_only=settings.declared_statuses_only))
     app.include_router(system.router)
     app.include_router(metrics_router)
+    app.mount(MOUNT_PATH, build_openai_app(service))
+    if live_runner is not None:
+        # Last, so it wraps every other middleware (the door has no bearer token).
+        live_runner.install(app)
     return app

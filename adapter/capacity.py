@@ -1,19 +1,21 @@
-"""Per-model capacity: at most N requests in flight, a bounded FIFO wait queue, then 503.
+"""Per-model capacity: at most N requests in flight, a bounded FIFO wait queue, then a refusal.
 
 go-livepeer reserves one unit of an external container's `capacity` per in-flight request and
 answers 503 itself at zero, so a single orchestrator never sends more than `capacity` at once.
 The queue absorbs what arrives beyond that from elsewhere (several orchestrators, direct
-clients, a request that arrives as another's slot is being returned).
+clients, a request that arrives as another's slot is being returned). The refusal says
+`insufficient capacity`, as go-livepeer's own does, so its gateway retries another orchestrator
+without suspending this one; it answers 500 on go-livepeer's routes (503 where allowed).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
-from contract.errors import OverloadedError
+from contract.errors import INSUFFICIENT_CAPACITY, OverloadedError
 
 
 class CapacityLimiter:
@@ -34,6 +36,7 @@ class CapacityLimiter:
         self.retry_after_s = retry_after_s
         self._in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._listeners: list[Callable[[], None]] = []
 
     @property
     def in_flight(self) -> int:
@@ -42,6 +45,20 @@ class CapacityLimiter:
     @property
     def queued(self) -> int:
         return sum(1 for waiter in self._waiters if not waiter.done())
+
+    @property
+    def has_free_slot(self) -> bool:
+        """Whether a request arriving now would start at once, without waiting."""
+        return self._in_flight < self.max_in_flight and not self.queued
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` (on the event loop, so it must not block) whenever the number in
+        flight changes: for whoever reports how full the model is (the workerbee worker)."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -59,7 +76,7 @@ class CapacityLimiter:
 
     def _overloaded(self, why: str) -> OverloadedError:
         return OverloadedError(
-            f"Model {self.name} is at capacity ({self.max_in_flight} in flight, "
+            f"Model {self.name} has {INSUFFICIENT_CAPACITY} ({self.max_in_flight} in flight, "
             f"{self.max_queue} waiting): {why}. Retry later.",
             retry_after_s=self.retry_after_s,
         )
@@ -67,6 +84,7 @@ class CapacityLimiter:
     async def _acquire(self) -> None:
         if self._in_flight < self.max_in_flight and not self._waiters:
             self._in_flight += 1
+            self._changed()
             return
         if self.queued >= self.max_queue:
             raise self._overloaded("the wait queue is full")
@@ -94,3 +112,4 @@ class CapacityLimiter:
                 waiter.set_result(None)
                 return
         self._in_flight -= 1
+        self._changed()

@@ -1,43 +1,64 @@
-"""Request checks that bound cost, common to every backend."""
+"""Service policy, common to every backend: the cost limits an operator sets (`ADAPTER_MAX_*`)
+and the request fields this runner does not serve.
+
+Whether a pipeline can take an argument at all is its `functions/` module's `check_inputs`,
+called by the glue's `prepare`; each argument is checked in one of the two places, never both.
+A limit's message names the environment variable that raises it, and prints a size as
+width x height.
+"""
 
 from __future__ import annotations
 
 from adapter.settings import Limits
 from contract.errors import BadRequestError, LimitExceededError
-from contract.schemas import RequestModel, TextToImageParams, TextToSpeechParams
+from contract.schemas import LLMRequest, RequestModel, TextToSpeechParams
+
+
+def limit_name(field: str) -> str:
+    """The environment variable that sets the limit `field` of `Limits` (ADAPTER_MAX_...)."""
+    if field not in Limits.model_fields:
+        raise KeyError(f"{field} is not a limit")
+    return f"{Limits.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def the_limit(field: str, limits: Limits) -> str:
+    """A limit as a message names it: its environment variable and its value."""
+    value = getattr(limits, field)
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{limit_name(field)}={shown}"
 
 
 def check_request(request: RequestModel, limits: Limits) -> None:
-    """Refuse a request that breaks a cost limit, naming the limit (400)."""
-    # The runner refuses these two empty inputs with 400 before any model work.
-    if isinstance(request, TextToImageParams) and not request.prompt.strip():
-        raise BadRequestError("Prompt must be provided.")
+    """Refuse a request that breaks a cost limit (400) or asks for what is not served here."""
+    # The runner refuses an empty text with 400 before any model work (text-to-speech has no
+    # implementation here to check it; it can only be forwarded).
     if isinstance(request, TextToSpeechParams) and not request.text.strip():
         raise BadRequestError("Text input must be provided.")
     if getattr(request, "loras", ""):
         raise BadRequestError("LoRAs are not supported by this runner; send an empty 'loras'.")
 
     height, width = getattr(request, "height", None), getattr(request, "width", None)
-    if height is not None and width is not None:
-        if height < 1 or width < 1:
-            raise BadRequestError(f"height and width must be positive, got {height}x{width}.")
-        if height * width > limits.max_pixels_per_image:
+    # Sizes that are not positive are the pipeline's `check_inputs` to refuse.
+    if height is not None and width is not None and height > 0 and width > 0:
+        if width * height > limits.max_pixels_per_image:
             raise LimitExceededError(
                 f"{width}x{height} is {width * height} pixels, over the limit "
-                f"max_pixels_per_image={limits.max_pixels_per_image}."
+                f"{the_limit('max_pixels_per_image', limits)}."
             )
     images = getattr(request, "num_images_per_prompt", None)
-    if images is not None:
-        if images < 1:
-            raise BadRequestError(f"num_images_per_prompt must be at least 1, got {images}.")
-        if images > limits.max_images_per_request:
-            raise LimitExceededError(
-                f"num_images_per_prompt={images} is over the limit "
-                f"max_images_per_request={limits.max_images_per_request}."
-            )
+    if images is not None and images > limits.max_images_per_request:
+        raise LimitExceededError(
+            f"num_images_per_prompt={images} is over the limit "
+            f"{the_limit('max_images_per_request', limits)}."
+        )
     steps = getattr(request, "num_inference_steps", None)
     if steps is not None and steps > limits.max_inference_steps:
         raise LimitExceededError(
             f"num_inference_steps={steps} is over the limit "
-            f"max_inference_steps={limits.max_inference_steps}."
+            f"{the_limit('max_inference_steps', limits)}."
+        )
+    if isinstance(request, LLMRequest) and request.max_tokens > limits.max_llm_tokens:
+        raise LimitExceededError(
+            f"max_tokens={request.max_tokens} is over the limit "
+            f"{the_limit('max_llm_tokens', limits)}."
         )

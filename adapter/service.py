@@ -90,13 +90,13 @@ class RunnerService:
             # A full model refuses before decoding uploads, so a burst costs it no work.
             limiter.refuse_if_full()
             # Checked (and uploads decoded) before a slot is taken: bad input costs no capacity.
-            request = await glue.prepare(request, self.settings.limits)
-            record.count_units(request, glue.pricing_facts(request))
+            prepared = await glue.prepare(request, self.settings.limits)
+            record.count_units(prepared.request, prepared.facts)
             record.enter_queue()
             async with limiter.slot():
                 record.leave_queue()
                 with record.running():
-                    yield model, request
+                    yield model, prepared.request
 
     async def handle(self, spec: PipelineSpec, request: RequestModel) -> BaseModel:
         async with self._admitted(spec, request) as (model, prepared):

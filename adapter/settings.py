@@ -6,10 +6,11 @@ Only the entrypoint (`adapter.main`) reads the environment; everything else is h
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapter import __version__
@@ -70,6 +71,142 @@ class Limits(BaseSettings):
     )
 
 
+class LiveRunnerSettings(BaseSettings):
+    """go-livepeer's Live Runner door (adapter/live_runner/, docs/live-runner.md); off unless
+    ADAPTER_LIVE_RUNNER_PORT or ADAPTER_LIVE_RUNNER_SERVE_ON_MAIN is set."""
+
+    model_config = SettingsConfigDict(env_prefix="ADAPTER_LIVE_RUNNER_", populate_by_name=True)
+
+    port: int = Field(
+        0, ge=0, le=65535, description="Port of the door's own listener; 0: no own listener."
+    )
+    host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Address the door's own listener binds. A non-loopback one needs "
+        "ADAPTER_LIVE_RUNNER_PATH_SECRET or ADAPTER_LIVE_RUNNER_ALLOW_UNAUTHENTICATED=true.",
+    )
+    serve_on_main: bool = Field(
+        False,
+        description="Also serve the door on the adapter's own port under /live-runner (the "
+        "one port of an adapter deployed on Modal); needs a path secret or the explicit "
+        "ADAPTER_LIVE_RUNNER_ALLOW_UNAUTHENTICATED=true.",
+    )
+    path_secret: SecretStr = Field(
+        SecretStr(""),
+        description="A secret first path segment of every door URL (at least 16 characters, "
+        "URL-safe): go-livepeer sends no Authorization header, so this is what keeps the door "
+        "closed to anyone who can reach its address but was not given runners.json.",
+    )
+    allow_unauthenticated: bool = Field(
+        False,
+        description="Serve the door on a non-loopback address without a path secret (the "
+        "network in between is private, or something in front authenticates).",
+    )
+    public_url: str = Field(
+        "",
+        validation_alias=AliasChoices("ADAPTER_PUBLIC_URL", "ADAPTER_LIVE_RUNNER_PUBLIC_URL"),
+        pattern=r"^(https?://[^/?#]+(/[^?#]*)?)?$",
+        description="The door's address as the orchestrator reaches it (ADAPTER_PUBLIC_URL), "
+        "e.g. http://adapter:8935; default http://<host>:<port> of the own listener.",
+    )
+    label_prefix: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prefix of every registration label (several adapters, one orchestrator).",
+    )
+    price_unit: Literal["fixed", "hour"] = Field(
+        "fixed",
+        description="Live Runner price unit: 'fixed' USD per request (the pipeline's default "
+        "request) or USD per 'hour' of session (needs a measurement).",
+    )
+    price_margin: Decimal = Field(
+        Decimal("0.25"), ge=0, description="Markup over the Modal cost (0.25 = 25 %)."
+    )
+    results: Path | None = Field(
+        None,
+        description="Measured seconds per job (`python -m pricing calibrate`, the bench) that "
+        "prices are computed from; without one, each entry's USD price_per_unit is used.",
+    )
+    jobs_per_hour: Decimal | None = Field(
+        None, gt=0, description="Expected load, to share a warm pool's cost among jobs."
+    )
+    orchestrator_url: str = Field(
+        "",
+        pattern=r"^(https?://[^/?#]+/?)?$",
+        description="Dynamic registration: the orchestrator that runners heartbeat to "
+        "(its -liveRunnerAddr or service address); empty: no heartbeats.",
+    )
+    orch_secret: SecretStr = Field(
+        SecretStr(""), description="Dynamic registration: the orchestrator's -orchSecret."
+    )
+    heartbeat_timeout_s: float = Field(
+        5.0, gt=0, description="Longest wait for one heartbeat answer."
+    )
+    heartbeat_max_backoff_s: float = Field(
+        60.0, gt=0, description="Longest pause between heartbeats while the orchestrator fails."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.port != 0 or self.serve_on_main
+
+class WorkerbeeSettings(BaseSettings):
+    """The workerbee worker (adapter/workerbee/): joins a dispatcher's rotation over a WebSocket
+    and answers its OpenAI-format requests through the service. Off unless `url` is set."""
+
+    model_config = SettingsConfigDict(env_prefix="ADAPTER_WORKERBEE_")
+
+    url: str = Field(
+        "",
+        pattern=r"^(wss?://\S+)?$",
+        description="The dispatcher's worker WebSocket (e.g. wss://queenbee.gputopia.ai/worker); "
+        "empty: no worker.",
+    )
+    ln_address: str = Field(
+        "", description="Lightning address the dispatcher pays (sent as ln_address and ln_url)."
+    )
+    auth_key: str = Field("", description="The account key the dispatcher knows this worker by.")
+    private_key: str = Field(
+        "",
+        description="URL-safe base64 of a 32-byte secp256k1 secret: the registration is signed "
+        "with it (BIP-340 Schnorr over the SHA-256 of its sorted compact JSON) and its x-only "
+        "public key sent as pubkey. Empty: unsigned.",
+    )
+    slug: str = Field("", description="Sent as `slug` (dispatchers filter workers by it).")
+    capabilities: str = Field(
+        "",
+        description="Comma-separated capabilities to advertise; default: what the served models "
+        "imply (llama-infer for an LLM, sdxl for a text-to-image model).",
+    )
+    models: str = Field(
+        "",
+        description="Comma-separated model names to advertise; default: the served LLM and "
+        "text-to-image model ids.",
+    )
+    any_model: bool = Field(
+        False,
+        description="Answer a request naming a model not served here with the pipeline's default "
+        "model (the reply names the model that answered) instead of refusing it. Dispatchers "
+        "route by model size, not by the models a worker lists.",
+    )
+    ping_interval_s: float = Field(10.0, gt=0, description="WebSocket ping every this often.")
+    ping_timeout_s: float = Field(
+        60.0, gt=0, description="Reconnect when a ping has no pong within this long."
+    )
+    backoff_initial_s: float = Field(
+        1.0, gt=0, description="First wait before reconnecting (doubled on each failure)."
+    )
+    backoff_max_s: float = Field(
+        60.0, gt=0, description="Longest wait between reconnection attempts (jitter included)."
+    )
+    disk_path: Path | None = Field(
+        None,
+        description="Where the free disk reported as disk_space is measured; default: the "
+        "model folder (MODEL_DIR), or its nearest existing parent.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ADAPTER_")
 
@@ -112,12 +249,16 @@ class Settings(BaseSettings):
         description="Longest a request waits, holding its slot, for its model to finish loading.",
     )
     declared_statuses_only: bool = Field(
-        False,
-        description="Answer only statuses the spec declares for each route: 503 becomes 500 "
-        "and an undeclared 413 becomes 400 (same body, Retry-After kept). go-livepeer decodes "
-        "only declared statuses; turn this on when it runs its own worker.",
+        True,
+        description="Answer on the runner's routes only the statuses the spec declares for "
+        "each: a 503 (overload, an unreachable backend) becomes a 500 and an undeclared 413 a "
+        "400, same body, Retry-After kept; a refusal for load says `insufficient capacity`, so "
+        "go-livepeer's gateway tries another orchestrator. go-livepeer decodes only declared "
+        "statuses. Turn it off only for a front end that understands 503 and 413.",
     )
-    retry_after_s: int = Field(2, ge=0, description="Retry-After sent with a 503.")
+    retry_after_s: int = Field(
+        2, ge=0, description="Retry-After sent with a refusal for load or an outage."
+    )
     compile_backend: Literal["inductor", "eager"] = Field(
         "inductor",
         description="torch.compile backend for SFAST: `inductor` generates fast kernels; "
@@ -137,6 +278,7 @@ class Settings(BaseSettings):
         "TORCHINDUCTOR_CACHE_DIR, else torch's own (/tmp/torchinductor_<user>).",
     )
     limits: Limits = Field(default_factory=Limits)
+    live_runner: LiveRunnerSettings = Field(default_factory=LiveRunnerSettings)
     backend: Literal["local", "modal", "http"] = Field(
         "local",
         description="Where requests run: 'local' (this process), 'modal' (the GPU classes of "
@@ -152,6 +294,7 @@ class Settings(BaseSettings):
     modal_connect_timeout_s: float = Field(
         30.0, gt=0, description="Longest wait for Modal to accept a call before answering 503."
     )
+    workerbee: WorkerbeeSettings = Field(default_factory=WorkerbeeSettings)
 
 
 def demo_entries(settings: Settings) -> list[ModelEntry]:

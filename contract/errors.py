@@ -1,35 +1,64 @@
 """The one exception tree of the service: what can go wrong, with the HTTP status it stands for.
 
-    RunnerError                 500  anything the client cannot fix
-    ├── BadRequestError         400  the request cannot be served as asked
-    │   ├── UnknownModelError        model or pipeline not served here
-    │   └── LimitExceededError       a cost limit (pixels, images, steps) was broken
-    ├── UnauthorizedError       401  missing or wrong bearer token
-    ├── PayloadTooLargeError    413  request body over the byte limit
-    ├── UnsupportedMediaError   415  a file we cannot decode
-    ├── ServiceUnavailableError 503  try again later (with Retry-After)
-    │   └── OverloadedError          capacity and wait queue full
-    ├── UpstreamError           4xx/5xx  an upstream runner's own error answer, passed through
-    ├── ModelUnavailableError   500  the model failed to load
-    └── InferenceError          500  the pipeline failed (out of memory among others)
+    RunnerError                   500  anything the client cannot fix
+    ├── BadRequestError           400  the request cannot be served as asked
+    │   ├── MalformedBodyError         the body cannot be decoded (not UTF-8, bad multipart)
+    │   ├── UnknownModelError          model or pipeline not served here
+    │   └── LimitExceededError         a cost limit (pixels, images, steps) was broken
+    ├── UnauthorizedError         401  missing or wrong bearer token
+    ├── PayloadTooLargeError      413  request body over the byte limit
+    ├── UnsupportedMediaError     415  a file we cannot decode
+    ├── ServiceUnavailableError   503  try again later (with Retry-After)
+    │   └── OverloadedError            capacity and wait queue full: "insufficient capacity"
+    ├── UpstreamError             4xx/5xx  an upstream runner's own error answer, passed through
+    ├── ModelUnavailableError     500  the model failed to load
+    ├── InferenceError            500  the pipeline failed (out of memory among others)
+    └── ClientDisconnectedError   500  the client left before the answer (no one reads it)
 
-    ConfigError                      the model configuration is invalid (at start)
-    InputError                       an argument `functions/` refuses (a ValueError: plain code
-                                     raises it; the worker turns it into BadRequestError)
+    ConfigError                        the model configuration is invalid (at start)
+    OptimizationFlagError              an entry's optimization flag is unknown or does not apply
+                                       (a ValueError; reported as a ConfigError naming the entry)
+    UnitsError                         go-livepeer's unit rule cannot count a request (a
+                                       ValueError; metrics and the pricing tool report it)
+    InputError                         an argument `functions/` refuses (a ValueError: plain code
+                                       raises it; the worker turns it into BadRequestError)
 
-Every RunnerError renders as the runner contract's `{"detail": {"msg": ...}}`; `adapter.errors`
-maps the tree to HTTP in one place. Plain exceptions with the status as data: the contract, the
-functions and every backend raise them without importing a web framework. Foreign errors (torch,
-diffusers) are translated where they are caught, never in routes.
+`status_code` is the status the error stands for. The runner spec declares fewer on its routes
+(no 503 anywhere, 413 and 415 on two): `adapter.errors`, the one mapping of this tree to HTTP,
+answers go-livepeer's routes with the nearest declared status and the contract's body
+`{"detail": {"msg": ...}}`. Plain exceptions with the status as data: the contract, the functions
+and every backend raise them without importing a web framework, and they pickle (Modal sends
+them back from its containers). Foreign errors (torch, diffusers, httpx, Modal) are translated
+where they are caught, never in routes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+# The words go-livepeer's gateway looks for in an orchestrator's error (`isNoCapacityError` in
+# server/ai_process.go): such an error is retried on another orchestrator without suspending this
+# one. Every refusal for load says them.
+INSUFFICIENT_CAPACITY = "insufficient capacity"
+
 
 class ConfigError(Exception):
     """The model configuration is invalid; the message names the entry and the field."""
+
+
+class OptimizationFlagError(ValueError):
+    """A flag is unknown, has a bad value, or does not apply; `flag` names it."""
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(message)
+        self.flag = flag
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.flag, str(self))
+
+
+class UnitsError(ValueError):
+    """go-livepeer would refuse the request, or a fact its unit rule needs is missing."""
 
 
 class InputError(ValueError):
@@ -40,7 +69,7 @@ class InputError(ValueError):
 
 
 class RunnerError(Exception):
-    """Base of every error the adapter turns into an HTTP answer."""
+    """Base of every error the service answers a request with."""
 
     status_code = 500
 
@@ -48,17 +77,15 @@ class RunnerError(Exception):
         super().__init__(msg)
         self.msg = msg
 
-    def headers(self) -> dict[str, str] | None:
-        return None
-
-    def body(self) -> Any:
-        return error_body(self.msg)
-
 
 class BadRequestError(RunnerError):
     """The request is well-formed but cannot be served as asked."""
 
     status_code = 400
+
+
+class MalformedBodyError(BadRequestError):
+    """The request body cannot be decoded at all (not UTF-8, malformed multipart, no boundary)."""
 
 
 class UnknownModelError(BadRequestError):
@@ -70,12 +97,9 @@ class LimitExceededError(BadRequestError):
 
 
 class UnauthorizedError(RunnerError):
-    """Missing, malformed or wrong bearer token."""
+    """Missing, malformed or wrong bearer token (answered with `WWW-Authenticate: Bearer`)."""
 
     status_code = 401
-
-    def headers(self) -> dict[str, str] | None:
-        return {"WWW-Authenticate": "Bearer"}
 
 
 class PayloadTooLargeError(RunnerError):
@@ -99,8 +123,8 @@ class ServiceUnavailableError(RunnerError):
         super().__init__(msg)
         self.retry_after_s = retry_after_s
 
-    def headers(self) -> dict[str, str] | None:
-        return {"Retry-After": str(self.retry_after_s)}
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.msg, self.retry_after_s)
 
 
 class OverloadedError(ServiceUnavailableError):
@@ -113,10 +137,10 @@ class UpstreamError(RunnerError):
     def __init__(self, status_code: int, body: Any, msg: str) -> None:
         super().__init__(msg)
         self.status_code = status_code
-        self._body = body
+        self.body = body
 
-    def body(self) -> Any:
-        return self._body
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.status_code, self.body, self.msg)
 
 
 class ModelUnavailableError(RunnerError):
@@ -127,5 +151,10 @@ class InferenceError(RunnerError):
     """The pipeline failed while running a valid request."""
 
 
+class ClientDisconnectedError(RunnerError):
+    """The client went away before the answer was ready; no one reads this answer."""
+
+
 def error_body(msg: str) -> dict[str, dict[str, str]]:
+    """The runner contract's error body (`HTTPError` in its spec)."""
     return {"detail": {"msg": msg}}

@@ -15,6 +15,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from contract.errors import OptimizationFlagError
 from contract.model_families import is_few_step_distilled
 from contract.pipelines import PIPELINE_SPECS
 
@@ -64,14 +65,6 @@ IGNORED_RUNNER_FLAGS = frozenset(
 DEEPCACHE_INTERVAL = 3  # as the runner sets it: full UNet on one step of every three
 
 
-class OptimizationFlagError(ValueError):
-    """A flag is unknown, has a bad value, or does not apply; `flag` names it."""
-
-    def __init__(self, flag: str, message: str) -> None:
-        super().__init__(message)
-        self.flag = flag
-
-
 @dataclass(frozen=True)
 class OptimizationFlags:
     """What an entry's flags ask for, after the checks."""
@@ -81,10 +74,6 @@ class OptimizationFlags:
     deepcache: bool = False
     bfloat16: bool = False
     ignored: tuple[str, ...] = ()
-
-    @property
-    def changes_pipeline(self) -> bool:
-        return self.sfast or self.deepcache
 
 
 def flag_value(name: str, value: object) -> bool:

@@ -5,17 +5,26 @@ pricing and the tests all import it. Field names, types and defaults follow
 `ai-runner-openapi.yaml` (runner 0.14.1); `tests/test_spec_conformance.py` checks them against it.
 
 JSON pipelines take a model as the body; multipart pipelines take a model whose file fields are
-`UploadFile`s, read by FastAPI from a form (`Annotated[Model, Form()]`). go-livepeer sends form
-values as strings (`7.500000`, `true`), which pydantic's lax mode parses.
+`Upload`s, read by FastAPI from a form (`Annotated[Model, Form()]`): validating the form turns
+each uploaded file into a plain `Upload` value, so nothing past the route holds a web framework's
+file object. go-livepeer sends form values as strings (`7.500000`, `true`), which pydantic's lax
+mode parses.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import UploadFile
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+)
 
 LORAS_DESCRIPTION = (
     "A LoRA (Low-Rank Adaptation) model and its corresponding weight for image generation. "
@@ -38,14 +47,48 @@ NEGATIVE_PROMPT_DESCRIPTION = (
 SEED_DESCRIPTION = "Seed for random number generation."
 
 
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded file once its form is validated: its bytes, and what the client called it."""
+
+    data: bytes = field(repr=False)
+    filename: str | None = None
+    content_type: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Upload({self.filename!r}, {len(self.data)} bytes, {self.content_type!r})"
+
+
+def _as_upload(value: Any) -> Upload:
+    """An `Upload` as is, or the file part of a parsed form (Starlette's UploadFile) read whole.
+
+    The form parser has received the whole body already (bounded by the body-size limit), so
+    reading its spooled file here waits on nothing.
+    """
+    if isinstance(value, Upload):
+        return value
+    from starlette.datastructures import UploadFile
+
+    if isinstance(value, UploadFile):
+        value.file.seek(0)
+        return Upload(value.file.read(), value.filename, value.content_type)
+    raise ValueError(f"Expected an uploaded file, received: {type(value).__name__}")
+
+
+# A file field of a multipart body. In the OpenAPI document it reads as FastAPI writes an
+# UploadFile (the serializer keeps `Upload` itself out of the document's schemas).
+UploadField = Annotated[
+    Upload,
+    PlainValidator(_as_upload),
+    PlainSerializer(lambda upload: upload, return_type=Any),
+    WithJsonSchema({"type": "string", "contentMediaType": "application/octet-stream"}),
+]
+
+
 class RequestModel(BaseModel):
     """Base of request bodies: unknown fields are ignored, as the runner ignores them."""
 
     model_config = ConfigDict(extra="ignore")
-
-    # What the adapter measured of the uploads while checking them (the input image's size,
-    # the audio's length in ms), for go-livepeer's unit rules; never part of the wire format.
-    _upload_facts: dict[str, int] = PrivateAttr(default_factory=dict)
 
 
 # --- JSON request bodies -------------------------------------------------------------------
@@ -117,7 +160,7 @@ class LiveVideoToVideoParams(RequestModel):
 
 class ImageToImageForm(RequestModel):
     prompt: str = Field(description="Text prompt(s) to guide image generation.")
-    image: UploadFile = Field(description="Uploaded image to modify with the pipeline.")
+    image: UploadField = Field(description="Uploaded image to modify with the pipeline.")
     model_id: str = Field("", description="Hugging Face model ID used for image generation.")
     loras: str = Field("", description=LORAS_DESCRIPTION)
     strength: float = Field(
@@ -136,7 +179,7 @@ class ImageToImageForm(RequestModel):
 
 
 class ImageToVideoForm(RequestModel):
-    image: UploadFile = Field(description="Uploaded image to generate a video from.")
+    image: UploadField = Field(description="Uploaded image to generate a video from.")
     model_id: str = Field("", description="Hugging Face model ID used for video generation.")
     height: int = Field(576, description="The height in pixels of the generated video.")
     width: int = Field(1024, description="The width in pixels of the generated video.")
@@ -154,7 +197,7 @@ class ImageToVideoForm(RequestModel):
 
 class UpscaleForm(RequestModel):
     prompt: str = Field(description="Text prompt(s) to guide upscaled image generation.")
-    image: UploadFile = Field(description="Uploaded image to modify with the pipeline.")
+    image: UploadField = Field(description="Uploaded image to modify with the pipeline.")
     model_id: str = Field(
         "", description="Hugging Face model ID used for upscaled image generation."
     )
@@ -164,7 +207,7 @@ class UpscaleForm(RequestModel):
 
 
 class AudioToTextForm(RequestModel):
-    audio: UploadFile = Field(description="Uploaded audio file to be transcribed.")
+    audio: UploadField = Field(description="Uploaded audio file to be transcribed.")
     model_id: str = Field("", description="Hugging Face model ID used for transcription.")
     return_timestamps: str = Field(
         "true",
@@ -175,7 +218,7 @@ class AudioToTextForm(RequestModel):
 
 
 class SegmentAnything2Form(RequestModel):
-    image: UploadFile = Field(description="Image to segment.")
+    image: UploadField = Field(description="Image to segment.")
     model_id: str = Field("", description="Hugging Face model ID used for image generation.")
     point_coords: str | None = Field(None, description="Nx2 array of point prompts (X,Y).")
     point_labels: str | None = Field(None, description="1 = foreground, 0 = background.")
@@ -187,7 +230,7 @@ class SegmentAnything2Form(RequestModel):
 
 
 class ImageToTextForm(RequestModel):
-    image: UploadFile = Field(description="Uploaded image to transform with the pipeline.")
+    image: UploadField = Field(description="Uploaded image to transform with the pipeline.")
     prompt: str = Field("", description="Text prompt(s) to guide transformation.")
     model_id: str = Field("", description="Hugging Face model ID used for transformation.")
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from contract.errors import UnitsError
 from contract.pipelines import PIPELINE_SPECS, Pipeline
 from contract.schemas import (
     AudioToTextForm,
@@ -52,11 +53,6 @@ UNITS_PER_CHARACTER = 1000
 
 # The gateway's stand-in for a live stream's pre-payment: 60 s of 1280x720 at 30 fps.
 LIVE_PREPAY_UNITS = 60 * 30 * 720 * 1280
-
-
-
-class UnitsError(ValueError):
-    """go-livepeer would refuse the request, or a fact its unit rule needs is missing."""
 
 
 @dataclass(frozen=True)

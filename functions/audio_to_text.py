@@ -12,14 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
+from contract.errors import InputError
 from functions.audio import SAMPLE_RATE
 from functions.cancel import GenerationCancelled
-from functions.stopping import stop_when_asked
+from functions.inputs import inference_mode
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 CHUNK_SECONDS = 30
 BATCH_SIZE = 16
@@ -33,6 +35,20 @@ class Timestamps(StrEnum):
     NONE = "none"
     SENTENCE = "sentence"
     WORD = "word"
+
+
+def check_inputs(*, seconds: float, timestamps: Timestamps) -> None:
+    """Refuse audio `SpeechToText.transcribe` cannot serve as asked (InputError).
+
+    `seconds` is the audio's length (`functions.audio.decode_audio` refuses an empty one).
+    Plain Python: the adapter calls it, once it has decoded
+    the upload, before the request takes any capacity.
+    """
+    if timestamps is Timestamps.WORD and seconds > MAX_WORD_TIMESTAMP_SECONDS:
+        raise InputError(
+            f"Word timestamps are only supported for audio up to "
+            f"{MAX_WORD_TIMESTAMP_SECONDS} s; this audio is {seconds:.0f} s."
+        )
 
 
 @dataclass(frozen=True)
@@ -70,7 +86,7 @@ class SpeechToText:
         )
         return cls(pipe)
 
-    @torch.inference_mode()
+    @inference_mode
     def transcribe(
         self,
         samples: np.ndarray,
@@ -78,18 +94,12 @@ class SpeechToText:
         timestamps: Timestamps = Timestamps.SENTENCE,
         should_stop: Callable[[], bool] | None = None,
     ) -> Transcription:
-        """Transcribe 16 kHz mono float32 samples."""
-        # 1. Check the arguments.
-        seconds = samples.size / SAMPLE_RATE
-        if samples.ndim != 1 or samples.size == 0:
-            raise ValueError("samples must be a non-empty 1-D array")
-        if timestamps is Timestamps.WORD and seconds > MAX_WORD_TIMESTAMP_SECONDS:
-            raise ValueError(
-                f"word timestamps are only supported for audio up to "
-                f"{MAX_WORD_TIMESTAMP_SECONDS} s, this audio is {seconds:.1f} s"
-            )
+        """Transcribe 16 kHz mono float32 samples, for arguments `check_inputs` accepted."""
+        from functions.stopping import stop_when_asked
 
-        # 2. Long audio goes in 30 s windows, decoded in batches.
+        seconds = samples.size / SAMPLE_RATE
+
+        # 1. Long audio goes in 30 s windows, decoded in batches.
         options: dict[str, Any] = {}
         if seconds > CHUNK_SECONDS:
             long_words = timestamps is Timestamps.WORD and seconds > LONG_WORD_SECONDS
@@ -99,7 +109,7 @@ class SpeechToText:
             # timestamps are what make its overlapping windows safe to merge.
             options["ignore_warning"] = True
 
-        # 3. Decode.
+        # 2. Decode.
         output = self.pipe(
             {"raw": samples, "sampling_rate": SAMPLE_RATE},
             return_timestamps={
@@ -116,7 +126,7 @@ class SpeechToText:
         if should_stop is not None and should_stop():
             raise GenerationCancelled()
 
-        # 4. Timestamps the client can rely on.
+        # 3. Timestamps the client can rely on.
         chunks = output.get("chunks", []) if timestamps is not Timestamps.NONE else []
         return Transcription(text=output["text"], chunks=tidy_chunks(chunks, seconds))
 

@@ -11,21 +11,45 @@ import inspect
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from PIL import Image
 
+from contract.errors import InputError
 from functions.cancel import stop_between_steps
+from functions.inputs import MAX_SEED, check_image_size, check_seed, check_text, inference_mode
 from functions.loading import diffusers_load_kwargs, model_index
-from functions.safety import SafetyChecker
-from functions.text_to_image import (
-    MAX_SEED,
-    GeneratedImages,
-    ModelProfile,
-    prompt_slots,
-    split_prompt,
-)
+from functions.text_to_image import GeneratedImages, ModelProfile, prompt_slots, split_prompt
+
+if TYPE_CHECKING:
+    import torch
+
+    from functions.safety import SafetyChecker
+
+
+def check_inputs(
+    *,
+    prompt: str,
+    negative_prompt: str = "",
+    image_size: tuple[int, int],
+    strength: float = 0.8,
+    num_images: int = 1,
+    seed: int | None = None,
+) -> None:
+    """Refuse arguments `ImageToImage.generate` cannot take (InputError, naming the field).
+
+    `image_size` is the input image's (width, height): the output's size, rounded down to 8.
+    Plain Python: the adapter calls it before a request takes any capacity. The runner accepts
+    an empty prompt here: the input image alone then guides.
+    """
+    check_text("prompt", prompt)
+    check_text("negative_prompt", negative_prompt)
+    check_image_size(image_size)
+    if not 0.0 <= strength <= 1.0:
+        raise InputError(f"strength must be between 0 and 1, got {strength}.")
+    if num_images < 1:
+        raise InputError(f"num_images_per_prompt must be at least 1, got {num_images}.")
+    check_seed(seed, MAX_SEED - num_images)
 
 
 class ImageToImage:
@@ -62,6 +86,7 @@ class ImageToImage:
             EulerDiscreteScheduler,
         )
 
+        profile = profile or ModelProfile()
         kwargs = diffusers_load_kwargs(folder, dtype)
         if "InstructPix2Pix" in str(model_index(folder).get("_class_name", "")):
             pipe = DiffusionPipeline.from_pretrained(folder, **kwargs)
@@ -70,14 +95,14 @@ class ImageToImage:
         else:
             # A text-to-image folder (SD 1.5, SDXL, ...) loads as its img2img pipeline.
             pipe = AutoPipelineForImage2Image.from_pretrained(folder, **kwargs)
-        if profile is not None and profile.trailing_timesteps:
+        if profile.trailing_timesteps:
             pipe.scheduler = EulerDiscreteScheduler.from_config(
                 pipe.scheduler.config, timestep_spacing="trailing"
             )
         pipe.set_progress_bar_config(disable=True)
         return cls(pipe.to(device), profile, safety_checker)
 
-    @torch.inference_mode()
+    @inference_mode
     def generate(
         self,
         *,
@@ -93,20 +118,18 @@ class ImageToImage:
         safety_check: bool = True,
         should_stop: Callable[[], bool] | None = None,
     ) -> GeneratedImages:
-        # 1. Check the arguments.
+        """Images for arguments `check_inputs` accepted."""
+        import torch
+
+        # 1. The output's size: the input's, rounded down to the VAE's multiple (a model whose
+        # multiple is over check_inputs' minimum size refuses smaller images here).
         multiple = int(self.pipe.vae_scale_factor)
         width, height = image.width - image.width % multiple, image.height - image.height % multiple
         if width < multiple or height < multiple:
-            raise ValueError(
-                f"the image must be at least {multiple}x{multiple} pixels, got "
-                f"{image.width}x{image.height}"
+            raise InputError(
+                f"The image must be at least {multiple}x{multiple} pixels for this model, got "
+                f"{image.width}x{image.height}."
             )
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"strength must be between 0 and 1, got {strength}")
-        if num_images < 1:
-            raise ValueError(f"num_images_per_prompt must be at least 1, got {num_images}")
-        if seed is not None and not 0 <= seed <= MAX_SEED - num_images:
-            raise ValueError(f"seed must be between 0 and {MAX_SEED - num_images}, got {seed}")
 
         # 2. Apply the model family's fixed settings; steps < 1 mean the pipeline's default.
         steps = self.profile.num_inference_steps or (

@@ -15,15 +15,18 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from PIL import Image
-
-from functions.cancel import stop_between_steps
+from contract.errors import InputError
+from functions.cancel import raise_if_asked, stop_between_steps, stop_inside
+from functions.inputs import check_image_size, check_output_size, check_seed, inference_mode
 from functions.loading import load_pipeline_of_class
-from functions.safety import SafetyChecker
-from functions.text_to_image import MAX_SEED
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from functions.safety import SafetyChecker
 
 # Memory the decode of one frame takes per output pixel, for SVD-XT's VAE in float16: going
 # from 4 to 8 frames per chunk at 576x1024 grew the reserved memory by 10.2 GiB on an H100
@@ -36,6 +39,32 @@ REFERENCE_DECODER_WIDTH = 128
 DECODE_MEMORY_SHARE = 0.75
 # When the free memory cannot be read: the runner's fixed choice.
 FALLBACK_DECODE_CHUNK_SIZE = 4
+
+
+def check_inputs(
+    *,
+    image_size: tuple[int, int],
+    width: int = 1024,
+    height: int = 576,
+    fps: int = 6,
+    motion_bucket_id: int = 127,
+    noise_aug_strength: float = 0.02,
+    seed: int | None = None,
+) -> None:
+    """Refuse arguments `ImageToVideo.generate` cannot take (InputError, naming the field).
+
+    `image_size` is the input image's (width, height); the pipeline resizes it to the video's.
+    Plain Python: the adapter calls it before a request takes any capacity.
+    """
+    check_image_size(image_size)
+    check_output_size(width, height)
+    if fps < 1:
+        raise InputError(f"fps must be at least 1, got {fps}.")
+    if motion_bucket_id < 0:
+        raise InputError(f"motion_bucket_id must not be negative, got {motion_bucket_id}.")
+    if noise_aug_strength < 0:
+        raise InputError(f"noise_aug_strength must not be negative, got {noise_aug_strength}.")
+    check_seed(seed)
 
 
 def choose_decode_chunk_size(
@@ -52,6 +81,8 @@ def choose_decode_chunk_size(
     More frames per chunk decode more consistently over time (the temporal decoder sees them
     together) and no slower; fewer need less memory.
     """
+    import torch
+
     if free_bytes is None:
         return min(num_frames, FALLBACK_DECODE_CHUNK_SIZE)
     bytes_per_frame = (
@@ -68,6 +99,8 @@ def choose_decode_chunk_size(
 def free_memory_bytes(device: torch.device) -> int | None:
     """Memory a new allocation can use on `device`: the driver's free memory plus what torch's
     cache holds unused (on CUDA), the kernel's MemAvailable (on the CPU); None if unknown."""
+    import torch
+
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
@@ -139,7 +172,7 @@ class ImageToVideo:
             safety_checker=safety_checker,
         )
 
-    @torch.inference_mode()
+    @inference_mode
     def generate(
         self,
         *,
@@ -154,21 +187,11 @@ class ImageToVideo:
         safety_check: bool = True,
         should_stop: Callable[[], bool] | None = None,
     ) -> GeneratedVideo:
-        # 1. Check the arguments.
-        if height < 8 or width < 8 or height % 8 or width % 8:
-            raise ValueError(
-                f"height and width must be positive multiples of 8, got {height}x{width}"
-            )
-        if fps < 1:
-            raise ValueError(f"fps must be at least 1, got {fps}")
-        if motion_bucket_id < 0:
-            raise ValueError(f"motion_bucket_id must not be negative, got {motion_bucket_id}")
-        if noise_aug_strength < 0:
-            raise ValueError(f"noise_aug_strength must not be negative, got {noise_aug_strength}")
-        if seed is not None and not 0 <= seed <= MAX_SEED:
-            raise ValueError(f"seed must be between 0 and {MAX_SEED}, got {seed}")
+        """The video for arguments `check_inputs` accepted; stops within one denoising step or
+        one decode chunk once `should_stop()` is true (raising GenerationCancelled)."""
+        import torch
 
-        # 2. The model's fixed settings; steps < 1 mean the pipeline's default, as in the runner.
+        # 1. The model's fixed settings; steps < 1 mean the pipeline's default, as in the runner.
         steps = self.num_inference_steps or (
             num_inference_steps if num_inference_steps >= 1 else self.default_steps
         )
@@ -181,16 +204,17 @@ class ImageToVideo:
             decoder_width=int(self.pipe.vae.config.block_out_channels[0]),
         )
 
-        # 3. The input is checked, not the frames, as the runner does.
+        # 2. The input is checked, not the frames, as the runner does.
         nsfw = bool(
             safety_check
             and self.safety_checker is not None
             and self.safety_checker.flags([image])[0]
         )
 
-        # 4. One seed, one CPU generator for the whole video.
+        # 3. One seed, one CPU generator for the whole video; denoise, stopping between steps.
         seed = random.randint(0, 2**32 - 1) if seed is None else seed
-        output = self.pipe(
+        raise_if_asked(should_stop)
+        latents = self.pipe(
             image,
             height=height,
             width=width,
@@ -201,7 +225,37 @@ class ImageToVideo:
             noise_aug_strength=noise_aug_strength,
             decode_chunk_size=chunk,
             generator=torch.Generator("cpu").manual_seed(seed),
-            output_type="pil",
+            output_type="latent",
             callback_on_step_end=stop_between_steps(should_stop),
+        ).frames
+
+        # 4. Decode, stopping between chunks.
+        return GeneratedVideo(frames=self.decode(latents, chunk, should_stop), seed=seed, nsfw=nsfw)
+
+    def decode(
+        self, latents: torch.Tensor, chunk: int, should_stop: Callable[[], bool] | None = None
+    ) -> list[list[Image.Image]]:
+        """Frames of `latents` (videos x frames x channels x height x width), as the pipeline's
+        own decode makes them (the same VAE calls on the same chunks), `chunk` frames at a time.
+
+        `should_stop` is checked before each chunk, once the one before is off the device, and
+        before each layer of the VAE's decoder (where it is not compiled): a video abandoned
+        while it decodes frees the model within one chunk, on a CPU within one layer.
+        """
+        import torch
+
+        videos = []
+        with stop_inside(self.pipe.vae.decoder, should_stop):
+            for video in latents:
+                pieces = []
+                for start in range(0, video.shape[0], chunk):
+                    raise_if_asked(should_stop)
+                    latent = video[None, start : start + chunk]
+                    decoded = self.pipe.decode_latents(latent, latent.shape[1], chunk)
+                    # Waits for the device: the next check comes after this chunk's work.
+                    pieces.append(decoded.cpu())
+                videos.append(torch.cat(pieces, dim=2))
+        frames: list[list[Image.Image]] = self.pipe.video_processor.postprocess_video(
+            video=torch.cat(videos), output_type="pil"
         )
-        return GeneratedVideo(frames=output.frames, seed=seed, nsfw=nsfw)
+        return frames

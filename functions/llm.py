@@ -13,12 +13,14 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from contract.errors import InputError
 from functions.cancel import GenerationCancelled
-from functions.stopping import stop_when_asked
+from functions.inputs import check_text, inference_mode
+
+if TYPE_CHECKING:
+    import torch
 
 ROLES = ("system", "user", "assistant")
 STOP = "stop"  # the model ended its answer
@@ -33,16 +35,6 @@ class Sampling:
     temperature: float = 0.7
     top_p: float = 1.0
     top_k: int = -1
-
-    def check(self) -> None:
-        if not self.max_tokens >= 1:
-            raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
-        if not 0 <= self.temperature <= 2:
-            raise ValueError(f"temperature must be between 0 and 2, got {self.temperature}")
-        if not 0 <= self.top_p <= 1:
-            raise ValueError(f"top_p must be between 0 and 1, got {self.top_p}")
-        if not self.top_k >= -1:
-            raise ValueError(f"top_k must be -1 (off) or positive, got {self.top_k}")
 
 
 @dataclass
@@ -63,15 +55,29 @@ class CompletionDelta:
     finish_reason: str = ""
 
 
-def check_messages(messages: list[dict[str, str]]) -> None:
+def check_inputs(*, messages: list[dict[str, str]], sampling: Sampling) -> None:
+    """Refuse a conversation or sampling `ChatModel` cannot take (InputError, naming the field).
+
+    Plain Python: the adapter calls it before a request takes any capacity. What only the
+    loaded model knows (its chat template, its context length) is checked when it runs.
+    """
     if not messages:
-        raise ValueError("messages must not be empty")
+        raise InputError("messages must not be empty.")
     for index, message in enumerate(messages):
-        if message.get("role") not in ROLES:
-            raise ValueError(
-                f"messages[{index}].role must be one of {', '.join(ROLES)}, "
-                f"got {message.get('role')!r}"
+        role = message.get("role")
+        if role not in ROLES:
+            raise InputError(
+                f"messages[{index}].role must be one of {', '.join(ROLES)}, got {role!r}."
             )
+        check_text(f"messages[{index}].content", message.get("content", ""))
+    if not 0 <= sampling.temperature <= 2:
+        raise InputError(f"temperature must be between 0 and 2, got {sampling.temperature}.")
+    if not 0 <= sampling.top_p <= 1:
+        raise InputError(f"top_p must be between 0 and 1, got {sampling.top_p}.")
+    if sampling.top_k < -1:
+        raise InputError(f"top_k must be -1 (off) or positive, got {sampling.top_k}.")
+    if sampling.max_tokens < 1:
+        raise InputError(f"max_tokens must be at least 1, got {sampling.max_tokens}.")
 
 
 class ChatModel:
@@ -98,20 +104,20 @@ class ChatModel:
         return cls(model.to(device).eval(), tokenizer)
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        """The token ids of the chat template applied to `messages`, ready for the answer."""
+        """The token ids of the chat template applied to `messages` (which `check_inputs`
+        accepted), ready for the answer."""
         from jinja2 import TemplateError
 
-        check_messages(messages)
         try:
             encoded = self.tokenizer.apply_chat_template(
                 messages, add_generation_prompt=True, tokenize=True, return_dict=True
             )
         except TemplateError as exc:
             # Templates raise on conversations they do not accept (e.g. roles not alternating).
-            raise ValueError(f"the model's chat template refused the messages: {exc}") from exc
+            raise InputError(f"The model's chat template refused the messages: {exc}.") from exc
         return list(encoded["input_ids"])
 
-    @torch.inference_mode()
+    @inference_mode
     def complete(
         self,
         prompt_ids: list[int],
@@ -180,14 +186,17 @@ class ChatModel:
         should_stop: Callable[[], bool] | None,
         streamer: Any = None,
     ) -> dict[str, Any]:
-        sampling.check()
+        import torch
+
+        from functions.stopping import stop_when_asked
+
         max_new_tokens = sampling.max_tokens
         if self.context_tokens is not None:
             room = self.context_tokens - len(prompt_ids)
             if room < 1:
-                raise ValueError(
-                    f"the prompt is {len(prompt_ids)} tokens, which fills the model's context "
-                    f"of {self.context_tokens} tokens"
+                raise InputError(
+                    f"The prompt is {len(prompt_ids)} tokens, which fills the model's context "
+                    f"of {self.context_tokens} tokens."
                 )
             max_new_tokens = min(max_new_tokens, room)
         input_ids = torch.tensor([prompt_ids], device=self.model.device)

@@ -15,27 +15,40 @@ class ModelNotFoundError(FileNotFoundError):
 
 
 def resolve_model_path(model_id: str, model_path: str | None, cache_dir: Path) -> Path:
-    """The folder holding a model's files.
+    """The folder holding a model's files, checked on disk without loading anything (cheap:
+    callers use it at start to find missing weights at once).
 
     An explicit `model_path` wins; otherwise `model_id` is looked up in the Hugging Face cache
-    layout under `cache_dir` (`models--org--name/snapshots/<rev>/`), offline.
+    layout under `cache_dir` (`models--org--name/snapshots/<rev>/`), offline. Raises
+    ModelNotFoundError naming the model and the path when the folder is missing or empty.
     """
     if model_path is not None:
         folder = Path(model_path).expanduser()
         if not folder.is_dir():
             raise ModelNotFoundError(f"model folder {folder} does not exist")
+        if not any(folder.iterdir()):
+            raise ModelNotFoundError(f"model folder {folder} is empty")
         return folder
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    hint = (
+        f"download it there first (hf download {model_id} --cache-dir {cache_dir}) or set "
+        "runner.model_path in its aiModels.json entry"
+    )
     try:
-        return Path(snapshot_download(model_id, cache_dir=str(cache_dir), local_files_only=True))
+        folder = Path(
+            snapshot_download(model_id, cache_dir=str(cache_dir), local_files_only=True)
+        )
     except (LocalEntryNotFoundError, FileNotFoundError, OSError) as exc:
         raise ModelNotFoundError(
-            f"model {model_id!r} is not in the Hugging Face cache at {cache_dir}; download it "
-            f"there first (huggingface-cli download {model_id} --cache-dir {cache_dir}) or set "
-            f"runner.model_path in its aiModels.json entry"
+            f"model {model_id!r} is not in the Hugging Face cache at {cache_dir}; {hint}"
         ) from exc
+    if not folder.is_dir() or not any(folder.iterdir()):
+        raise ModelNotFoundError(
+            f"model {model_id!r} has an empty snapshot {folder} in the Hugging Face cache; {hint}"
+        )
+    return folder
 
 
 def has_fp16_variant(folder: Path) -> bool:

@@ -13,19 +13,47 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from PIL import Image
-
+from contract.errors import InputError
 from contract.model_families import is_lightning, is_turbo, lightning_steps
 from functions.cancel import stop_between_steps
+from functions.inputs import MAX_SEED, check_output_size, check_seed, check_text, inference_mode
 from functions.loading import has_fp16_variant
-from functions.safety import SafetyChecker
-from functions.speed.fast_path import FastPathOptions, apply_fast_path, images_from_tensor
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from functions.safety import SafetyChecker
+    from functions.speed.fast_path import FastPathOptions
 
 DEFAULT_STEPS = 50
-MAX_SEED = 2**63 - 1
+
+
+def check_inputs(
+    *,
+    prompt: str,
+    negative_prompt: str = "",
+    width: int,
+    height: int,
+    num_images: int = 1,
+    seed: int | None = None,
+) -> None:
+    """Refuse arguments `TextToImage.generate` cannot take (InputError, naming the field).
+
+    Plain Python: the adapter calls it before a request takes any capacity. What only the
+    loaded model knows (how many '|'-separated prompts it takes) is checked by `generate`.
+    """
+    # The runner's own words for an empty prompt.
+    if not prompt.strip():
+        raise InputError("Prompt must be provided.")
+    check_text("prompt", prompt)
+    check_text("negative_prompt", negative_prompt)
+    check_output_size(width, height)
+    if num_images < 1:
+        raise InputError(f"num_images_per_prompt must be at least 1, got {num_images}.")
+    check_seed(seed, MAX_SEED - num_images)
 
 
 @dataclass(frozen=True)
@@ -64,8 +92,9 @@ def split_prompt(name: str, text: str, slots: int) -> dict[str, str]:
     """The pipeline arguments for a prompt whose parts, separated by '|', feed each encoder."""
     parts = [part.strip() for part in text.split("|")] if text else []
     if len(parts) > slots:
-        raise ValueError(
-            f"{name} has {len(parts)} parts separated by '|' but this model takes at most {slots}"
+        raise InputError(
+            f"{name} has {len(parts)} parts separated by '|' but this model takes at most "
+            f"{slots}."
         )
     names = [name] + [f"{name}_{n}" for n in (2, 3)]
     return {names[i]: part for i, part in enumerate(parts) if part}
@@ -102,6 +131,7 @@ class TextToImage:
         profile: ModelProfile = ModelProfile(),
         safety_checker: SafetyChecker | None = None,
     ) -> TextToImage:
+        import torch
         from diffusers import EulerDiscreteScheduler
 
         kwargs: dict[str, Any] = {"dtype": dtype}
@@ -130,7 +160,7 @@ class TextToImage:
     def _split_prompt(self, name: str, text: str) -> dict[str, str]:
         return split_prompt(name, text, self._prompt_slots)
 
-    @torch.inference_mode()
+    @inference_mode
     def generate(
         self,
         *,
@@ -145,19 +175,12 @@ class TextToImage:
         safety_check: bool = True,
         should_stop: Callable[[], bool] | None = None,
     ) -> GeneratedImages:
-        # 1. Check the arguments.
-        if not prompt.strip():
-            raise ValueError("prompt must not be empty")
-        if height < 8 or width < 8 or height % 8 or width % 8:
-            raise ValueError(
-                f"height and width must be positive multiples of 8, got {height}x{width}"
-            )
-        if num_images < 1:
-            raise ValueError(f"num_images_per_prompt must be at least 1, got {num_images}")
-        if seed is not None and not 0 <= seed <= MAX_SEED - num_images:
-            raise ValueError(f"seed must be between 0 and {MAX_SEED - num_images}, got {seed}")
+        """Images for arguments `check_inputs` accepted."""
+        import torch
 
-        # 2. Apply the model family's fixed settings; steps < 1 mean the default, as in the runner.
+        from functions.speed.fast_path import images_from_tensor
+
+        # 1. Apply the model family's fixed settings; steps < 1 mean the default, as in the runner.
         steps = self.profile.num_inference_steps or (
             num_inference_steps if num_inference_steps >= 1 else DEFAULT_STEPS
         )
@@ -167,12 +190,12 @@ class TextToImage:
         prompts = self._split_prompt("prompt", prompt)
         prompts |= self._split_prompt("negative_prompt", negative_prompt)
 
-        # 3. One generator per image: image i is reproducible alone with seed + i.
+        # 2. One generator per image: image i is reproducible alone with seed + i.
         base_seed = random.randint(0, 2**32 - 1) if seed is None else seed
         seeds = [base_seed + i for i in range(num_images)]
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
 
-        # 4. Denoise and decode; the fast path rounds pixels to uint8 on the device.
+        # 3. Denoise and decode; the fast path rounds pixels to uint8 on the device.
         on_device = self.fast_path is not None and self.fast_path.uint8_on_device
         output = self.pipe(
             **prompts,
@@ -189,7 +212,7 @@ class TextToImage:
             images_from_tensor(output.images) if on_device else output.images
         )
 
-        # 5. Flag, never alter, what the safety checker finds.
+        # 4. Flag, never alter, what the safety checker finds.
         if safety_check and self.safety_checker is not None:
             nsfw = self.safety_checker.flags(images)
         else:
@@ -199,6 +222,8 @@ class TextToImage:
     def use_fast_path(self, options: FastPathOptions) -> list[str]:
         """Serve with the fast path (functions.speed.fast_path) from now on; call once the pipeline
         is on its final device. Returns what was applied."""
+        from functions.speed.fast_path import apply_fast_path
+
         self.fast_path = options
         return apply_fast_path(self.pipe, options)
 

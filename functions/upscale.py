@@ -10,15 +10,30 @@ import inspect
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from PIL import Image
-
+from contract.errors import InputError
 from functions.cancel import GenerationCancelled
+from functions.inputs import check_image_size, check_seed, check_text, inference_mode
 from functions.loading import load_pipeline_of_class
-from functions.safety import SafetyChecker
-from functions.text_to_image import MAX_SEED, GeneratedImages, prompt_slots, split_prompt
+from functions.text_to_image import GeneratedImages, prompt_slots, split_prompt
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from functions.safety import SafetyChecker
+
+
+def check_inputs(*, prompt: str, image_size: tuple[int, int], seed: int | None = None) -> None:
+    """Refuse arguments `Upscale.generate` cannot take (InputError, naming the field).
+
+    `image_size` is the input image's (width, height). Plain Python: the adapter calls it
+    before a request takes any capacity.
+    """
+    check_text("prompt", prompt)
+    check_image_size(image_size)
+    check_seed(seed)
 
 
 class Upscale:
@@ -61,7 +76,7 @@ class Upscale:
         """How many times wider and higher the output is than the (rounded) input."""
         return int(self.pipe.vae_scale_factor)
 
-    @torch.inference_mode()
+    @inference_mode
     def generate(
         self,
         *,
@@ -72,16 +87,18 @@ class Upscale:
         safety_check: bool = True,
         should_stop: Callable[[], bool] | None = None,
     ) -> GeneratedImages:
-        # 1. Check the arguments.
+        """The upscaled image for arguments `check_inputs` accepted."""
+        import torch
+
+        # 1. The input is cropped to the VAE's multiple (a model whose multiple is over
+        # check_inputs' minimum size refuses smaller images here).
         multiple = self.scale
         width, height = image.width - image.width % multiple, image.height - image.height % multiple
         if width < multiple or height < multiple:
-            raise ValueError(
-                f"the image must be at least {multiple}x{multiple} pixels, got "
-                f"{image.width}x{image.height}"
+            raise InputError(
+                f"The image must be at least {multiple}x{multiple} pixels for this model, got "
+                f"{image.width}x{image.height}."
             )
-        if seed is not None and not 0 <= seed <= MAX_SEED:
-            raise ValueError(f"seed must be between 0 and {MAX_SEED}, got {seed}")
 
         # 2. The model's fixed settings; steps < 1 mean the pipeline's default.
         steps = self.num_inference_steps or (

@@ -9,30 +9,24 @@ the deployed classes.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from adapter.settings import Settings
-from contract.aimodels import ServedModel, load_models_file, merge_entries, parse_entries
+from contract.aimodels import ServedModel
 from contract.errors import ConfigError
 from contract.modal_settings import MAX_TIMEOUT_S, WarmWindow
 from contract.pipelines import Pipeline
+from modal_deploy.settings import MODELS_JSON_ENV, ModalDeploySettings
 
 logger = logging.getLogger(__name__)
 
 # The packages of pyproject.toml's `dependencies`, installed in the image (a test keeps the two
 # lists equal). On Linux, PyPI's torch wheel is the CUDA build.
-# The project's dependencies (a test keeps this equal to pyproject.toml's list).
 IMAGE_PACKAGES = (
     "torch==2.13.0",
     "diffusers==0.42.1",
@@ -59,40 +53,10 @@ PYTHON_VERSION = "3.11"
 
 MODELS_MOUNT = "/models"
 COMPILE_CACHE_DIR = f"{MODELS_MOUNT}/.compile-cache"
-# Containers rebuild the plan from this variable, so they define the same classes as the deploy.
-MODELS_JSON_ENV = "RUNNER_MODELS_JSON"
 # Beyond a class's own limits (start + run), time for Modal to queue and route the call.
 CALL_WAIT_MARGIN_S = 60
 MAX_NAME_LENGTH = 64
 WARM_SCHEDULE_CRON = "*/15 * * * *"
-SAMPLE_MODELS_FILE = Path(__file__).resolve().parent.parent / "examples" / "aiModels.modal.json"
-
-
-class ModalDeploySettings(BaseSettings):
-    """Deploy-time names and web settings (env `ADAPTER_MODAL_*`), read by modal_app.py."""
-
-    model_config = SettingsConfigDict(env_prefix="ADAPTER_MODAL_")
-
-    volume: str = Field("livepeer-models", description="Volume holding the weights (HF cache).")
-    auth_secret: str = Field(
-        "livepeer-runner-auth",
-        description="Secret with AUTH_TOKEN, the bearer token the deployed adapter accepts.",
-    )
-    hf_secret: str = Field(
-        "", description="Secret with HF_TOKEN for gated models; used only by the download."
-    )
-    web_label: str = Field(
-        "", description="Label of the web URL (https://<workspace>--<label>.modal.run); "
-        "default: the app name."
-    )
-    web_max_inputs: int = Field(
-        100, gt=0, description="Requests one adapter container serves at once (all async)."
-    )
-    web: bool = Field(
-        True,
-        description="Serve the adapter on Modal (topology 1). False when the adapter runs beside "
-        "the orchestrator and only the GPU classes are deployed (topology 2).",
-    )
 
 
 @dataclass(frozen=True)
@@ -107,7 +71,7 @@ class ClassPlan:
     buffer_containers: int | None
     scaledown_window: int
     max_concurrent_inputs: int
-    timeout: int
+    run_timeout: int  # the longest run of one request (`runner.modal.timeout`)
     startup_timeout: int
     snapshot: str
     warm_schedule: tuple[WarmWindow, ...] = ()
@@ -130,9 +94,24 @@ class ClassPlan:
         return options
 
     @property
+    def timeout(self) -> int:
+        """The class's Modal `timeout`, which counts per input from its arrival in the
+        container: the inputs of a container run one after another on its one model thread,
+        so the last of `max_concurrent_inputs` waits for the others' runs before its own (the
+        worker bounds each run by `run_timeout`, from when it reaches the model)."""
+        return min(self.run_timeout * self.max_concurrent_inputs, MAX_TIMEOUT_S)
+
+    def concurrency_options(self) -> dict[str, Any]:
+        """The keyword arguments of the class's `@modal.concurrent`: up to
+        `max_concurrent_inputs` queue in a container, but Modal's autoscaler aims at one per
+        container (`target_inputs`), the most its one model thread serves at once; it starts
+        another container (up to `max_containers`) before queueing."""
+        return {"max_inputs": self.max_concurrent_inputs, "target_inputs": 1}
+
+    @property
     def env(self) -> dict[str, str]:
-        # Weights come from the Volume only; the snapshot phase must not probe for CUDA.
-        return {"HF_HUB_OFFLINE": "1", "ADAPTER_DEVICE": "cuda", "ADAPTER_MODEL_DIR": MODELS_MOUNT}
+        # Weights come from the Volume only (the worker's settings name it: `gpu_settings`).
+        return {"HF_HUB_OFFLINE": "1"}
 
     @property
     def call_wait_s(self) -> int:
@@ -178,9 +157,10 @@ class AppPlan:
     classes: tuple[ClassPlan, ...]
     web: WebPlan | None
     models_json: str
-    # The deploy's cost limits: the GPU classes check some again (video frames at load, audio
-    # length, prompt tokens), and must agree with the adapter in front of them.
-    limits_env: dict[str, str] = field(default_factory=dict)
+    # What every GPU class's worker runs with, as plain data (see `gpu_settings`).
+    gpu_settings: Settings
+    # The deploy's settings that the containers must share (see `settings_env`).
+    settings_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def container_env(self) -> dict[str, str]:
@@ -190,8 +170,17 @@ class AppPlan:
             MODELS_JSON_ENV: self.models_json,
             "ADAPTER_MODAL_APP": self.app_name,
             "ADAPTER_MODAL_WEB": str(self.web is not None).lower(),
-            **self.limits_env,
+            **self.settings_env,
         }
+
+    def gpu_class_options(self, plan: ClassPlan) -> dict[str, Any]:
+        """Every keyword argument of `app.cls` for `plan` but the Modal objects (image and
+        Volume): the configured ones and the class's whole environment."""
+        return {**plan.cls_options(), "env": {**plan.env, **self.container_env}}
+
+    @property
+    def stream_queue(self) -> str:
+        return stream_queue_name(self.app_name)
 
     @property
     def has_warm_schedule(self) -> bool:
@@ -214,6 +203,12 @@ def class_name(pipeline: Pipeline, model_id: str) -> str:
         digest = hashlib.sha1(model_id.encode()).hexdigest()[:6]
         name = f"{name[: MAX_NAME_LENGTH - 7]}_{digest}"
     return name
+
+
+def stream_queue_name(app_name: str) -> str:
+    """The Modal Queue that streamed responses travel through, one partition per request: the
+    GPU class writes the chunks, the adapter reads them (see ModalBackend.stream)."""
+    return f"{app_name[: MAX_NAME_LENGTH - 8]}-streams"
 
 
 def plan_class(model: ServedModel, now: datetime) -> ClassPlan:
@@ -257,7 +252,7 @@ def plan_class(model: ServedModel, now: datetime) -> ClassPlan:
         buffer_containers=settings.buffer_containers,
         scaledown_window=settings.scaledown_window,
         max_concurrent_inputs=concurrency,
-        timeout=settings.timeout or math.ceil(model.request_timeout_s),
+        run_timeout=settings.timeout or math.ceil(model.request_timeout_s),
         startup_timeout=settings.startup_timeout,
         snapshot=settings.snapshot,
         warm_schedule=schedule,
@@ -288,6 +283,34 @@ def plan_classes(models: list[ServedModel], now: datetime) -> tuple[ClassPlan, .
 def limits_env(settings: Settings) -> dict[str, str]:
     """The deploy's cost limits as the environment that sets them (`ADAPTER_MAX_*`)."""
     return {f"ADAPTER_{k.upper()}": str(v) for k, v in settings.limits.model_dump().items()}
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The deploy's settings every container gets, set explicitly, so that modal_app.py,
+    imported again there, reads the same and bakes the same `gpu_settings`: the cost limits
+    (the GPU classes check some again: video frames at load, audio length, prompt tokens) and
+    the compile choices."""
+    return limits_env(settings) | {
+        "ADAPTER_COMPILE_BACKEND": settings.compile_backend,
+        "ADAPTER_COMPILE_MODE": settings.compile_mode,
+    }
+
+
+def gpu_settings(settings: Settings) -> Settings:
+    """What a GPU class's worker runs with, derived from the deploy's settings without reading
+    any environment: CUDA named (never probed before a snapshot), the weights Volume as the
+    model folder, compiled kernels kept on it (a new container reloads them instead of
+    compiling for minutes), the deploy's limits and compile choices."""
+    data = {
+        "device": "cuda",
+        "model_dir": MODELS_MOUNT,
+        "compile_cache_dir": COMPILE_CACHE_DIR,
+        "compile_backend": settings.compile_backend,
+        "compile_mode": settings.compile_mode,
+        "limits": settings.limits.model_dump(),
+    }
+    # By field name, through validation only: BaseSettings reads the environment in __init__.
+    return Settings.model_validate(data, by_name=True)
 
 
 def web_env(settings: Settings) -> dict[str, str]:
@@ -325,43 +348,9 @@ def build_plan(
         classes=classes,
         web=web if deploy.web else None,
         models_json=models_json,
-        limits_env=limits_env(settings),
+        gpu_settings=gpu_settings(settings),
+        settings_env=settings_env(settings),
     )
-
-
-def deployed_models_json(raw_entries: list[Any]) -> str:
-    """The entries as the containers get them: without `token` (the adapter on Modal takes its
-    token from the auth Secret), compact and stable."""
-    entries = [
-        {k: v for k, v in entry.items() if k != "token"} if isinstance(entry, dict) else entry
-        for entry in raw_entries
-    ]
-    return json.dumps(entries, separators=(",", ":"), sort_keys=True)
-
-
-def models_from_json(text: str, source: str) -> list[ServedModel]:
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{source}: not valid JSON: {exc}") from exc
-    return merge_entries(parse_entries(raw, source), source)
-
-
-def load_deploy_models(path: Path) -> tuple[list[ServedModel], str]:
-    """The served models of an aiModels.json file, and the JSON the containers rebuild them from."""
-    models = load_models_file(path)  # validates, with messages naming entry and field
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    return models, deployed_models_json(raw)
-
-
-def read_deploy_models(environ: Mapping[str, str]) -> tuple[list[ServedModel], str]:
-    """The models modal_app.py deploys: inside a container, those the deploy passed on in
-    RUNNER_MODELS_JSON; on the deploying machine, the aiModels.json at ADAPTER_MODELS_CONFIG,
-    else the committed sample."""
-    if MODELS_JSON_ENV in environ:
-        text = environ[MODELS_JSON_ENV]
-        return models_from_json(text, MODELS_JSON_ENV), text
-    return load_deploy_models(Path(environ.get("ADAPTER_MODELS_CONFIG") or SAMPLE_MODELS_FILE))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
 """What runs inside the Modal app's containers: the GPU class body, the image, the web app.
 
-`modal_app.py` generates one GPU class per (pipeline, model) of the plan from the bases here.
-A class runs exactly the code the local backend runs (`PIPELINES[p].load` and `.run`) on the
-requests the adapter prepared (uploads already in memory), so both backends answer alike.
+`modal_app.py` generates one GPU class per (pipeline, model) of the plan with
+`define_gpu_classes`, the one place a class is defined: its body is `GpuModel` here, its options
+all come from the plan (`AppPlan.gpu_class_options`). A class stands on the same model worker
+as the local backend (adapter/worker.py: load, run, stream, stop, the translation of pipeline
+errors) and runs the requests the adapter prepared (uploads already in memory), so both
+backends answer alike. Its settings are the plan's (`AppPlan.gpu_settings`): plain data the
+deploy computed; nothing here reads the environment.
 
 Loading is split for Modal's memory snapshots (`runner.modal.snapshot`):
 - "cpu" (default): before the snapshot, the heavy imports and, where the glue can move its model
@@ -12,6 +16,7 @@ Loading is split for Modal's memory snapshots (`runner.modal.snapshot`):
 - "gpu": the model loads straight onto the GPU before Modal's GPU snapshot (alpha; see
   README.md, "Cold starts and memory snapshots", for its reliability caveats).
 - "off": one load after start.
+Compiling and warming up (the worker's `finish`) happen on the final device, after any snapshot.
 
 Methods are `async` on purpose: Modal cancels an async input by cancelling its task, which sets
 the stop flag the pipelines check between steps. A cancelled sync input with concurrency on
@@ -22,25 +27,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
-from collections.abc import AsyncIterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from contextlib import suppress
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import modal
 from pydantic import BaseModel
 
-from adapter.backends.local import _ensure_demo_model, _pipeline_errors
 from adapter.pipelines import PIPELINES
+from adapter.pipelines.base import PipelineRunner
 from adapter.settings import Settings
+from adapter.worker import ModelWorker
 from contract.aimodels import ServedModel
-from contract.errors import BadRequestError, ModelUnavailableError
+from contract.pipelines import Pipeline
 from contract.schemas import RequestModel
 from modal_deploy.plan import (
-    COMPILE_CACHE_DIR,
     IMAGE_PACKAGES,
     LOCAL_PACKAGES,
     MODELS_MOUNT,
@@ -50,13 +51,11 @@ from modal_deploy.plan import (
 )
 
 if TYPE_CHECKING:
-    import torch
     from fastapi import FastAPI
 
     from adapter.backends.modal import ModalClasses
 
 logger = logging.getLogger(__name__)
-_END = object()
 
 
 def build_image() -> modal.Image:
@@ -64,35 +63,19 @@ def build_image() -> modal.Image:
     return (
         modal.Image.debian_slim(python_version=PYTHON_VERSION)
         .uv_pip_install(*IMAGE_PACKAGES)
-        .env(
-            {
-                "HF_HUB_CACHE": MODELS_MOUNT,
-                "HF_HUB_DISABLE_TELEMETRY": "1",
-                # Compiled kernels (SFAST) kept on the weights Volume: a new container reloads
-                # them instead of compiling for minutes.
-                "ADAPTER_COMPILE_CACHE_DIR": COMPILE_CACHE_DIR,
-            }
-        )
+        .env({"HF_HUB_CACHE": MODELS_MOUNT, "HF_HUB_DISABLE_TELEMETRY": "1"})
         .add_local_python_source(*LOCAL_PACKAGES)
     )
 
 
-def load_served_model(
-    model: ServedModel, settings: Settings, device: torch.device, dtype: torch.dtype
-) -> Any:
-    """The glue's handle of `model`, from its folder on the Volume (or built, for the demo)."""
-    from functions.loading import resolve_model_path
-
-    if model.runner.demo and model.runner.model_path:
-        _ensure_demo_model(model.pipeline, Path(model.runner.model_path))
-    folder = resolve_model_path(model.model_id, model.runner.model_path, settings.model_dir)
-    return PIPELINES[model.pipeline].load(model, folder, device, dtype, settings)
-
-
 class GpuModel:
-    """The body of a generated GPU class; `plan` is set on each subclass."""
+    """The body of a generated GPU class; `define_gpu_classes` sets the class attributes."""
 
     plan: ClassVar[ClassPlan]
+    settings: ClassVar[Settings]
+    pipelines: ClassVar[Mapping[Pipeline, PipelineRunner]]
+    stream_queue: ClassVar[Any]  # a modal.Queue (see stream_into)
+    worker: ModelWorker
 
     # --- loading -------------------------------------------------------------------------
 
@@ -101,51 +84,16 @@ class GpuModel:
         import torch
         import transformers  # noqa: F401
 
-        from functions.device import pick_device, pick_dtype
-
-        self._settings = Settings()
-        self._handle: Any = None
-        self._loaded_on: torch.device | None = None
-        self._load_s = 0.0
         model = self.plan.model
-        # Containers set ADAPTER_DEVICE=cuda, so this probes nothing before a CPU snapshot.
-        preference = self._settings.device
-        target = pick_device(preference) if preference == "auto" else torch.device(preference)
-        self._dtype = pick_dtype(target, model.runner.torch_dtype)
+        self.worker = ModelWorker(model, self.settings, self.pipelines[model.pipeline])
+        # Raised from enter, a failed load fails the container and the waiting inputs get it.
         if self.plan.snapshot == "gpu":
-            self._load(target)
-        elif self.plan.snapshot == "cpu" and PIPELINES[model.pipeline].movable:
-            self._load(torch.device("cpu"))
+            self.worker.load(finish=False)
+        elif self.plan.snapshot == "cpu" and self.worker.glue.movable:
+            self.worker.load(torch.device("cpu"), finish=False)
 
     def _after_restore(self) -> None:
-        from functions.device import pick_device
-
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"gpu-{self.plan.name}")
-        device = pick_device(self._settings.device)
-        if self._handle is None:
-            self._load(device)
-        elif self._loaded_on != device:
-            started = time.monotonic()
-            self._handle = PIPELINES[self.plan.model.pipeline].to_device(self._handle, device)
-            self._loaded_on = device
-            moved_s = time.monotonic() - started
-            logger.info("%s moved to %s in %.1f s", self.plan.name, device, moved_s)
-        # Compiling and warming up belong on the final device, after any snapshot.
-        model = self.plan.model
-        PIPELINES[model.pipeline].optimize(self._handle, model, self._settings)
-
-    def _load(self, device: torch.device) -> None:
-        model = self.plan.model
-        started = time.monotonic()
-        try:
-            self._handle = load_served_model(model, self._settings, device, self._dtype)
-        except Exception as exc:
-            # Raised from enter: Modal fails the container and the waiting inputs get this.
-            logger.exception("loading %s failed", model.key)
-            raise ModelUnavailableError(f"Model {model.model_id} failed to load: {exc}") from exc
-        self._loaded_on = device
-        self._load_s = time.monotonic() - started
-        logger.info("%s loaded on %s in %.1f s", self.plan.name, device, self._load_s)
+        self.worker.finish()
 
     # --- methods -------------------------------------------------------------------------
 
@@ -154,67 +102,67 @@ class GpuModel:
         """What this container serves, once loaded: a deployment check that costs no request."""
         import torch
 
-        device = self._loaded_on
+        device = self.worker.device
         on_cuda = device is not None and device.type == "cuda"
         return {
             "model": self.plan.model.key,
             "class": self.plan.name,
             "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if on_cuda else "",
-            "load_s": f"{self._load_s:.1f}",
+            "load_s": f"{self.worker.load_s:.1f}",
         }
 
     @modal.method()
     async def run(self, request: RequestModel) -> BaseModel:
-        model = self.plan.model
-        glue = PIPELINES[model.pipeline]
-        stop = threading.Event()
-
-        def job() -> BaseModel:
-            with _pipeline_errors(model):
-                return glue.run(self._handle, request, stop.is_set)
-
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, job)
-        except asyncio.CancelledError:
-            # The call was cancelled: stop the pipeline at its next step.
-            stop.set()
-            raise
+        # Each run bounded on its own; the class's Modal timeout also covers its wait here.
+        return await self.worker.run(request, time_limit_s=self.plan.run_timeout)
 
     @modal.method()
-    async def stream(self, request: RequestModel) -> AsyncIterator[BaseModel]:
-        async for chunk in self.stream_chunks(request):
-            yield chunk
+    async def stream_into(self, request: RequestModel, partition: str) -> int:
+        """Serve a streamed request into `partition` of the stream Queue, which the adapter
+        reads: ("chunk", c)... then ("end", n) or ("error", e). Spawned, not a generator: a
+        generator's call cannot be cancelled (closing `remote_gen` only closes it locally),
+        while cancelling this call cancels this task, which raises the worker's stop flag."""
+        chunks = self.worker.stream(request, time_limit_s=self.plan.run_timeout)
+        ready: list[tuple[str, Any]] = []
+        more = asyncio.Event()
 
-    async def stream_chunks(self, request: RequestModel) -> AsyncIterator[BaseModel]:
-        """The body of `stream`: the glue's sync generator, stepped on the model's thread.
+        async def collect() -> None:
+            try:
+                async for chunk in chunks:
+                    ready.append(("chunk", chunk))
+                    more.set()
+                ready.append(("end", None))
+            except Exception as exc:  # the tree's errors: the worker translated them
+                ready.append(("error", exc))
+            more.set()
 
-        Apart from the Modal method because `.local()` cannot run async generator methods.
-        """
-        model = self.plan.model
-        produce = getattr(PIPELINES[model.pipeline], "stream", None)
-        if produce is None:
-            raise BadRequestError(f"{model.pipeline.value} does not stream.")
-        stop = threading.Event()
-        chunks = produce(self._handle, request, stop.is_set)
-
-        def next_chunk() -> Any:
-            with _pipeline_errors(model):
-                return next(chunks, _END)
-
-        loop = asyncio.get_running_loop()
+        collecting = asyncio.create_task(collect())
+        sent = 0
         try:
-            while (chunk := await loop.run_in_executor(self._executor, next_chunk)) is not _END:
-                yield chunk
+            while True:
+                await more.wait()
+                more.clear()
+                # Everything made while the last write travelled goes in one write.
+                batch, ready[:] = list(ready), []
+                if not batch:
+                    continue
+                await self.stream_queue.put_many.aio(
+                    batch, partition=partition, partition_ttl=self.plan.call_wait_s
+                )
+                sent += len(batch)
+                if batch[-1][0] != "chunk":
+                    return sent
         finally:
-            stop.set()
-            # Closed on the model's thread, after any step still running there.
-            with suppress(RuntimeError):
-                self._executor.submit(chunks.close)
+            # Cancelled (the client left): cancelling the reader closes the worker's stream,
+            # whose stop flag the generation sees at its next step.
+            collecting.cancel()
+            with suppress(asyncio.CancelledError):
+                await collecting
 
     @modal.exit()
     def release(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.worker.close()
 
 
 class SnapshotGpuModel(GpuModel):
@@ -241,41 +189,46 @@ def define_gpu_classes(
     module: str,
     image: modal.Image,
     volume: modal.Volume,
-    env: Mapping[str, str],
+    stream_queue: Any,
+    pipelines: Mapping[Pipeline, PipelineRunner] = PIPELINES,
 ) -> dict[str, Any]:
-    """One Modal class per planned model, named as the plan says, for `module`'s globals.
+    """One Modal class per planned model, named as the plan says, for `module`'s globals: the
+    one place a GPU class is defined. Its options are the plan's, all of them; `stream_queue`
+    is the Queue named `plan.stream_queue`; `pipelines` is the glue registry its worker runs
+    (tests pass their own).
 
     Modal finds a class in a container by importing `module` and looking the name up there, so
     the caller binds each returned class as a module global of that name.
     """
-    classes = {}
+    classes: dict[str, Any] = {}
     for class_plan in plan.classes:
         base = PlainGpuModel if class_plan.snapshot == "off" else SnapshotGpuModel
-        user_cls = type(
-            class_plan.name,
-            (base,),
-            {"plan": class_plan, "__module__": module, "__qualname__": class_plan.name},
-        )
-        concurrent = modal.concurrent(max_inputs=class_plan.max_concurrent_inputs)(user_cls)
+        body = {
+            "plan": class_plan,
+            "settings": plan.gpu_settings,
+            "pipelines": pipelines,
+            "stream_queue": stream_queue,
+            "__module__": module,
+            "__qualname__": class_plan.name,
+        }
+        user_cls = type(class_plan.name, (base,), body)
+        concurrent = modal.concurrent(**class_plan.concurrency_options())(user_cls)
         classes[class_plan.name] = app.cls(
-            image=image,
-            volumes={MODELS_MOUNT: volume},
-            env={**class_plan.env, **env},
-            **class_plan.cls_options(),
+            image=image, volumes={MODELS_MOUNT: volume}, **plan.gpu_class_options(class_plan)
         )(concurrent)
     return classes
 
 
-def create_web_app(models: list[ServedModel], classes: ModalClasses) -> FastAPI:
+def create_web_app(models: list[ServedModel], classes: ModalClasses, settings: Settings) -> FastAPI:
     """The adapter as served by the Modal app's web function: the Modal backend over `classes`.
 
-    Settings (limits, AUTH_TOKEN from the auth Secret) come from the function's environment.
+    `settings` are read by the caller (modal_app.py) from the web function's environment: the
+    limits the deploy set there, AUTH_TOKEN from the auth Secret.
     """
     from adapter.app import create_app
     from adapter.backends.modal import ModalBackend
     from contract.errors import ConfigError
 
-    settings = Settings(backend="modal")
     if not settings.auth_token:
         # A public *.modal.run URL with no token would run billed GPUs for anyone.
         raise ConfigError(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from adapter.pipelines import PIPELINES
 from adapter.settings import Settings
 from contract.aimodels import ServedModel
-from contract.schemas import RequestModel
+from contract.schemas import RequestModel, Upload
 from contract.units import RequestFacts
 from pricing.cost import PricingError
 from pricing.gpus import GPU_USD_PER_SECOND
@@ -78,7 +78,7 @@ def calibrate(
     kind = gpu or detected
     if kind is None:
         raise PricingError(f"cannot tell which Modal GPU {device_name!r} is: name it with --gpu")
-    prepared = asyncio.run(glue.prepare(request, settings.limits))
+    prepared = asyncio.run(glue.prepare(request, settings.limits)).request
     folder = resolve_model_path(model.model_id, model.runner.model_path, settings.model_dir)
     handle = glue.load(
         model, folder, device, pick_dtype(device, model.runner.torch_dtype), settings
@@ -126,10 +126,8 @@ def _synchronize(device: torch.device) -> None:
 
 
 def _fields(request: RequestModel) -> dict[str, Any]:
-    from fastapi import UploadFile
-
     return {
         name: getattr(request, name)
         for name in sorted(request.model_fields_set)
-        if not isinstance(getattr(request, name), UploadFile)
+        if not isinstance(getattr(request, name), Upload)
     }

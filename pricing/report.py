@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, get_origin
 
-from fastapi import UploadFile
 from pydantic import ValidationError
 
 from contract.aimodels import ModelEntry
+from contract.errors import UnitsError
 from contract.pipelines import PIPELINE_SPECS, Pipeline
-from contract.schemas import RequestModel
-from contract.units import RequestFacts, UnitsError, request_units
+from contract.schemas import RequestModel, Upload
+from contract.units import RequestFacts, request_units
 from pricing.cost import Deployment, JobCost, PricingError, Workload, job_cost
 from pricing.cost import recommended_usd_per_unit as with_margin
 from pricing.gpus import MIN_CPU_CORES, GpuPrice, gpu_price, parse_gpu
@@ -101,8 +100,8 @@ def typical_request(
     for name, info in known.items():
         if name in data or not info.is_required():
             continue
-        if info.annotation is UploadFile:
-            data[name] = UploadFile(io.BytesIO(upload or b""), filename="typical")
+        if info.annotation is Upload:
+            data[name] = Upload(upload or b"", filename="typical")
         else:
             # Text and messages do not count, except a text-to-speech text (given or refused).
             data[name] = [] if get_origin(info.annotation) is list else ""
@@ -116,7 +115,7 @@ def _described(request: RequestModel) -> dict[str, Any]:
     return {
         name: getattr(request, name)
         for name in sorted(request.model_fields_set)
-        if not isinstance(getattr(request, name), UploadFile) and getattr(request, name) != ""
+        if not isinstance(getattr(request, name), Upload) and getattr(request, name) != ""
     }
 
 

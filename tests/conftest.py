@@ -27,8 +27,8 @@ from functions.tiny.stable_diffusion import (
     build_tiny_sdxl,
 )
 from functions.tiny.text_models import build_tiny_llm, build_tiny_whisper
-from tests.support.apps import fake_app, make_app
-from tests.support.fake_backend import FakeBackend
+from tests.support.apps import make_app
+from tests.support.fake_backend import FakeBackend, fake_app
 
 # Two cores are shared with everything else CI runs; one intra-op thread keeps runs steady.
 torch.set_num_threads(1)
@@ -99,7 +99,7 @@ def fake_app_factory(tmp_path: Path) -> Callable[..., FastAPI]:
     def factory(
         entries: list[dict[str, Any]], backend: FakeBackend | None = None, **settings: Any
     ) -> FastAPI:
-        return fake_app(tmp_path, entries, backend, **settings)
+        return fake_app(tmp_path, backend, entries, **settings)
 
     return factory
 

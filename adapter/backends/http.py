@@ -23,7 +23,6 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from adapter.backends.base import ModelState
-from adapter.pipelines.base import upload_bytes, upload_fields
 from adapter.settings import Settings
 from contract.aimodels import ServedModel
 from contract.errors import (
@@ -34,7 +33,7 @@ from contract.errors import (
     UpstreamError,
 )
 from contract.pipelines import PIPELINE_SPECS
-from contract.schemas import LLMResponse, RequestModel
+from contract.schemas import LLMResponse, RequestModel, Upload
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +61,10 @@ def _form_value(value: Any) -> str:
 
 
 def _multipart(request: RequestModel) -> tuple[list[tuple[str, tuple[str, bytes, str]]], dict]:
-    uploads = upload_fields(request)
+    # The file parts as go-livepeer writes them (CreateFormFile: application/octet-stream).
+    uploads = {name: value for name, value in request if isinstance(value, Upload)}
     files = [
-        (name, (upload.filename or name, upload_bytes(upload), "application/octet-stream"))
+        (name, (upload.filename or name, upload.data, "application/octet-stream"))
         for name, upload in uploads.items()
     ]
     data = {
@@ -188,7 +188,7 @@ class HTTPBackend:
         spec = PIPELINE_SPECS[model.pipeline]
         with self._translate_errors(model):
             response = await self._client.send(self._build(model, request))
-        _raise_for_status(model, response)
+        _raise_for_status(model, response, self.settings.retry_after_s)
         try:
             return spec.response.model_validate_json(response.content)
         except ValidationError as exc:
@@ -204,7 +204,7 @@ class HTTPBackend:
             if response.status_code != 200:
                 with self._translate_errors(model):
                     await response.aread()
-                _raise_for_status(model, response)
+                _raise_for_status(model, response, self.settings.retry_after_s)
             with self._translate_errors(model):
                 async for line in response.aiter_lines():
                     chunk = _parse_event(model, line)
@@ -267,7 +267,9 @@ def _parse_event(model: ServedModel, line: str) -> Any:
         ) from exc
 
 
-def _raise_for_status(model: ServedModel, response: httpx.Response) -> None:
+def _raise_for_status(model: ServedModel, response: httpx.Response, retry_after_s: int) -> None:
+    """The error for an upstream's answer other than 200; `retry_after_s` for a 503 that
+    names no Retry-After of its own (the adapter's setting)."""
     status = response.status_code
     if status == 200:
         return
@@ -283,7 +285,7 @@ def _raise_for_status(model: ServedModel, response: httpx.Response) -> None:
         retry_after = response.headers.get("retry-after", "")
         raise ServiceUnavailableError(
             msg or f"The upstream runner for {model.model_id} is unavailable.",
-            retry_after_s=int(retry_after) if retry_after.isdigit() else 2,
+            retry_after_s=int(retry_after) if retry_after.isdigit() else retry_after_s,
         )
     if status in (401, 403):
         raise InferenceError(

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue as queue_module
+import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -45,23 +47,27 @@ from contract.errors import (
     ServiceUnavailableError,
 )
 from contract.schemas import RequestModel
-from modal_deploy.plan import ClassPlan, plan_class
+from modal_deploy.plan import ClassPlan, plan_class, stream_queue_name
 
 logger = logging.getLogger(__name__)
 
 LOOKUP_RETRY_FIRST_S = 2.0
 LOOKUP_RETRY_MAX_S = 60.0
+STREAM_BATCH = 100  # most chunks one read of the stream Queue takes
 
 
 class ModalClasses(Protocol):
     """Where the GPU classes are. `target(name)` returns an object with the interface of a
-    `modal.Cls` instance: `.run.spawn.aio(request)` gives a call with `.get.aio(timeout=)` and
-    `.cancel.aio()` (a `modal.FunctionCall`); `.stream.remote_gen.aio(request)` yields chunks."""
+    `modal.Cls` instance: `.run.spawn.aio(request)` and `.stream_into.spawn.aio(request,
+    partition)` give a call with `.get.aio(timeout=)` and `.cancel.aio()` (a
+    `modal.FunctionCall`); `stream_queue()` the `modal.Queue` that `stream_into` writes to."""
 
     async def lookup(self, name: str) -> None:
         """Raise (Modal's NotFoundError, AuthError...) unless the class is deployed."""
 
     def target(self, name: str) -> Any: ...
+
+    def stream_queue(self) -> Any: ...
 
 
 class DeployedClasses:
@@ -70,6 +76,7 @@ class DeployedClasses:
     def __init__(self, app_name: str) -> None:
         self.app_name = app_name
         self._instances: dict[str, Any] = {}
+        self._queue: Any = None
 
     async def lookup(self, name: str) -> None:
         import modal
@@ -83,13 +90,22 @@ class DeployedClasses:
             self._instances[name] = modal.Cls.from_name(self.app_name, name)()
         return self._instances[name]
 
+    def stream_queue(self) -> Any:
+        import modal
+
+        if self._queue is None:
+            name = stream_queue_name(self.app_name)
+            self._queue = modal.Queue.from_name(name, create_if_missing=True)
+        return self._queue
+
 
 class AppClasses:
     """The classes of the running Modal app itself (the adapter served by the app)."""
 
-    def __init__(self, classes: Mapping[str, Any]) -> None:
+    def __init__(self, classes: Mapping[str, Any], stream_queue: Any) -> None:
         self._classes = dict(classes)
         self._instances: dict[str, Any] = {}
+        self._queue = stream_queue
 
     async def lookup(self, name: str) -> None:
         if name not in self._classes:
@@ -100,6 +116,9 @@ class AppClasses:
         if name not in self._instances:
             self._instances[name] = self._classes[name]()
         return self._instances[name]
+
+    def stream_queue(self) -> Any:
+        return self._queue
 
 
 def translate(exc: BaseException, plan: ClassPlan, retry_after_s: int) -> RunnerError | None:
@@ -116,8 +135,6 @@ def translate(exc: BaseException, plan: ClassPlan, retry_after_s: int) -> Runner
         return exc
     if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit | GeneratorExit):
         return None
-    if isinstance(exc, ValueError):
-        return BadRequestError(f"{exc}.")
     if isinstance(exc, modal_exc.FunctionTimeoutError):
         return InferenceError(f"{key} ran past its {plan.timeout} s time limit on Modal.")
     if isinstance(exc, modal_exc.RequestSizeError):
@@ -207,9 +224,6 @@ class ModalBackend:
     def state(self, model: ServedModel) -> ModelState:
         return self._states[model.key]
 
-    def plan(self, model: ServedModel) -> ClassPlan:
-        return self._plans[model.key]
-
     async def _look_up_classes(self) -> None:
         pending = list(self._plans.values())
         delay = LOOKUP_RETRY_FIRST_S
@@ -239,7 +253,7 @@ class ModalBackend:
     async def run(self, model: ServedModel, request: RequestModel) -> BaseModel:
         plan = self._plans[model.key]
         with modal_errors(plan, self.settings.retry_after_s):
-            call = await self._spawn(self._classes.target(plan.name), request)
+            call = await self._spawn(self._classes.target(plan.name).run, request)
             try:
                 result = await call.get.aio(timeout=plan.call_wait_s)
             except RunnerError:
@@ -259,21 +273,58 @@ class ModalBackend:
         return result
 
     async def stream(self, model: ServedModel, request: RequestModel) -> AsyncIterator[BaseModel]:
+        """Spawn the class's `stream_into` and read its chunks from this request's partition
+        of the stream Queue. Leaving early (closed: the client went away) cancels the call,
+        which stops the generation on the GPU at its next step."""
         plan = self._plans[model.key]
+        queue, partition = self._classes.stream_queue(), uuid.uuid4().hex
         with modal_errors(plan, self.settings.retry_after_s):
-            chunks = self._classes.target(plan.name).stream.remote_gen.aio(request)
+            target = self._classes.target(plan.name)
+            call = await self._spawn(target.stream_into, request, partition)
+            outcome = asyncio.ensure_future(call.get.aio(timeout=plan.call_wait_s))
+            over = False
             try:
                 while True:
-                    try:
-                        chunk = await asyncio.wait_for(anext(chunks), plan.call_wait_s)
-                    except StopAsyncIteration:
+                    for kind, value in await self._next_items(plan, queue, partition, outcome):
+                        if kind == "chunk":
+                            yield value
+                            continue
+                        over = True
+                        if kind == "error":
+                            raise value  # raised in the container, translated there
                         return
-                    yield chunk
             finally:
-                await chunks.aclose()
+                outcome.cancel()  # stops waiting here, not the call
+                if outcome.done() and not outcome.cancelled():
+                    outcome.exception()  # seen: a failure after the end is no one's to raise
+                if not over:
+                    await self._cancel(call)
 
-    async def _spawn(self, target: Any, request: RequestModel) -> Any:
-        spawning = asyncio.ensure_future(target.run.spawn.aio(request))
+    async def _next_items(
+        self, plan: ClassPlan, queue: Any, partition: str, outcome: asyncio.Future[Any]
+    ) -> list[tuple[str, Any]]:
+        """The next items of a streamed call, or the error that ended the call first (a
+        failed container start, Modal's time limit): it then wrote none."""
+        getting = asyncio.ensure_future(
+            queue.get_many.aio(STREAM_BATCH, timeout=plan.call_wait_s, partition=partition)
+        )
+        try:
+            await asyncio.wait({getting, outcome}, return_when=asyncio.FIRST_COMPLETED)
+            if not getting.done() and (failure := outcome.exception()) is not None:
+                raise failure
+            items: list[tuple[str, Any]] = await getting  # its last items are on their way
+            return items
+        except queue_module.Empty as exc:
+            raise ServiceUnavailableError(
+                f"No stream from Modal for {plan.model.key} within {plan.call_wait_s} s "
+                "(waiting for a GPU?); the call was cancelled.",
+                self.settings.retry_after_s,
+            ) from exc
+        finally:
+            getting.cancel()
+
+    async def _spawn(self, method: Any, *args: Any) -> Any:
+        spawning = asyncio.ensure_future(method.spawn.aio(*args))
         timeout = self.settings.modal_connect_timeout_s
         try:
             return await asyncio.wait_for(asyncio.shield(spawning), timeout)

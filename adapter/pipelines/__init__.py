@@ -33,9 +33,9 @@ PIPELINES: dict[Pipeline, PipelineRunner] = {
 
 
 class ForwardedOnlyRunner(PipelineRunner):
-    """A pipeline of the contract with no implementation here. Its requests are checked and
-    their uploads buffered like any other, so a backend that forwards them (http) can serve
-    them from a runner that implements it; loading it here is refused."""
+    """A pipeline of the contract with no implementation here. Its requests are checked
+    against the service's limits like any other, so a backend that forwards them (http) can
+    serve them from a runner that implements it; loading it here is refused."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline  # type: ignore[misc]

@@ -15,14 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from adapter.pipelines.base import (
-    PipelineRunner,
-    StopCheck,
-    off_loop,
-    require_nonempty,
-    upload_bytes,
-    with_upload_facts,
-)
+from adapter.limits import the_limit
+from adapter.pipelines.base import PipelineRunner, Prepared, StopCheck, off_loop, require_nonempty
 from contract.errors import (
     BadRequestError,
     LimitExceededError,
@@ -31,6 +25,7 @@ from contract.errors import (
 )
 from contract.pipelines import Pipeline
 from contract.schemas import AudioToTextForm, Chunk, RequestModel, TextResponse
+from contract.units import RequestFacts
 
 if TYPE_CHECKING:
     import torch
@@ -38,14 +33,12 @@ if TYPE_CHECKING:
     from adapter.settings import Limits, Settings
     from contract.aimodels import ServedModel
     from functions.audio import DecodedAudio
-    from functions.audio_to_text import SpeechToText
+    from functions.audio_to_text import SpeechToText, Timestamps
 
 logger = logging.getLogger(__name__)
 
 AUDIO_FORMAT_ERROR = "Unsupported audio format or malformed file."
 FILE_TOO_LARGE = "File size exceeds limit."
-# The runner's word-timestamp bound, whatever max_audio_seconds allows.
-MAX_WORD_TIMESTAMP_SECONDS = 3600
 
 
 # The runner's values of return_timestamps (any case) -> functions.audio_to_text.Timestamps.
@@ -59,15 +52,16 @@ TIMESTAMP_MODES = {
 }
 
 
-def parse_return_timestamps(value: str) -> str:
-    """'none', 'sentence' or 'word' (kept a string: the adapter side never imports torch)."""
+def parse_return_timestamps(value: str) -> Timestamps:
+    from functions.audio_to_text import Timestamps
+
     mode = TIMESTAMP_MODES.get(value.strip().lower())
     if mode is None:
         raise BadRequestError(
             f"return_timestamps must be 'sentence', 'word', 'true', 'false', '1' or '0', "
             f"got {value!r}."
         )
-    return mode
+    return Timestamps(mode)
 
 
 def parse_metadata(value: str) -> dict[str, Any]:
@@ -80,9 +74,11 @@ def parse_metadata(value: str) -> dict[str, Any]:
     return metadata
 
 
-def decode_upload(data: bytes, max_seconds: float, keep_samples: bool) -> DecodedAudio:
+def decode_upload(data: bytes, limits: Limits, keep_samples: bool) -> DecodedAudio:
     """The decoded audio, or the contract's 415 / a 400 naming the duration limit."""
     from functions.audio import AudioDecodeError, AudioTooLongError, decode_audio
+
+    max_seconds = limits.max_audio_seconds
 
     try:
         return decode_audio(data, max_seconds=max_seconds, keep_samples=keep_samples)
@@ -91,34 +87,31 @@ def decode_upload(data: bytes, max_seconds: float, keep_samples: bool) -> Decode
         raise UnsupportedMediaError(AUDIO_FORMAT_ERROR) from exc
     except AudioTooLongError as exc:
         raise LimitExceededError(
-            f"The audio is longer than the limit max_audio_seconds={max_seconds:g}."
+            f"The audio is longer than the limit {the_limit('max_audio_seconds', limits)}."
         ) from exc
 
 
 @dataclass
 class LoadedWhisper:
     speech: SpeechToText
-    max_audio_seconds: float
+    limits: Limits
 
 
 class AudioToTextRunner(PipelineRunner):
     pipeline = Pipeline.AUDIO_TO_TEXT
 
-    async def prepare(self, request: RequestModel, limits: Limits) -> RequestModel:
-        request = await super().prepare(request, limits)
+    async def check(self, request: RequestModel, limits: Limits) -> Prepared:
+        from functions.audio_to_text import check_inputs
+
         assert isinstance(request, AudioToTextForm)
         timestamps = parse_return_timestamps(request.return_timestamps)
         parse_metadata(request.metadata)
-        if len(upload_bytes(request.audio)) > limits.max_audio_bytes:
+        if len(request.audio.data) > limits.max_audio_bytes:
             raise PayloadTooLargeError(FILE_TOO_LARGE)
-        data = require_nonempty(request.audio, "audio")
-        audio = await off_loop(decode_upload, data, limits.max_audio_seconds, False)
-        if timestamps == "word" and audio.seconds > MAX_WORD_TIMESTAMP_SECONDS:
-            raise LimitExceededError(
-                f"Word timestamps are only supported for audio up to "
-                f"{MAX_WORD_TIMESTAMP_SECONDS} s; this audio is {audio.seconds:.0f} s."
-            )
-        return with_upload_facts(request, audio_duration_ms=round(audio.seconds * 1000))
+        data = require_nonempty(request.audio.data, "audio")
+        audio = await off_loop(decode_upload, data, limits, False)
+        check_inputs(seconds=audio.seconds, timestamps=timestamps)
+        return Prepared(request, RequestFacts(audio_duration_ms=round(audio.seconds * 1000)))
 
     def build_demo(self, folder: Path) -> None:
         from functions.tiny.text_models import build_tiny_whisper
@@ -137,17 +130,15 @@ class AudioToTextRunner(PipelineRunner):
 
         return LoadedWhisper(
             speech=SpeechToText.load(folder, device=device, dtype=dtype),
-            max_audio_seconds=settings.limits.max_audio_seconds,
+            limits=settings.limits,
         )
 
     def run(self, handle: Any, request: RequestModel, should_stop: StopCheck) -> BaseModel:
-        from functions.audio_to_text import Timestamps
-
         assert isinstance(handle, LoadedWhisper) and isinstance(request, AudioToTextForm)
-        audio = decode_upload(upload_bytes(request.audio), handle.max_audio_seconds, True)
+        audio = decode_upload(request.audio.data, handle.limits, True)
         result = handle.speech.transcribe(
             audio.samples,
-            timestamps=Timestamps(parse_return_timestamps(request.return_timestamps)),
+            timestamps=parse_return_timestamps(request.return_timestamps),
             should_stop=should_stop,
         )
         return TextResponse(

@@ -8,29 +8,36 @@ refused before it can cost GPU time; `load` and `run` run where the model is.
 from __future__ import annotations
 
 import asyncio
-import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fastapi import UploadFile
 from pydantic import BaseModel
-from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from adapter.limits import check_request
-from contract.errors import BadRequestError
+from contract.errors import BadRequestError, InputError
 from contract.pipelines import PIPELINE_SPECS, Pipeline
 from contract.schemas import RequestModel
+from contract.units import RequestFacts
 
 if TYPE_CHECKING:
     import torch
 
     from adapter.settings import Limits, Settings
     from contract.aimodels import ServedModel
-    from contract.units import RequestFacts
 
 StopCheck = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request checked by `prepare`, ready to travel to a backend, and what go-livepeer's unit
+    rule needs beyond its fields: what was measured of its uploads (image size, audio length)."""
+
+    request: RequestModel
+    facts: RequestFacts = field(default_factory=RequestFacts)
 
 
 class PipelineRunner(ABC):
@@ -47,21 +54,21 @@ class PipelineRunner(ABC):
         """The 500 message when the pipeline fails on a valid request (as the runner words it)."""
         return PIPELINE_SPECS[self.pipeline].failure_message
 
-    async def prepare(self, request: RequestModel, limits: Limits) -> RequestModel:
-        """Check a request on the adapter and return it ready to travel to a backend.
-
-        Uploads are read into memory so the request can be pickled (Modal) or resent (HTTP);
-        subclasses add their own decoding checks (images, audio) on top.
+    async def prepare(self, request: RequestModel, limits: Limits) -> Prepared:
+        """Check a request on the adapter, before it takes any capacity, and make it ready to
+        travel to a backend: the service's cost limits (`adapter.limits`), then the pipeline's
+        own `check`. What its `functions/` module refuses (InputError) is a 400.
         """
         check_request(request, limits)
-        return await buffer_uploads(request)
+        try:
+            return await self.check(request, limits)
+        except InputError as exc:
+            raise BadRequestError(str(exc)) from exc
 
-    def pricing_facts(self, request: RequestModel) -> RequestFacts:
-        """What go-livepeer's unit rule needs beyond the fields of a prepared request: what
-        `prepare` measured of its uploads (`with_upload_facts`)."""
-        from contract.units import RequestFacts
-
-        return RequestFacts(**request._upload_facts)
+    async def check(self, request: RequestModel, limits: Limits) -> Prepared:
+        """The pipeline's own checks: its uploads decoded and checked, its arguments passed to
+        its `functions/` module's `check_inputs`. None where it has no implementation here."""
+        return Prepared(request)
 
     @abstractmethod
     def load(
@@ -111,56 +118,7 @@ class PipelineRunner(ABC):
         raise ConfigError(f"{self.pipeline.value} has no built-in demo model")
 
 
-def with_upload_facts(request: RequestModel, **facts: int) -> RequestModel:
-    """The request, noting what was measured of its uploads (see `pricing_facts`)."""
-    noted = request.model_copy()
-    noted._upload_facts = {**request._upload_facts, **facts}
-    return noted
-
-
-def upload_fields(request: RequestModel) -> dict[str, UploadFile]:
-
-    # Form parsing hands over Starlette's UploadFile; FastAPI's is a subclass of it.
-    return {
-        name: value
-        for name in type(request).model_fields
-        if isinstance(value := getattr(request, name), StarletteUploadFile)
-    }
-
-
-async def buffer_uploads(request: RequestModel) -> RequestModel:
-    """The request with each upload replaced by an in-memory copy of its bytes.
-
-    The body-size middleware has already bounded how much there is to read.
-    """
-    uploads = upload_fields(request)
-    if not uploads:
-        return request
-    buffered: dict[str, UploadFile] = {}
-    for name, upload in uploads.items():
-        await upload.seek(0)
-        data = await upload.read()
-        buffered[name] = in_memory_upload(data, upload.filename, upload.content_type)
-    return request.model_copy(update=buffered)
-
-
-def in_memory_upload(data: bytes, filename: str | None, content_type: str | None) -> UploadFile:
-    from starlette.datastructures import Headers
-
-    headers = Headers({"content-type": content_type}) if content_type else None
-    return UploadFile(io.BytesIO(data), size=len(data), filename=filename, headers=headers)
-
-
-def upload_bytes(upload: UploadFile) -> bytes:
-    """The bytes of a buffered upload (see `buffer_uploads`)."""
-    file = upload.file
-    if not isinstance(file, io.BytesIO):
-        raise TypeError("upload was not buffered; call PipelineRunner.prepare first")
-    return file.getvalue()
-
-
-def require_nonempty(upload: UploadFile, field: str) -> bytes:
-    data = upload_bytes(upload)
+def require_nonempty(data: bytes, field: str) -> bytes:
     if not data:
         raise BadRequestError(f"The uploaded {field} file is empty.")
     return data

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from adapter.pipelines.base import in_memory_upload, off_loop, upload_bytes, with_upload_facts
+from adapter.limits import limit_name
+from adapter.pipelines.base import off_loop
 from contract.errors import BadRequestError, LimitExceededError
-from contract.schemas import RequestModel
+from contract.schemas import Upload
 
 if TYPE_CHECKING:
-    from fastapi import UploadFile
     from PIL import Image
 
     from adapter.settings import Limits
@@ -23,37 +23,32 @@ if TYPE_CHECKING:
 _PREPARED_MAX_PIXELS = 2**40
 
 
-async def prepare_image(
-    request: RequestModel,
+async def checked_image(
+    upload: Upload,
     limits: Limits,
     *,
     field: str = "image",
-    max_pixels: int | None = None,
-    limit_name: str = "",
-) -> tuple[RequestModel, tuple[int, int]]:
-    """Decode the request's uploaded image defensively, off the event loop.
+    limit: str = "max_input_pixels",
+) -> tuple[Upload, tuple[int, int]]:
+    """Decode an uploaded image defensively, off the event loop.
 
-    Returns the request with the upload replaced by the checked image (as PNG), noting its size
-    for pricing, and the image's (width, height). `max_pixels` is the pipeline's own limit
-    named `limit_name`; the tighter of it and `max_input_pixels` is checked from the header
-    before decoding.
+    Returns the image as checked (a PNG) and its (width, height). The tighter of the limit
+    `limit` (a field of `Limits`: the pipeline's own bound) and `max_input_pixels` is checked
+    from the header, before decoding; the refusal names its environment variable.
     """
-    upload: UploadFile = getattr(request, field)
-    pixel_limit, name = limits.max_input_pixels, "max_input_pixels"
-    if max_pixels is not None and max_pixels < pixel_limit:
-        pixel_limit, name = max_pixels, limit_name
-    png, size = await off_loop(_decode_and_encode, upload_bytes(upload), pixel_limit, name, field)
-    checked = in_memory_upload(png, upload.filename, "image/png")
-    prepared = request.model_copy(update={field: checked})
-    width, height = size
-    return with_upload_facts(prepared, input_width=width, input_height=height), size
+    if getattr(limits, limit) >= limits.max_input_pixels:
+        limit = "max_input_pixels"
+    png, size = await off_loop(
+        _decode_and_encode, upload.data, getattr(limits, limit), limit_name(limit), field
+    )
+    return Upload(png, upload.filename, "image/png"), size
 
 
-def prepared_image(upload: UploadFile) -> Image.Image:
-    """The image `prepare_image` put in a request, for the pipeline's `run`."""
+def prepared_image(upload: Upload) -> Image.Image:
+    """The image `checked_image` put in a request, for the pipeline's `run`."""
     from functions.image_input import decode_image
 
-    return decode_image(upload_bytes(upload), max_pixels=_PREPARED_MAX_PIXELS)
+    return decode_image(upload.data, max_pixels=_PREPARED_MAX_PIXELS)
 
 
 def _decode_and_encode(

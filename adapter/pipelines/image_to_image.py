@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from adapter.pipelines.base import PipelineRunner, StopCheck
-from adapter.pipelines.image_input import prepare_image, prepared_image
+from adapter.pipelines.base import PipelineRunner, Prepared, StopCheck
+from adapter.pipelines.image_input import checked_image, prepared_image
 from adapter.pipelines.text_to_image import load_safety_checker, served_profile
-from contract.errors import BadRequestError
 from contract.pipelines import Pipeline
 from contract.schemas import ImageResponse, ImageToImageForm, Media, RequestModel
+from contract.units import RequestFacts
 
 if TYPE_CHECKING:
     import torch
@@ -36,21 +36,25 @@ def image_response(result: GeneratedImages) -> ImageResponse:
 class ImageToImageRunner(PipelineRunner):
     pipeline = Pipeline.IMAGE_TO_IMAGE
 
-    async def prepare(self, request: RequestModel, limits: Limits) -> RequestModel:
+    async def check(self, request: RequestModel, limits: Limits) -> Prepared:
+        from functions.image_to_image import check_inputs
+
         assert isinstance(request, ImageToImageForm)
-        request = await super().prepare(request, limits)
-        if not 0.0 <= request.strength <= 1.0:
-            raise BadRequestError(f"strength must be between 0 and 1, got {request.strength}.")
         # The output has the input's size, so the input is bounded like a generated image.
-        prepared, (width, height) = await prepare_image(
-            request,
-            limits,
-            max_pixels=limits.max_pixels_per_image,
-            limit_name="max_pixels_per_image",
+        image, size = await checked_image(request.image, limits, limit="max_pixels_per_image")
+        check_inputs(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            image_size=size,
+            strength=request.strength,
+            num_images=request.num_images_per_prompt,
+            seed=request.seed,
         )
-        if width < 8 or height < 8:
-            raise BadRequestError(f"The image must be at least 8x8 pixels, got {width}x{height}.")
-        return prepared
+        width, height = size
+        return Prepared(
+            request.model_copy(update={"image": image}),
+            RequestFacts(input_width=width, input_height=height),
+        )
 
     def build_demo(self, folder: Path) -> None:
         from functions.tiny.stable_diffusion import build_tiny_sd

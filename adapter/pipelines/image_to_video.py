@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from adapter.pipelines.base import PipelineRunner, StopCheck
-from adapter.pipelines.image_input import prepare_image, prepared_image
+from adapter.limits import the_limit
+from adapter.pipelines.base import PipelineRunner, Prepared, StopCheck
+from adapter.pipelines.image_input import checked_image, prepared_image
 from adapter.pipelines.text_to_image import load_safety_checker
-from contract.errors import BadRequestError, ConfigError
+from contract.errors import ConfigError
 from contract.pipelines import Pipeline
 from contract.schemas import ImageToVideoForm, Media, RequestModel, VideoResponse
 
@@ -24,27 +25,23 @@ if TYPE_CHECKING:
 class ImageToVideoRunner(PipelineRunner):
     pipeline = Pipeline.IMAGE_TO_VIDEO
 
-    async def prepare(self, request: RequestModel, limits: Limits) -> RequestModel:
+    async def check(self, request: RequestModel, limits: Limits) -> Prepared:
+        from functions.image_to_video import check_inputs
+
         assert isinstance(request, ImageToVideoForm)
-        # The runner refuses sizes SVD cannot take before anything else.
-        if request.height % 8 or request.width % 8:
-            raise BadRequestError(
-                f"height and width must be divisible by 8, got {request.height}x{request.width}."
-            )
-        request = await super().prepare(request, limits)
-        if request.fps < 1:
-            raise BadRequestError(f"fps must be at least 1, got {request.fps}.")
-        if request.motion_bucket_id < 0:
-            raise BadRequestError(
-                f"motion_bucket_id must not be negative, got {request.motion_bucket_id}."
-            )
-        if request.noise_aug_strength < 0:
-            raise BadRequestError(
-                f"noise_aug_strength must not be negative, got {request.noise_aug_strength}."
-            )
-        # The pipeline resizes the input to height x width, so any size up to the limit will do.
-        prepared, _size = await prepare_image(request, limits)
-        return prepared
+        # The pipeline resizes the input to width x height, so any size up to the limit will do.
+        image, size = await checked_image(request.image, limits)
+        check_inputs(
+            image_size=size,
+            width=request.width,
+            height=request.height,
+            fps=request.fps,
+            motion_bucket_id=request.motion_bucket_id,
+            noise_aug_strength=request.noise_aug_strength,
+            seed=request.seed,
+        )
+        # go-livepeer prices the video by its requested size, from the fields alone.
+        return Prepared(request.model_copy(update={"image": image}))
 
     def build_demo(self, folder: Path) -> None:
         from functions.tiny.image_models import build_tiny_svd
@@ -68,8 +65,8 @@ class ImageToVideoRunner(PipelineRunner):
         if frames > limit:
             raise ConfigError(
                 f"{model.key} makes {frames} frames per video, over the limit "
-                f"max_video_frames={limit}; set runner.num_frames in its aiModels.json entry "
-                "or raise ADAPTER_MAX_VIDEO_FRAMES"
+                f"{the_limit('max_video_frames', settings.limits)}; set runner.num_frames in "
+                "its aiModels.json entry or raise the limit"
             )
         return ImageToVideo.load(
             folder,

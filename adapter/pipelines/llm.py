@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from adapter.pipelines.base import PipelineRunner, StopCheck
-from contract.errors import BadRequestError, LimitExceededError
+from adapter.limits import the_limit
+from adapter.pipelines.base import PipelineRunner, Prepared, StopCheck
+from contract.errors import LimitExceededError
 from contract.pipelines import Pipeline
 from contract.schemas import (
     LLMChoice,
@@ -31,38 +32,14 @@ if TYPE_CHECKING:
     from contract.aimodels import ServedModel
     from functions.llm import ChatModel, Sampling
 
-ROLES = ("system", "user", "assistant")
-
 
 @dataclass
 class LoadedLLM:
     chat: ChatModel
     model_id: str
     max_prompt_tokens: int
-
-
-def check_llm_request(request: LLMRequest, limits: Limits) -> None:
-    """The runner's checks on messages and sampling, as 400s, plus our cost limit."""
-    if not request.messages:
-        raise BadRequestError("messages must not be empty.")
-    for index, message in enumerate(request.messages):
-        if message.role not in ROLES:
-            raise BadRequestError(
-                f"messages[{index}].role must be one of {', '.join(ROLES)}, got {message.role!r}."
-            )
-    if not 0 <= request.temperature <= 2:
-        raise BadRequestError(f"temperature must be between 0 and 2, got {request.temperature}.")
-    if not 0 <= request.top_p <= 1:
-        raise BadRequestError(f"top_p must be between 0 and 1, got {request.top_p}.")
-    if request.top_k < -1:
-        raise BadRequestError(f"top_k must be -1 (off) or positive, got {request.top_k}.")
-    if request.max_tokens < 1:
-        raise BadRequestError(f"max_tokens must be at least 1, got {request.max_tokens}.")
-    if request.max_tokens > limits.max_llm_tokens:
-        raise LimitExceededError(
-            f"max_tokens={request.max_tokens} is over the limit "
-            f"max_llm_tokens={limits.max_llm_tokens}."
-        )
+    # How the limit reads in a refusal (its environment variable and value).
+    prompt_limit: str
 
 
 def _sampling(request: LLMRequest) -> Sampling:
@@ -76,6 +53,10 @@ def _sampling(request: LLMRequest) -> Sampling:
     )
 
 
+def _messages(request: LLMRequest) -> list[dict[str, str]]:
+    return [message.model_dump() for message in request.messages]
+
+
 def _usage(prompt_tokens: int, completion_tokens: int) -> LLMTokenUsage:
     return LLMTokenUsage(
         prompt_tokens=prompt_tokens,
@@ -87,10 +68,12 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> LLMTokenUsage:
 class LLMRunner(PipelineRunner):
     pipeline = Pipeline.LLM
 
-    async def prepare(self, request: RequestModel, limits: Limits) -> RequestModel:
+    async def check(self, request: RequestModel, limits: Limits) -> Prepared:
+        from functions.llm import check_inputs
+
         assert isinstance(request, LLMRequest)
-        check_llm_request(request, limits)
-        return await super().prepare(request, limits)
+        check_inputs(messages=_messages(request), sampling=_sampling(request))
+        return Prepared(request)
 
     def build_demo(self, folder: Path) -> None:
         from functions.tiny.text_models import build_tiny_llm
@@ -111,14 +94,14 @@ class LLMRunner(PipelineRunner):
             chat=ChatModel.load(folder, device=device, dtype=dtype),
             model_id=model.model_id,
             max_prompt_tokens=settings.limits.max_llm_prompt_tokens,
+            prompt_limit=the_limit("max_llm_prompt_tokens", settings.limits),
         )
 
     def _prompt_ids(self, handle: LoadedLLM, request: LLMRequest) -> list[int]:
-        ids = handle.chat.prompt_ids([message.model_dump() for message in request.messages])
+        ids = handle.chat.prompt_ids(_messages(request))
         if len(ids) > handle.max_prompt_tokens:
             raise LimitExceededError(
-                f"The prompt is {len(ids)} tokens, over the limit "
-                f"max_llm_prompt_tokens={handle.max_prompt_tokens}."
+                f"The prompt is {len(ids)} tokens, over the limit {handle.prompt_limit}."
             )
         return ids
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from adapter.pipelines.base import PipelineRunner, StopCheck
+from adapter.pipelines.base import PipelineRunner, Prepared, StopCheck
 from adapter.pipelines.optimization import optimize_pipeline
 from contract.pipelines import Pipeline
 from contract.schemas import ImageResponse, Media, RequestModel, TextToImageParams
@@ -15,7 +15,7 @@ from contract.schemas import ImageResponse, Media, RequestModel, TextToImagePara
 if TYPE_CHECKING:
     import torch
 
-    from adapter.settings import Settings
+    from adapter.settings import Limits, Settings
     from contract.aimodels import ServedModel
     from functions.text_to_image import ModelProfile
 
@@ -84,6 +84,20 @@ def warm_up(handle: Any) -> None:
 class TextToImageRunner(PipelineRunner):
     pipeline = Pipeline.TEXT_TO_IMAGE
     movable = True
+
+    async def check(self, request: RequestModel, limits: Limits) -> Prepared:
+        from functions.text_to_image import check_inputs
+
+        assert isinstance(request, TextToImageParams)
+        check_inputs(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            width=request.width,
+            height=request.height,
+            num_images=request.num_images_per_prompt,
+            seed=request.seed,
+        )
+        return Prepared(request)
 
     def build_demo(self, folder: Path) -> None:
         from functions.tiny.stable_diffusion import build_tiny_sd

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from adapter.pipelines.base import PipelineRunner, StopCheck
-from adapter.pipelines.image_input import prepare_image, prepared_image
+from adapter.pipelines.base import PipelineRunner, Prepared, StopCheck
+from adapter.pipelines.image_input import checked_image, prepared_image
 from adapter.pipelines.image_to_image import image_response
 from adapter.pipelines.text_to_image import load_safety_checker
 from contract.pipelines import Pipeline
 from contract.schemas import RequestModel, UpscaleForm
+from contract.units import RequestFacts
 
 if TYPE_CHECKING:
     import torch
@@ -24,17 +25,18 @@ if TYPE_CHECKING:
 class UpscaleRunner(PipelineRunner):
     pipeline = Pipeline.UPSCALE
 
-    async def prepare(self, request: RequestModel, limits: Limits) -> RequestModel:
+    async def check(self, request: RequestModel, limits: Limits) -> Prepared:
+        from functions.upscale import check_inputs
+
         assert isinstance(request, UpscaleForm)
-        request = await super().prepare(request, limits)
         # The output has 16 times the input's pixels: the input's bound is the output's.
-        prepared, _size = await prepare_image(
-            request,
-            limits,
-            max_pixels=limits.max_upscale_input_pixels,
-            limit_name="max_upscale_input_pixels",
+        image, size = await checked_image(request.image, limits, limit="max_upscale_input_pixels")
+        check_inputs(prompt=request.prompt, image_size=size, seed=request.seed)
+        width, height = size
+        return Prepared(
+            request.model_copy(update={"image": image}),
+            RequestFacts(input_width=width, input_height=height),
         )
-        return prepared
 
     def build_demo(self, folder: Path) -> None:
         from functions.tiny.image_models import build_tiny_sd_upscaler

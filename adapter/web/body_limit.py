@@ -5,46 +5,31 @@ Pure ASGI, so the limit holds for chunked uploads too, before anything is parsed
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from starlette.exceptions import HTTPException
+from collections.abc import Callable
+
+from fastapi import FastAPI
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from adapter.errors import error_response
-from contract.errors import PayloadTooLargeError
+from contract.errors import PayloadTooLargeError, RunnerError
+
+# How an error answers (adapter.errors.ErrorMapping.response): the status the route declares.
+Refusal = Callable[[RunnerError, Scope], Response]
 
 
-class BodyTooLarge(HTTPException):
-    """Raised while reading the body. An HTTPException, so FastAPI's body reader lets it through
-    instead of making it a 400; `install_body_limit` renders it as the contract's 413."""
-
-    def __init__(self, error: PayloadTooLargeError) -> None:
-        super().__init__(status_code=413, detail=error.msg)
-        self.error = error
-
-
-def install_body_limit(
-    app: FastAPI, max_bytes: int, max_json_bytes: int, declared_only: bool
-) -> None:
-    def handle_body_too_large(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, BodyTooLarge)
-        return error_response(exc.error, request.url.path, declared_only)
-
+def install_body_limit(app: FastAPI, max_bytes: int, max_json_bytes: int, refuse: Refusal) -> None:
     app.add_middleware(
-        BodyLimitMiddleware,
-        max_bytes=max_bytes,
-        max_json_bytes=max_json_bytes,
-        declared_only=declared_only,
+        BodyLimitMiddleware, max_bytes=max_bytes, max_json_bytes=max_json_bytes, refuse=refuse
     )
-    app.add_exception_handler(BodyTooLarge, handle_body_too_large)
 
 
 class BodyLimitMiddleware:
-    def __init__(
-        self, app: ASGIApp, max_bytes: int, max_json_bytes: int, declared_only: bool
-    ) -> None:
+    """The error is raised from `receive` while the app reads the body. FastAPI wraps whatever
+    its body reader raises in a 400 `from` it; the error mapping answers with the cause."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, max_json_bytes: int, refuse: Refusal) -> None:
         self.app = app
-        self.declared_only = declared_only
+        self.refuse = refuse
         self.max_bytes = max_bytes
         # JSON is parsed whole on the event loop (before auth, by FastAPI): a tighter bound.
         self.max_json_bytes = max_json_bytes
@@ -52,8 +37,8 @@ class BodyLimitMiddleware:
     def _limit(self, headers: dict[bytes, bytes]) -> tuple[int, str]:
         is_json = b"json" in headers.get(b"content-type", b"").lower()
         if is_json and self.max_json_bytes < self.max_bytes:
-            return self.max_json_bytes, "max_json_request_bytes"
-        return self.max_bytes, "max_request_bytes"
+            return self.max_json_bytes, "ADAPTER_MAX_JSON_REQUEST_BYTES"
+        return self.max_bytes, "ADAPTER_MAX_REQUEST_BYTES"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,8 +52,7 @@ class BodyLimitMiddleware:
 
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            refusal = error_response(too_large(), scope["path"], self.declared_only)
-            await refusal(scope, receive, send)
+            await self.refuse(too_large(), scope)(scope, receive, send)
             return
 
         received = 0
@@ -80,7 +64,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > max_bytes:
-                    raise BodyTooLarge(too_large())
+                    raise too_large()
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -90,7 +74,6 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
+        except PayloadTooLargeError as exc:
             if not started:
-                refusal = error_response(too_large(), scope["path"], self.declared_only)
-                await refusal(scope, receive, send)
+                await self.refuse(exc, scope)(scope, receive, send)

@@ -15,15 +15,9 @@ from typing import TypeVar
 
 from starlette.requests import Request
 
-from contract.errors import RunnerError
+from contract.errors import ClientDisconnectedError
 
 T = TypeVar("T")
-
-
-class ClientDisconnectedError(RunnerError):
-    """The client went away before the answer was ready; no one reads this answer."""
-
-    status_code = 500
 
 
 async def _disconnected(request: Request) -> None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
+from adapter.errors import route_error_statuses
 from adapter.web.auth import bearer_token_required
 from adapter.web.disconnect import cancel_on_disconnect
 from adapter.web.streaming import event_stream, wants_stream
@@ -50,10 +51,10 @@ def _endpoint(spec: PipelineSpec) -> Any:
     return generate
 
 
-def build_router() -> APIRouter:
+def build_router(declared_only: bool = True) -> APIRouter:
     router = APIRouter(tags=["generate"])
     for spec in PIPELINE_SPECS.values():
-        statuses = (400, 401, *spec.extra_error_statuses, 500, 503)
+        statuses = route_error_statuses(spec.pipeline, declared_only)
         responses: dict[int | str, dict[str, Any]] = {
             status: {"model": HTTPError, "description": _ERROR_DESCRIPTIONS[status]}
             for status in statuses

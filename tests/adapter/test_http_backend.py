@@ -15,6 +15,7 @@ from tests.support.apps import llm_entry, make_app, model_entry, sd_entry, serve
 from tests.support.audio import livepeer_form, wav
 from tests.support.livepeer_multipart import go_multipart, png_bytes
 from tests.support.llm import GREEDY, event_payloads
+from tests.support.local_apps import app_with_glue
 from tests.support.runner_process import RunnerProcess
 
 TOKEN = "runner-secret"
@@ -139,12 +140,23 @@ def test_the_adapter_keeps_its_own_token_and_names_the_model_upstream(tmp_path, 
 
 def test_the_runners_error_answers_pass_through(tmp_path, runner):
     with serve(http_adapter(tmp_path, [adapter_entry(runner)])) as url:
-        response = httpx.post(f"{url}/text-to-image", json={**SMALL, "width": 60}, timeout=60)
+        # Two prompts where the model takes one: only the runner, which has it, can tell.
+        body = {**SMALL, "prompt": "a | b"}
+        response = httpx.post(f"{url}/text-to-image", json=body, timeout=60)
         assert response.status_code == 400
-        direct = httpx.post(f"{runner.url}/text-to-image", json={**SMALL, "width": 60},
+        direct = httpx.post(f"{runner.url}/text-to-image", json=body,
                             headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
         assert response.json() == direct.json()
-        assert "multiples of 8" in response.json()["detail"]["msg"]
+        assert "at most 1" in response.json()["detail"]["msg"]
+
+
+def test_a_client_leaving_a_video_frees_the_runners_model(tmp_path, runner, runner_entries):
+    from tests.support.abandoned import assert_an_abandoned_video_frees_the_model
+
+    # The adapter closes its upstream request, so the runner stops the model as its client left.
+    video = [e for e in fronting(runner, runner_entries) if e["pipeline"] == "image-to-video"]
+    with serve(http_adapter(tmp_path, video)) as url:
+        assert_an_abandoned_video_frees_the_model(url)
 
 
 def test_a_wrong_upstream_token_is_a_500_that_says_so(tmp_path, runner):
@@ -166,7 +178,7 @@ def test_runner_stopped_then_restarted(tmp_path, tmp_path_factory, tiny_sd):
 
             runner.stop()
             down = client.post("/text-to-image", json=SMALL)
-            assert down.status_code == 503
+            assert down.status_code == 500  # the spec declares no 503
             assert down.json() == {
                 "detail": {"msg": "The upstream runner for test/tiny-sd is unreachable."}
             }
@@ -187,9 +199,33 @@ def test_an_upstream_not_up_yet_reads_as_loading_during_the_grace_period(tmp_pat
         time.sleep(0.3)  # a few polls have failed
         assert httpx.get(f"{url}/health").json() == {"status": "LOADING"}
         response = httpx.post(f"{url}/text-to-image", json=SMALL, timeout=30)
-        assert response.status_code == 503
+        assert response.status_code == 500
         # A failed request inside the grace period does not turn health to ERROR either.
         assert httpx.get(f"{url}/health").json() == {"status": "LOADING"}
+
+
+def test_an_upstreams_503_without_retry_after_gets_the_adapters_setting(tmp_path):
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    busy = FastAPI()
+
+    @busy.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "OK"}
+
+    @busy.post("/text-to-image")
+    def refuse() -> JSONResponse:
+        return JSONResponse({"detail": {"msg": "Busy upstream."}}, status_code=503)
+
+    with serve(busy, settle=False) as upstream_url:
+        entry = {"pipeline": "text-to-image", "model_id": "m", "warm": True,
+                 "runner": {"upstream_url": upstream_url}}
+        with serve(http_adapter(tmp_path, [entry], retry_after_s=7)) as url:
+            response = httpx.post(f"{url}/text-to-image", json=SMALL, timeout=30)
+    assert response.status_code == 503
+    assert response.json() == {"detail": {"msg": "Busy upstream."}}
+    assert response.headers["retry-after"] == "7"
 
 
 def test_the_http_backend_needs_an_upstream_per_model(tmp_path):
@@ -205,18 +241,16 @@ def test_form_values_are_written_as_go_livepeer_writes_them():
 
 
 def test_a_stream_arrives_while_the_runner_generates_and_leaving_stops_it(
-    tmp_path, tmp_path_factory, tiny_llm, monkeypatch
+    tmp_path, tmp_path_factory, tiny_llm
 ):
     """The runner here is the same app in this process, so its generation can be held at a
     token: the adapter must relay the first event before the runner has finished, and a client
     leaving the adapter must stop the runner's generation."""
-    from adapter.pipelines import PIPELINES
-    from contract.pipelines import Pipeline
     from tests.support.llm import GatedLLM
 
     gated = GatedLLM(park_at=12)
-    monkeypatch.setitem(PIPELINES, Pipeline.LLM, gated)
-    runner_app = make_app(tmp_path_factory.mktemp("gated-runner"), [llm_entry(tiny_llm)])
+    runner_app = app_with_glue(tmp_path_factory.mktemp("gated-runner"), [llm_entry(tiny_llm)],
+                               gated)
     body = {**GREEDY, "max_tokens": 40, "stream": True}
     try:
         with serve(runner_app) as runner_url:

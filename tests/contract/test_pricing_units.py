@@ -7,14 +7,13 @@ each case below is the number the orchestrator would debit for that request.
 from __future__ import annotations
 
 import asyncio
-import io
 from decimal import Decimal
 
 import pytest
-from fastapi import UploadFile
 
-from adapter.pipelines.base import buffer_uploads
+from adapter.pipelines.image_to_image import ImageToImageRunner
 from adapter.pipelines.text_to_image import TextToImageRunner
+from adapter.settings import Limits
 from contract.pipelines import PIPELINE_SPECS, Pipeline
 from contract.schemas import (
     AudioToTextForm,
@@ -26,6 +25,7 @@ from contract.schemas import (
     SegmentAnything2Form,
     TextToImageParams,
     TextToSpeechParams,
+    Upload,
     UpscaleForm,
 )
 from contract.units import (
@@ -37,8 +37,8 @@ from contract.units import (
 )
 
 
-def upload(data: bytes = b"\x89PNG not decoded here") -> UploadFile:
-    return UploadFile(io.BytesIO(data), filename="input.png")
+def upload(data: bytes = b"\x89PNG not decoded here") -> Upload:
+    return Upload(data, filename="input.png")
 
 
 def form(model, **fields):
@@ -84,12 +84,15 @@ def test_image_to_image_output_settings_do_not_change_its_units():
     assert request_units(request, RequestFacts(640, 480)) == 307_200
 
 
-def test_buffered_upload_keeps_what_the_client_left_out():
-    # prepare() copies the model with the buffered upload; an absent count must stay absent.
-    request = form(ImageToImageForm, prompt="x", image=upload())
-    buffered = asyncio.run(buffer_uploads(request))
-    assert "num_images_per_prompt" not in buffered.model_fields_set
-    assert request_units(buffered, RequestFacts(100, 50)) == 5_000
+def test_prepare_measures_the_input_and_keeps_what_the_client_left_out():
+    from tests.support.livepeer_multipart import png_bytes
+
+    # prepare() puts the checked image in the request; an absent count must stay absent.
+    request = form(ImageToImageForm, prompt="x", image=upload(png_bytes(100, 50)))
+    prepared = asyncio.run(ImageToImageRunner().prepare(request, Limits()))
+    assert "num_images_per_prompt" not in prepared.request.model_fields_set
+    assert prepared.facts == RequestFacts(input_width=100, input_height=50)
+    assert request_units(prepared.request, prepared.facts) == 5_000
 
 
 @pytest.mark.parametrize("facts", [RequestFacts(), RequestFacts(640, None), RequestFacts(0, 480)])
@@ -213,4 +216,4 @@ def test_a_model_that_is_no_pipeline_request_is_refused():
 
 def test_pipelines_without_uploads_need_no_facts():
     request = TextToImageParams.model_validate({"prompt": "x"})
-    assert TextToImageRunner().pricing_facts(request) == RequestFacts()
+    assert asyncio.run(TextToImageRunner().prepare(request, Limits())).facts == RequestFacts()

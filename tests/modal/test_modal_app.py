@@ -4,7 +4,6 @@ local execution path running a tiny pipeline with the adapter's glue."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import sys
@@ -14,15 +13,13 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from fastapi import UploadFile
 from fastapi.testclient import TestClient
 
-from adapter.backends.modal import AppClasses
 from adapter.pipelines import PIPELINES
-from adapter.pipelines.base import buffer_uploads, upload_bytes
 from contract.pipelines import Pipeline
-from contract.schemas import ImageToImageForm, TextToImageParams
-from modal_deploy.plan import LOCAL_PACKAGES, MODELS_JSON_ENV
+from contract.schemas import ImageToImageForm, TextToImageParams, Upload
+from modal_deploy.plan import LOCAL_PACKAGES
+from modal_deploy.settings import MODELS_JSON_ENV
 from tests.support.apps import make_settings
 from tests.support.images import decode, pixels
 from tests.support.modal_inprocess import (
@@ -47,11 +44,13 @@ def test_modal_app_imports_offline_and_modal_records_each_models_settings():
         assert info.gpus == [(gpu, 1) for gpu in gpus]
         assert (info.timeout, info.startup_timeout) == (plan.timeout, 600)
         assert info.concurrency_info.max_inputs == plan.max_concurrent_inputs
+        # Modal aims at one input per container: the most its one model thread runs at once.
+        assert info.concurrency_info.target_inputs == 1
         assert {path: mount.name for path, mount in info.volumes.items()} == {
             "/models": "livepeer-models"
         }
         assert len(info.secrets) == 1 and info.secrets[0].startswith("Secret.from_dict(")
-        assert info.method_names == ["check", "run", "stream"]
+        assert info.method_names == ["check", "run", "stream_into"]
     lightning, turbo = app.PLAN.classes
     assert lightning.gpu == ("L40S", "A100-80GB")
     assert (lightning.min_containers, lightning.max_containers) == (1, 2)  # warm, capacity 2
@@ -91,8 +90,10 @@ def test_containers_rebuild_the_same_classes_from_the_deploys_models(tiny_modal_
     ]
 
 
-def test_a_tiny_pipeline_runs_through_the_modal_classs_local_execution(tiny_modal_app, tiny_sd):
-    model = tiny_modal_app.GPU_CLASSES[TINY]()
+def test_a_tiny_pipeline_runs_through_the_modal_classs_local_execution(
+    tiny_modal_app, in_process_classes, tiny_sd
+):
+    model = in_process_classes().target(TINY).obj
     # A sync method runs the class's enter methods (the load) first.
     assert model.check.local() == {
         "model": "text-to-image/test/tiny-sd", "class": TINY, "device": "cpu", "gpu": "",
@@ -112,17 +113,25 @@ def test_a_tiny_pipeline_runs_through_the_modal_classs_local_execution(tiny_moda
     assert np.array_equal(pixels(direct.images[1].url), pixels(response.images[1].url))
 
 
-def test_cpu_snapshot_loads_before_the_snapshot_and_off_loads_after(tiny_modal_app):
+def test_cpu_snapshot_loads_before_the_snapshot_and_off_loads_after(
+    tiny_modal_app, in_process_classes
+):
+    # The deployed class, whose settings name CUDA: before a CPU snapshot nothing touches it.
     snapshotted = tiny_modal_app.GPU_CLASSES[TINY]()
     snapshotted._before_snapshot()  # what Modal runs before taking the memory snapshot
-    assert snapshotted._handle is not None
-    assert str(snapshotted._loaded_on) == "cpu"
+    worker = snapshotted.worker
+    # Loaded on the CPU in the GPU's dtype, not yet finished (moved and optimized after each
+    # restore).
+    assert (str(worker.device), worker.state) == ("cpu", "LOADING")
+    assert worker._handle.pipe.dtype == torch.float16
+    assert not torch.cuda.is_initialized()
 
-    plain = tiny_modal_app.GPU_CLASSES[ONE_SECOND]()
+    plain = in_process_classes().classes[ONE_SECOND]()
     plain._before_snapshot()
-    assert plain._handle is None  # snapshot "off": nothing loaded before start finishes
+    # snapshot "off": nothing loaded before start finishes
+    assert (plain.worker.device, plain.worker.state) == (None, "COLD")
     plain._after_restore()
-    assert plain._handle is not None
+    assert (str(plain.worker.device), plain.worker.state) == ("cpu", "READY")
 
 
 def test_moving_a_cpu_loaded_text_to_image_model_keeps_its_output(tiny_modal_app, tiny_sd):
@@ -140,12 +149,11 @@ def test_moving_a_cpu_loaded_text_to_image_model_keeps_its_output(tiny_modal_app
 
 
 def test_prepared_multipart_request_crosses_modals_serializer():
-    upload = UploadFile(io.BytesIO(b"\x89PNG fake bytes"), size=15, filename="in.png")
-    request = ImageToImageForm(prompt="make it blue", image=upload, strength=0.5)
-    prepared = asyncio.run(buffer_uploads(request))
+    upload = Upload(b"\x89PNG fake bytes", filename="in.png", content_type="image/png")
+    prepared = ImageToImageForm(prompt="make it blue", image=upload, strength=0.5)
     arrived = over_the_wire(prepared)
     assert isinstance(arrived, ImageToImageForm)
-    assert upload_bytes(arrived.image) == b"\x89PNG fake bytes"
+    assert arrived.image == upload
     assert (arrived.image.filename, arrived.prompt, arrived.strength) == (
         "in.png", "make it blue", 0.5,
     )
@@ -167,9 +175,7 @@ def test_web_function_serves_the_adapter_and_answers_json_without_a_token(tiny_m
 def test_the_image_carries_every_local_package_the_deployed_code_imports(tiny_modal_app):
     # What the web function builds, in a container that imported modal_app.py.
     with mock.patch.dict(os.environ, {"AUTH_TOKEN": "web-token"}):
-        tiny_modal_app.create_web_app(
-            tiny_modal_app.MODELS, AppClasses(tiny_modal_app.GPU_CLASSES)
-        )
+        tiny_modal_app.web.local()
     repo = Path(tiny_modal_app.__file__).resolve().parent
     local = {
         top

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import queue
 import threading
 import time
-from unittest import mock
 
 import grpclib.exceptions
 import modal
@@ -21,16 +19,16 @@ from adapter.app import create_app
 from adapter.backends import modal as modal_backend
 from adapter.backends.local import LocalBackend
 from adapter.backends.modal import ModalBackend, translate
-from adapter.pipelines import PIPELINES
+from adapter.pipelines.llm import LLMRunner
 from adapter.pipelines.text_to_image import TextToImageRunner
+from adapter.settings import Settings
 from contract.aimodels import merge_entries, parse_entries
 from contract.errors import BadRequestError, ConfigError
-from contract.pipelines import Pipeline
-from contract.schemas import ImageResponse, TextToImageParams
+from contract.schemas import ImageResponse, LLMRequest, TextToImageParams
 from functions.cancel import GenerationCancelled
 from modal_deploy.runtime import create_web_app
 from tests.support.apps import make_settings, wait_until_settled
-from tests.support.modal_inprocess import InProcessClasses, modal_token_configured
+from tests.support.modal_inprocess import InProcessQueue, modal_token_configured
 
 pytestmark = pytest.mark.filterwarnings("ignore:The .* function is executing locally")
 
@@ -58,10 +56,13 @@ class GatedTextToImage(TextToImageRunner):
 
 
 class StreamingTextToImage(TextToImageRunner):
-    """Text-to-image glue that streams one response per image (a real `stream` generator)."""
+    """Text-to-image glue that streams one response per image (a real `stream` generator).
+    With `pause_after_first`, it waits after the first image, as a generation between two
+    steps, until it is told to stop (or a minute passes)."""
 
     def __init__(self) -> None:
         self.events: queue.Queue[str] = queue.Queue()
+        self.pause_after_first = False
 
     def stream(self, handle, request, should_stop):
         try:
@@ -71,21 +72,29 @@ class StreamingTextToImage(TextToImageRunner):
                 )
                 yield self.run(handle, single, should_stop)
                 self.events.put(f"sent {index}")
+                deadline = time.monotonic() + 60
+                while self.pause_after_first and not should_stop():
+                    assert time.monotonic() < deadline, "the stream was never stopped"
+                    time.sleep(0.01)
         finally:
             self.events.put("stopped" if should_stop() else "done")
 
 
 @pytest.fixture
-def gated(monkeypatch):
+def gated():
     glue = GatedTextToImage()
-    monkeypatch.setitem(PIPELINES, Pipeline.TEXT_TO_IMAGE, glue)
     yield glue
     glue.gate.set()
 
 
 @pytest.fixture
-def classes(tiny_modal_app):
-    return InProcessClasses(tiny_modal_app.GPU_CLASSES)
+def classes(in_process_classes):
+    return in_process_classes()
+
+
+@pytest.fixture
+def gated_classes(in_process_classes, gated):
+    return in_process_classes(gated)
 
 
 WEB_TOKEN = "web-token"
@@ -93,8 +102,8 @@ WEB_TOKEN = "web-token"
 
 def web_app(tiny_modal_app, classes, token=WEB_TOKEN):
     """The deployed adapter, with AUTH_TOKEN as the auth Secret would set it."""
-    with mock.patch.dict(os.environ, {"AUTH_TOKEN": token}):
-        return create_web_app(tiny_modal_app.MODELS, classes)
+    settings = Settings(backend="modal", auth_token=token)
+    return create_web_app(tiny_modal_app.MODELS, classes, settings)
 
 
 def web_client(tiny_modal_app, classes):
@@ -134,11 +143,11 @@ def test_bad_input_found_in_the_container_is_a_400(tiny_modal_app, classes):
         assert "at most 1" in response.json()["detail"]["msg"]
 
 
-def test_a_modal_outage_is_a_503_with_retry_after(tiny_modal_app, classes):
+def test_a_modal_outage_is_a_500_with_retry_after(tiny_modal_app, classes):
     classes.spawn_error = modal.exception.ConnectionError("Could not connect to the Modal server.")
     with web_client(tiny_modal_app, classes) as client:
         response = client.post("/text-to-image", json=SMALL)
-    assert response.status_code == 503
+    assert response.status_code == 500  # a 503, answered as the spec declares
     assert response.headers["Retry-After"] == "2"
     assert response.json() == {
         "detail": {"msg": "Modal is unavailable: Could not connect to the Modal server."}
@@ -153,8 +162,10 @@ def test_modal_refusing_the_call_is_a_500_that_names_why(tiny_modal_app, classes
     assert "App 'livepeer-ai-runner' not found" in response.json()["detail"]["msg"]
 
 
-def test_a_job_past_its_classs_time_limit_is_a_500_and_stops(tiny_modal_app, classes, gated):
-    with web_client(tiny_modal_app, classes) as client:
+def test_a_job_past_its_classs_time_limit_is_a_500_and_stops(
+    tiny_modal_app, gated_classes, gated
+):
+    with web_client(tiny_modal_app, gated_classes) as client:
         response = client.post("/text-to-image", json={**SMALL, "model_id": "test/one-second-sd"})
         assert response.status_code == 500
         assert "ran past its 1 s time limit" in response.json()["detail"]["msg"]
@@ -162,11 +173,13 @@ def test_a_job_past_its_classs_time_limit_is_a_500_and_stops(tiny_modal_app, cla
         assert gated.outcomes.get(timeout=60) == "cancelled"
 
 
-def test_no_result_in_time_is_a_503_and_cancels_the_call(tiny_modal_app, gated):
-    classes = InProcessClasses(tiny_modal_app.GPU_CLASSES, get_wait_cap_s=0.5)
+def test_no_result_in_time_is_a_500_with_retry_after_and_cancels_the_call(
+    tiny_modal_app, in_process_classes, gated
+):
+    classes = in_process_classes(gated, get_wait_cap_s=0.5)
     with web_client(tiny_modal_app, classes) as client:
         response = client.post("/text-to-image", json=SMALL)
-        assert response.status_code == 503
+        assert response.status_code == 500  # a 503, answered as the spec declares
         assert response.headers["Retry-After"] == "2"
         assert "the call was cancelled" in response.json()["detail"]["msg"]
         assert classes.calls[0].cancel_requested
@@ -197,8 +210,10 @@ async def wait_for(condition, timeout_s=60.0):
 
 
 def test_cancelling_the_request_cancels_the_modal_call_and_stops_the_work(
-    tiny_modal_app, classes, gated, tmp_path
+    tiny_modal_app, gated_classes, gated, tmp_path
 ):
+    classes = gated_classes
+
     async def scenario(backend, model):
         request = TextToImageParams(**SMALL)
         job = asyncio.create_task(backend.run(model, request))
@@ -264,10 +279,10 @@ def test_real_modal_client_without_a_token_reports_error_and_never_hangs(tiny_mo
 
 
 def test_streaming_yields_each_chunk_and_closing_early_stops_the_work(
-    tiny_modal_app, classes, monkeypatch, tmp_path
+    tiny_modal_app, in_process_classes, tmp_path
 ):
     glue = StreamingTextToImage()
-    monkeypatch.setitem(PIPELINES, Pipeline.TEXT_TO_IMAGE, glue)
+    classes = in_process_classes(glue)
     request = TextToImageParams(**SMALL, seed=20, num_images_per_prompt=3)
 
     async def read_all(backend, model):
@@ -286,19 +301,77 @@ def test_streaming_yields_each_chunk_and_closing_early_stops_the_work(
 
     while not glue.events.empty():
         glue.events.get()
-    fresh = InProcessClasses(tiny_modal_app.GPU_CLASSES)
+    glue.pause_after_first = True
+    fresh = in_process_classes(glue)
     first = run_backend(tiny_modal_app, fresh, read_one, tmp_path)
     assert first.images[0].seed == 20
-    # Closed while suspended after the first image: the second is never made.
-    assert glue.events.get(timeout=60) == "stopped"
+    # Closing the stream raised the stop flag, which the generation sees at its next step:
+    # it ends there, and the second image is never made.
+    assert [glue.events.get(timeout=60) for _ in range(2)] == ["sent 0", "stopped"]
     assert glue.events.empty()
+
+
+class ParkedLLM(LLMRunner):
+    """The real LLM glue, whose generation parks at token `park_at` until it is told to stop
+    (or a minute passes). It counts the tokens generated: generate asks should_stop after
+    each one."""
+
+    def __init__(self, park_at: int) -> None:
+        self.park_at = park_at
+        self.tokens = 0
+        self.parked = threading.Event()
+        self.stopped = threading.Event()
+
+    def stream(self, handle, request, should_stop):
+        def counting_should_stop() -> bool:
+            self.tokens += 1
+            deadline = time.monotonic() + 60
+            while self.tokens == self.park_at and not should_stop():
+                self.parked.set()
+                assert time.monotonic() < deadline, "the generation was never stopped"
+                time.sleep(0.01)
+            if should_stop():
+                self.stopped.set()
+                return True
+            return False
+
+        yield from super().stream(handle, request, counting_should_stop)
+
+
+def test_a_streamed_answer_stops_on_the_gpu_when_its_client_leaves(
+    tiny_llm_modal_app, define_in_process, tmp_path
+):
+    """Closing a remote generator (`remote_gen`) would not reach the container; the stream is
+    a spawned call writing to a Queue, and closing it cancels that call."""
+    glue = ParkedLLM(park_at=8)
+    classes = define_in_process(tiny_llm_modal_app, glue)
+    request = LLMRequest(messages=[{"role": "user", "content": "Write a poem about the sea."}],
+                         temperature=0, max_tokens=200, stream=True)
+
+    async def scenario(backend, model):
+        stream = backend.stream(model, request)
+        first = await anext(stream)
+        await wait_for(glue.parked.is_set)
+        left_at = glue.tokens
+        await stream.aclose()  # the client went away mid-answer
+        assert classes.calls[0].cancel_requested
+        await wait_for(glue.stopped.is_set)
+        await wait_for(classes.calls[0].task.done)
+        return first, left_at, glue.tokens
+
+    first, left_at, final = run_backend(tiny_llm_modal_app, classes, scenario, tmp_path)
+    assert first.choices[0].delta is not None
+    # The generation stopped within a token of the client leaving, far from its 200.
+    assert left_at == 8
+    assert final - left_at <= 1
 
 
 @pytest.mark.parametrize(
     ("raised", "status"),
     [
         (BadRequestError("bad."), 400),
-        (ValueError("width must be positive"), 400),
+        # A ValueError is no client error: only the tree's own (raised in the container) are.
+        (ValueError("width must be positive"), 500),
         (modal.exception.ConnectionError("no route"), 503),
         (modal.exception.InternalFailure("worker lost"), 503),
         (modal.exception.InputCancellation("cancelled"), 503),
@@ -316,7 +389,7 @@ def test_each_modal_error_maps_to_one_status(tiny_modal_app, raised, status):
     error = translate(raised, tiny_modal_app.PLAN.classes[0], retry_after_s=2)
     assert error.status_code == status
     if status == 503:
-        assert error.headers() == {"Retry-After": "2"}
+        assert error.retry_after_s == 2
 
 
 def test_cancellation_is_never_translated(tiny_modal_app):
@@ -327,10 +400,18 @@ def test_the_seam_has_the_shape_of_modals_own_objects(tiny_modal_app):
     deployed = modal.Cls.from_name("livepeer-ai-runner", "TextToImage__x")()
     in_app = tiny_modal_app.GPU_CLASSES["TextToImage__test_tiny_sd"]()
     for target in (deployed, in_app):
-        assert callable(target.run.spawn.aio) and callable(target.stream.remote_gen.aio)
+        assert callable(target.run.spawn.aio) and callable(target.stream_into.spawn.aio)
     call = modal.FunctionCall.from_id("fc-0123456789")
     assert callable(call.get.aio) and callable(call.cancel.aio)
     assert "timeout" in inspect.signature(modal.FunctionCall.get).parameters
+    stream_queue = tiny_modal_app.stream_queue
+    assert isinstance(stream_queue, modal.Queue)
+    assert callable(stream_queue.put_many.aio) and callable(stream_queue.get_many.aio)
+    in_process = InProcessQueue()
+    for name in ("put_many", "get_many"):
+        real = inspect.signature(getattr(modal.Queue, name)).parameters
+        ours = inspect.signature(getattr(in_process, name).aio).parameters
+        assert list(ours) == [p for p in real if p != "self"], name
 
 
 def test_app_factory_picks_the_backend_and_keeps_local_by_default(tiny_modal_app, tmp_path):

@@ -16,14 +16,17 @@ from contract.pipelines import Pipeline
 from functions.download import select_files
 from modal_deploy.plan import (
     IMAGE_PACKAGES,
+    build_plan,
+    class_name,
+    download_targets,
+    gpu_settings,
+    plan_classes,
+)
+from modal_deploy.settings import (
     MODELS_JSON_ENV,
     SAMPLE_MODELS_FILE,
     ModalDeploySettings,
-    build_plan,
-    class_name,
     deployed_models_json,
-    download_targets,
-    plan_classes,
     read_deploy_models,
 )
 
@@ -69,7 +72,7 @@ def test_each_entry_becomes_a_gpu_class_with_its_settings():
         "max_containers": 2,  # capacity 4 / 2 inputs per container
         "buffer_containers": 1,
         "scaledown_window": 900,
-        "timeout": 120,
+        "timeout": 240,  # 120 s per run, and a second input may wait for the first
         "startup_timeout": 600,
         "enable_memory_snapshot": True,
     }
@@ -85,17 +88,44 @@ def test_each_entry_becomes_a_gpu_class_with_its_settings():
         "experimental_options": {"enable_gpu_snapshot": True},
     }
     assert day.cls_options()["enable_memory_snapshot"] is False
-    # Weights come from the Volume only; CUDA is named, never probed before a snapshot.
-    assert lightning.env == {
-        "HF_HUB_OFFLINE": "1", "ADAPTER_DEVICE": "cuda", "ADAPTER_MODEL_DIR": "/models",
+    assert lightning.concurrency_options() == {"max_inputs": 2, "target_inputs": 1}
+    # Weights come from the Volume only.
+    assert lightning.env == {"HF_HUB_OFFLINE": "1"}
+    # Every option of the class in one place: the configured ones and its whole environment.
+    assert plan.gpu_class_options(lightning) == {
+        **lightning.cls_options(), "env": {"HF_HUB_OFFLINE": "1", **plan.container_env},
     }
+
+
+def test_gpu_classes_run_with_settings_baked_into_the_plan_not_read_in_the_container(
+    monkeypatch,
+):
+    deploy = Settings(limits=Limits(max_video_frames=9), compile_mode="max-autotune")
+    plan = build_plan(merge_entries(parse_entries(ENTRIES)), "[]", deploy,
+                      ModalDeploySettings(), NOON)
+    # The container's own environment says otherwise: the plan's settings do not read it.
+    monkeypatch.setenv("ADAPTER_DEVICE", "cpu")
+    monkeypatch.setenv("ADAPTER_MAX_VIDEO_FRAMES", "3")
+    monkeypatch.setenv("MODEL_DIR", "/elsewhere")
+    baked = gpu_settings(deploy)
+    assert baked == plan.gpu_settings
+    # CUDA named, never probed before a snapshot; the weights and compiled kernels on the Volume.
+    assert (baked.device, baked.model_dir, baked.compile_cache_dir) == (
+        "cuda", Path("/models"), Path("/models/.compile-cache"))
+    assert (baked.limits.max_video_frames, baked.compile_mode) == (9, "max-autotune")
+    # What modal_app.py reads again in each container, set explicitly by the deploy.
+    assert plan.container_env["ADAPTER_MAX_VIDEO_FRAMES"] == "9"
+    assert plan.container_env["ADAPTER_COMPILE_MODE"] == "max-autotune"
 
 
 def test_timeouts_default_per_pipeline_and_bound_the_adapters_wait():
     plan = plan_of(ENTRIES)
     lightning, turbo, _ = plan.classes
-    assert (lightning.timeout, turbo.timeout) == (120, 300)
-    assert lightning.call_wait_s == 600 + 120 + 60
+    assert (lightning.run_timeout, turbo.run_timeout) == (120, 300)
+    # Modal's timeout counts from the input's arrival in the container, where it may wait for
+    # the runs ahead of it on the one model thread.
+    assert (lightning.timeout, turbo.timeout) == (2 * 120, 300)
+    assert lightning.call_wait_s == 600 + 240 + 60
     # The web function outlives the longest call it waits for.
     assert plan.web.timeout == max(c.call_wait_s for c in plan.classes) + 60
 
@@ -130,6 +160,8 @@ def test_web_function_settings_and_environment():
         MODELS_JSON_ENV: deployed_models_json(ENTRIES),
         "ADAPTER_MODAL_APP": "my-runner",
         "ADAPTER_MODAL_WEB": "true",
+        "ADAPTER_COMPILE_BACKEND": "inductor",
+        "ADAPTER_COMPILE_MODE": "default",
         **limits,
     }
     cold = plan_of([ENTRIES[1]])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adapter.pipelines import audio_to_text as glue
+from functions import audio_to_text as speech
 from functions.audio import SAMPLE_RATE, AudioTooLongError, decode_audio
 from functions.audio_to_text import tidy_chunks
 from tests.support.apps import make_app, running_client, whisper_entry
@@ -184,13 +184,13 @@ def test_audio_over_max_audio_seconds_gets_400_naming_the_limit(app_factory, tin
         # A small FLAC, long once decoded: the limit is on the audio, not the bytes.
         response = transcribe(client, encoded("flac", 3.0), "long.flac")
         assert response.status_code == 400
-        assert "max_audio_seconds=2" in response.json()["detail"]["msg"]
+        assert "ADAPTER_MAX_AUDIO_SECONDS=2" in response.json()["detail"]["msg"]
         ok = transcribe(client, encoded("flac", 1.5), "short.flac", return_timestamps="false")
         assert ok.status_code == 200
 
 
 def test_word_timestamps_are_refused_beyond_the_runners_bound(client, monkeypatch):
-    monkeypatch.setattr(glue, "MAX_WORD_TIMESTAMP_SECONDS", 2)
+    monkeypatch.setattr(speech, "MAX_WORD_TIMESTAMP_SECONDS", 2)
     response = transcribe(client, wav(3.0), return_timestamps="word")
     assert response.status_code == 400
     assert "Word timestamps are only supported" in response.json()["detail"]["msg"]

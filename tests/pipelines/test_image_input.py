@@ -126,9 +126,9 @@ def test_declared_pixels_are_checked_before_decoding():
 
 ROUTES = {
     # route: (fields go-livepeer sets, the pixel limit named for a too-large input)
-    "/image-to-image": ({"prompt": "a cat", "strength": 0.8}, "max_pixels_per_image"),
-    "/image-to-video": ({"height": 64, "width": 64, "fps": 6}, "max_input_pixels"),
-    "/upscale": ({"prompt": "a cat"}, "max_upscale_input_pixels"),
+    "/image-to-image": ({"prompt": "a cat", "strength": 0.8}, "ADAPTER_MAX_PIXELS_PER_IMAGE"),
+    "/image-to-video": ({"height": 64, "width": 64, "fps": 6}, "ADAPTER_MAX_INPUT_PIXELS"),
+    "/upscale": ({"prompt": "a cat"}, "ADAPTER_MAX_UPSCALE_INPUT_PIXELS"),
 }
 
 
@@ -184,24 +184,22 @@ def test_decompression_bombs_get_400_naming_the_limit(http, route):
 
 
 @pytest.mark.parametrize("route", ROUTES)
-def test_bodies_over_max_request_bytes_get_413(http, route):
+def test_bodies_over_max_request_bytes_get_the_contract_body(http, route):
     big = png_bytes(160, 160)
     assert len(big) > 64 * 1024
     response = post_image(http, route, big, **ROUTES[route][0])
-    assert response.status_code == 413
+    assert response.status_code == 400  # a 413, answered as these routes declare
     assert response.json() == {
-        "detail": {"msg": "Request body is over the limit max_request_bytes=65536."}
+        "detail": {"msg": "Request body is over the limit ADAPTER_MAX_REQUEST_BYTES=65536."}
     }
 
 
-def test_video_sizes_must_be_divisible_by_eight(http):
+def test_video_sizes_must_be_multiples_of_eight(http):
     for height, width in ((60, 64), (64, 1000 + 4)):
         response = post_image(http, "/image-to-video", png_bytes(), height=height, width=width)
         assert response.status_code == 400
         assert response.json() == {
-            "detail": {
-                "msg": f"height and width must be divisible by 8, got {height}x{width}."
-            }
+            "detail": {"msg": f"width and height must be multiples of 8, got {width}x{height}."}
         }
 
 

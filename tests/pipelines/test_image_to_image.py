@@ -130,8 +130,8 @@ def test_request_checks_give_400_with_the_contract_body(http):
         return response.json()["detail"]["msg"]
 
     assert refused(strength=1.5) == "strength must be between 0 and 1, got 1.5."
-    assert "over the limit max_pixels_per_image=9216" in refused(png_bytes(128, 96))
-    assert refused(png_bytes(6, 40)) == "The image must be at least 8x8 pixels, got 6x40."
-    assert "max_images_per_request" in refused(num_images_per_prompt=9)
+    assert "over the limit ADAPTER_MAX_PIXELS_PER_IMAGE=9216" in refused(png_bytes(128, 96))
+    assert refused(png_bytes(6, 40)) == "The image must be at least 16x16 pixels, got 6x40."
+    assert "ADAPTER_MAX_IMAGES_PER_REQUEST=" in refused(num_images_per_prompt=9)
     assert "LoRAs are not supported" in refused(loras='{"a/b": 1.0}')
     assert "at most 1" in refused(prompt="a | b")

@@ -95,11 +95,11 @@ def test_request_checks_give_400_with_the_contract_body(http):
         assert response.status_code == 400, response.text
         return response.json()["detail"]["msg"]
 
-    assert refused(height=50, width=64) == "height and width must be divisible by 8, got 50x64."
+    assert refused(height=50, width=64) == "width and height must be multiples of 8, got 64x50."
     assert refused(fps=0) == "fps must be at least 1, got 0."
     assert refused(motion_bucket_id=-1) == "motion_bucket_id must not be negative, got -1."
-    assert "max_pixels_per_image" in refused(height=2048, width=2048)
-    assert "max_inference_steps" in refused(num_inference_steps=1000)
+    assert "ADAPTER_MAX_PIXELS_PER_IMAGE=" in refused(height=2048, width=2048)
+    assert "ADAPTER_MAX_INFERENCE_STEPS=" in refused(num_inference_steps=1000)
 
 
 @pytest.mark.parametrize(("runner", "limit"), [({"num_frames": 5}, 4), ({}, 2)])
@@ -111,7 +111,8 @@ def test_a_model_making_more_frames_than_max_video_frames_does_not_load(
         assert client.get("/health").json() == {"status": "ERROR"}
         response = post_image(client, "/image-to-video", png_bytes(), height=48, width=64)
         assert response.status_code == 500
-        assert f"over the limit max_video_frames={limit}" in response.json()["detail"]["msg"]
+        msg = response.json()["detail"]["msg"]
+        assert f"over the limit ADAPTER_MAX_VIDEO_FRAMES={limit}" in msg
 
 
 def test_decode_chunk_size_fits_a_share_of_the_free_memory():
@@ -147,3 +148,78 @@ def test_a_gone_client_stops_the_video_between_steps(tiny_svd):
         video.generate(image=noise_image(), height=48, width=64, num_inference_steps=3,
                        should_stop=should_stop)
     assert len(calls) == 1
+
+
+def test_decoding_in_chunks_gives_the_pipelines_own_frames(tiny_svd):
+    from functions.image_to_video import ImageToVideo
+    from tests.support.livepeer_multipart import noise_image
+
+    video = ImageToVideo.load(tiny_svd, device=torch.device("cpu"), dtype=torch.float32)
+    image = noise_image()
+    for chunk in (1, 2, 3):
+        video.decode_chunk_size = chunk
+        ours = video.generate(image=image, height=48, width=64, num_inference_steps=2, seed=5)
+        theirs = video.pipe(
+            image, height=48, width=64, num_frames=video.num_frames, num_inference_steps=2,
+            fps=6, decode_chunk_size=chunk, generator=torch.Generator("cpu").manual_seed(5),
+            output_type="pil",
+        ).frames
+        assert [np.asarray(frame).tolist() for frame in ours.frames[0]] == [
+            np.asarray(frame).tolist() for frame in theirs[0]
+        ]
+
+
+def test_a_gone_client_stops_the_video_between_decode_chunks(tiny_svd):
+    from functions.cancel import GenerationCancelled
+    from functions.image_to_video import ImageToVideo
+    from tests.support.livepeer_multipart import noise_image
+
+    video = ImageToVideo.load(tiny_svd, device=torch.device("cpu"), dtype=torch.float32,
+                              decode_chunk_size=1)
+    decoded = []
+    decode = video.pipe.vae.decode
+
+    def counting_decode(*args, **kwargs):
+        decoded.append(True)
+        return decode(*args, **kwargs)
+
+    video.pipe.vae.decode = counting_decode
+    # The client leaves once the first chunk (of the model's 3 frames) is decoding.
+    with pytest.raises(GenerationCancelled):
+        video.generate(image=noise_image(), height=48, width=64, num_inference_steps=2,
+                       should_stop=lambda: bool(decoded))
+    assert len(decoded) == 1
+
+
+def test_a_gone_client_stops_the_video_within_a_chunk_of_every_frame(tiny_svd):
+    from functions.cancel import GenerationCancelled
+    from functions.image_to_video import ImageToVideo
+    from tests.support.livepeer_multipart import noise_image
+
+    # One chunk decodes the whole video (the choice where memory allows): the decoder checks
+    # between its layers.
+    video = ImageToVideo.load(tiny_svd, device=torch.device("cpu"), dtype=torch.float32,
+                              decode_chunk_size=3)
+    decoder = video.pipe.vae.decoder
+    layers_run = []
+    hook = decoder.conv_out.register_forward_hook(lambda *_: layers_run.append(True))
+    decoding = []
+    start = decoder.register_forward_pre_hook(lambda *_: decoding.append(True))
+    try:
+        with pytest.raises(GenerationCancelled):
+            video.generate(image=noise_image(), height=48, width=64, num_inference_steps=2,
+                           should_stop=lambda: bool(decoding))
+    finally:
+        hook.remove()
+        start.remove()
+    assert decoding and not layers_run  # stopped inside the decoder, before its last layer
+    # and left no check behind in the model
+    assert not any(layer._forward_pre_hooks for layer in decoder.modules())
+
+
+def test_a_client_leaving_a_video_frees_the_model_for_the_next_request(app_factory, tiny_svd):
+    from tests.support.abandoned import assert_an_abandoned_video_frees_the_model
+
+    entry = model_entry("image-to-video", tiny_svd, "test/svd")
+    with serve(app_factory([entry])) as url:
+        assert_an_abandoned_video_frees_the_model(url)

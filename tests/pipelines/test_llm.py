@@ -145,7 +145,7 @@ def test_answer_ending_on_a_stop_token_reports_stop(tmp_path, stopping_llm):
         ({"top_p": -1}, "top_p must be between 0 and 1"),
         ({"max_tokens": 0}, "max_tokens must be at least 1"),
         ({"top_k": -2}, "top_k must be -1"),
-        ({"max_tokens": 5000}, "max_llm_tokens=4096"),
+        ({"max_tokens": 5000}, "ADAPTER_MAX_LLM_TOKENS=4096"),
         ({"messages": []}, "messages must not be empty"),
         ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role must be one of"),
     ],
@@ -186,12 +186,12 @@ def test_limits_are_settings(app_factory, tiny_llm, tokenizer):
     with running_client(app_factory([llm_entry(tiny_llm)], limits=limits)) as client:
         over = client.post("/llm", json={**GREEDY, "max_tokens": 9})
         assert over.status_code == 400
-        assert "max_llm_tokens=8" in over.json()["detail"]["msg"]
+        assert "ADAPTER_MAX_LLM_TOKENS=8" in over.json()["detail"]["msg"]
         long_prompt = [{"role": "user", "content": "lighthouse " * 40}]
         assert prompt_length(tokenizer, long_prompt) > 40
         response = client.post("/llm", json={**GREEDY, "messages": long_prompt, "max_tokens": 8})
         assert response.status_code == 400
-        assert "max_llm_prompt_tokens=40" in response.json()["detail"]["msg"]
+        assert "ADAPTER_MAX_LLM_PROMPT_TOKENS=40" in response.json()["detail"]["msg"]
         assert client.post("/llm", json={**GREEDY, "max_tokens": 8}).status_code == 200
 
 

@@ -9,11 +9,10 @@ import time
 import httpx
 import pytest
 
-from adapter.pipelines import PIPELINES
-from contract.pipelines import Pipeline
 from contract.schemas import LLMResponse
 from tests.support.apps import llm_entry, make_app, running_client, serve
 from tests.support.llm import GREEDY, GatedLLM, event_payloads
+from tests.support.local_apps import app_with_glue
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +100,8 @@ def test_failure_mid_stream_is_an_error_event_and_no_done(client, monkeypatch):
 
 
 @pytest.fixture
-def gated(monkeypatch):
+def gated():
     glue = GatedLLM(park_at=12)
-    monkeypatch.setitem(PIPELINES, Pipeline.LLM, glue)
     yield glue
     glue.gate.set()
 
@@ -112,9 +110,9 @@ def first_event(lines) -> dict:
     return json.loads(next(line for line in lines if line).removeprefix("data: "))
 
 
-def test_events_arrive_while_the_answer_is_being_generated(app_factory, tiny_llm, gated):
+def test_events_arrive_while_the_answer_is_being_generated(tmp_path, tiny_llm, gated):
     body = {**GREEDY, "max_tokens": 40, "stream": True}
-    with serve(app_factory([llm_entry(tiny_llm)])) as url, httpx.Client(
+    with serve(app_with_glue(tmp_path, [llm_entry(tiny_llm)], gated)) as url, httpx.Client(
         base_url=url, timeout=60
     ) as http, http.stream("POST", "/llm", json=body) as response:
         assert response.status_code == 200
@@ -135,9 +133,9 @@ def test_events_arrive_while_the_answer_is_being_generated(app_factory, tiny_llm
 
 
 def test_a_client_leaving_mid_stream_stops_generation_and_frees_the_slot(
-    app_factory, tiny_llm, gated
+    tmp_path, tiny_llm, gated
 ):
-    app = app_factory([llm_entry(tiny_llm)])
+    app = app_with_glue(tmp_path, [llm_entry(tiny_llm)], gated)
     limiter = app.state.service.limiters["llm/test/tiny-llm"]
     body = {**GREEDY, "max_tokens": 40, "stream": True}
     with serve(app) as url, httpx.Client(base_url=url, timeout=60) as http:

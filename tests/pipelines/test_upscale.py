@@ -76,7 +76,7 @@ def test_inputs_over_max_upscale_input_pixels_get_400(http):
     assert response.json() == {
         "detail": {
             "msg": "The uploaded image declares 80x64 = 5120 pixels, over the limit "
-            "max_upscale_input_pixels=4096."
+            "ADAPTER_MAX_UPSCALE_INPUT_PIXELS=4096."
         }
     }
 

@@ -1,6 +1,6 @@
-"""Apps for tests: aiModels.json entries, settings, the app over the local backend or over the
-fake one (`fake_app`: no model is loaded), a TestClient that waits for warm models, and a real
-uvicorn server in a thread."""
+"""Apps for tests: aiModels.json entries, settings, the app over the local backend (the one over
+the fake backend is `tests.support.fake_backend.fake_app`), a TestClient that waits for warm
+models, and a real uvicorn server in a thread."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from fastapi.testclient import TestClient
 from adapter.app import create_app
 from adapter.settings import Limits, Settings
 from contract.aimodels import merge_entries, parse_entries
-from tests.support.fake_backend import FakeBackend
 
 
 def entry(pipeline: str, model_id: str, **fields: Any) -> dict[str, Any]:
@@ -61,24 +60,6 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 def make_app(tmp_path: Path, entries: list[dict[str, Any]], **settings: Any) -> FastAPI:
     """The app over the backend the settings name (the local one unless told otherwise)."""
     return create_app(make_settings(tmp_path, **settings), merge_entries(parse_entries(entries)))
-
-
-def fake_app(
-    tmp_path: Path,
-    entries: list[dict[str, Any]],
-    backend: FakeBackend | None = None,
-    **settings: Any,
-) -> FastAPI:
-    """The real app (auth, routing, limits, capacity, errors, metrics) over the fake backend:
-    no model is loaded. The backend is `app.state.service.backend`."""
-    models = merge_entries(parse_entries(entries))
-    return create_app(make_settings(tmp_path, **settings), models, backend or FakeBackend())
-
-
-def fake_backend_of(app: FastAPI) -> FakeBackend:
-    backend = app.state.service.backend
-    assert isinstance(backend, FakeBackend)
-    return backend
 
 
 def wait_until_settled(client: Any, timeout_s: float = 120.0) -> str:

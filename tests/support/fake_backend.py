@@ -10,15 +10,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from fastapi import FastAPI
 from PIL import Image
 from pydantic import BaseModel
 
+from adapter.app import create_app
 from adapter.backends.base import ModelState
-from contract.aimodels import ServedModel
+from contract.aimodels import ServedModel, merge_entries, parse_entries
 from contract.pipelines import Pipeline
 from contract.schemas import (
     AudioResponse,
@@ -92,6 +97,10 @@ class FakeBackend:
     received: list[tuple[ServedModel, RequestModel]] = field(default_factory=list)
     started: bool = False
     closed: bool = False
+    # While set to an unset Event, each run waits for it (holding its capacity slot); `running`
+    # counts the runs under way.
+    gate: threading.Event | None = None
+    running: int = 0
 
     def check(self, models: list[ServedModel]) -> None:
         return None
@@ -104,8 +113,14 @@ class FakeBackend:
 
     async def run(self, model: ServedModel, request: RequestModel) -> BaseModel:
         self.received.append((model, request))
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
+        self.running += 1
+        try:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            while self.gate is not None and not self.gate.is_set():
+                await asyncio.sleep(0.005)
+        finally:
+            self.running -= 1
         if model.key in self.errors:
             raise self.errors[model.key]
         if self.answer is not None:
@@ -118,3 +133,68 @@ class FakeBackend:
 
     async def close(self) -> None:
         self.closed = True
+
+
+def fake_backend_of(app: FastAPI) -> FakeBackend:
+    """The fake backend an app was built over."""
+    backend = app.state.service.backend
+    assert isinstance(backend, FakeBackend)
+    return backend
+
+
+def fake_model_id(pipeline: Pipeline) -> str:
+    return f"fake/{pipeline.value}"
+
+
+def fake_entries(pipelines: list[Pipeline] | None = None, **fields: Any) -> list[dict[str, Any]]:
+    """One aiModels.json entry per pipeline (all of them by default), for a fake backend."""
+    return [
+        {"pipeline": pipeline.value, "model_id": fake_model_id(pipeline), "warm": True,
+         "capacity": 1, **fields}
+        for pipeline in (pipelines or list(Pipeline))
+    ]
+
+
+def fake_app(
+    tmp_path: Path,
+    backend: FakeBackend | None = None,
+    entries: list[dict[str, Any]] | None = None,
+    **settings: Any,
+) -> FastAPI:
+    """The real app over a fake backend, serving every pipeline (or `entries`)."""
+    from tests.support.apps import make_settings
+
+    models = merge_entries(parse_entries(entries or fake_entries()))
+    return create_app(make_settings(tmp_path, **settings), models, backend or FakeBackend())
+
+
+def _png(width: int = 64, height: int = 64) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 120, 200)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def valid_request(pipeline: Pipeline) -> dict[str, Any]:
+    """Keyword arguments of an httpx/TestClient `post` whose request passes every check and
+    reaches the backend (small sizes, as go-livepeer would send them)."""
+    from tests.support.audio import wav
+
+    image = {"image": ("input.png", _png(), "application/octet-stream")}
+    match pipeline:
+        case Pipeline.TEXT_TO_IMAGE:
+            return {"json": {"prompt": "a cat", "width": 64, "height": 64}}
+        case Pipeline.LLM:
+            return {"json": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}}
+        case Pipeline.TEXT_TO_SPEECH:
+            return {"json": {"text": "hello"}}
+        case Pipeline.LIVE_VIDEO_TO_VIDEO:
+            return {"json": {"subscribe_url": "http://s", "publish_url": "http://p"}}
+        case Pipeline.IMAGE_TO_IMAGE | Pipeline.UPSCALE:
+            return {"files": image, "data": {"prompt": "a cat"}}
+        case Pipeline.IMAGE_TO_VIDEO:
+            return {"files": image, "data": {"height": "64", "width": "64"}}
+        case Pipeline.AUDIO_TO_TEXT:
+            return {"files": {"audio": ("audio.wav", wav(0.5), "application/octet-stream")}}
+        case Pipeline.SEGMENT_ANYTHING_2 | Pipeline.IMAGE_TO_TEXT:
+            return {"files": image}
+    raise AssertionError(pipeline)

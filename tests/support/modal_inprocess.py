@@ -7,7 +7,9 @@
 - arguments, results and errors cross Modal's own serializer (what would travel over the wire);
 - `get` raises the builtin TimeoutError when no result is ready in time;
 - an input running past the class's `timeout` is stopped and raises FunctionTimeoutError;
-- `cancel` cancels the input's task (Modal cancels an async input the same way).
+- `cancel` cancels the input's task (Modal cancels an async input the same way);
+- `InProcessQueue` stands for the stream `modal.Queue`: partitions whose items cross Modal's
+  serializer, `get_many` raising queue.Empty past its timeout.
 Nothing here returns canned output: every result comes from the real class and pipeline.
 """
 
@@ -17,8 +19,9 @@ import asyncio
 import importlib
 import itertools
 import os
+import queue
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,7 +30,7 @@ import modal
 import modal.exception
 from modal._serialization import deserialize, serialize
 
-from modal_deploy.plan import MODELS_JSON_ENV
+from modal_deploy.settings import MODELS_JSON_ENV
 
 _ids = itertools.count(1)
 
@@ -62,12 +65,38 @@ class InProcessCall:
         self.task.cancel()
 
 
+class InProcessQueue:
+    def __init__(self) -> None:
+        self.partitions: dict[str, asyncio.Queue[Any]] = {}
+        self.put_many = _Aio(self._put_many)
+        self.get_many = _Aio(self._get_many)
+
+    def _partition(self, key: str | None) -> asyncio.Queue[Any]:
+        return self.partitions.setdefault(key or "", asyncio.Queue())
+
+    async def _put_many(self, vs: list[Any], block: bool = True,
+                        timeout: float | None = None, *, partition: str | None = None,
+                        partition_ttl: int = 24 * 3600) -> None:
+        for value in vs:
+            self._partition(partition).put_nowait(over_the_wire(value))
+
+    async def _get_many(self, n_values: int, block: bool = True, timeout: float | None = None,
+                        *, partition: str | None = None) -> list[Any]:
+        items = self._partition(partition)
+        try:
+            got = [await asyncio.wait_for(items.get(), timeout)]
+        except TimeoutError:
+            raise queue.Empty() from None
+        while len(got) < n_values and not items.empty():
+            got.append(items.get_nowait())
+        return got
+
+
 class InProcessMethod:
     def __init__(self, target: InProcessTarget, name: str) -> None:
         self._target = target
         self._name = name
         self.spawn = _Aio(self._spawn)
-        self.remote_gen = _Aio(self._remote_gen)
 
     async def _spawn(self, *args: Any) -> InProcessCall:
         owner = self._target.owner
@@ -93,17 +122,6 @@ class InProcessMethod:
             raise over_the_wire(exc) from None
         return over_the_wire(result)
 
-    async def _remote_gen(self, *args: Any) -> AsyncIterator[Any]:
-        # `.local()` cannot run an async generator method; `stream` only delegates to this body.
-        chunks = getattr(self._target.obj, f"{self._name}_chunks")(*over_the_wire(args))
-        try:
-            async for chunk in chunks:
-                yield over_the_wire(chunk)
-        except Exception as exc:
-            raise over_the_wire(exc) from None
-        finally:
-            await chunks.aclose()
-
 
 class InProcessTarget:
     def __init__(self, cls: Any, owner: InProcessClasses) -> None:
@@ -113,13 +131,14 @@ class InProcessTarget:
         # method's would not (modal 1.6.4).
         self.loaded = self.obj.check.local()
         self.run = InProcessMethod(self, "run")
-        self.stream = InProcessMethod(self, "stream")
+        self.stream_into = InProcessMethod(self, "stream_into")
 
 
 class InProcessClasses:
     def __init__(
         self,
         classes: Mapping[str, Any],
+        stream_queue: InProcessQueue,
         *,
         lookup_error: BaseException | None = None,
         spawn_error: BaseException | None = None,
@@ -131,24 +150,28 @@ class InProcessClasses:
         self.spawn_gate = spawn_gate
         self.get_wait_cap_s = get_wait_cap_s
         self.calls: list[InProcessCall] = []
-        self._classes = dict(classes)
+        self.queue = stream_queue
+        self.classes = dict(classes)
         self._targets: dict[str, InProcessTarget] = {}
 
     def load(self) -> InProcessClasses:
         """Start every class's container (enter methods) now, before the event loop runs."""
-        for name in self._classes:
+        for name in self.classes:
             self.target(name)
         return self
 
     async def lookup(self, name: str) -> None:
         if self.lookup_error is not None:
             raise self.lookup_error
-        if name not in self._classes:
+        if name not in self.classes:
             raise modal.exception.NotFoundError(f"Class '{name}' not found in the app")
+
+    def stream_queue(self) -> InProcessQueue:
+        return self.queue
 
     def target(self, name: str) -> InProcessTarget:
         if name not in self._targets:
-            self._targets[name] = InProcessTarget(self._classes[name], self)
+            self._targets[name] = InProcessTarget(self.classes[name], self)
         return self._targets[name]
 
 
