@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,10 +19,17 @@ from adapter.openai.routes import MOUNT_PATH, build_openai_app
 from adapter.service import RunnerService
 from adapter.settings import Settings, demo_entries
 from adapter.web import generate, system
+from adapter.web.auth import install_bearer_auth
 from adapter.web.body_limit import install_body_limit
+from adapter.web.shutdown import ShutdownAnswerMiddleware
+from adapter.web.timeouts import install_body_timeout
 from contract.aimodels import ServedModel, load_models_file, merge_entries
 
 logger = logging.getLogger(__name__)
+
+# How long the backend may take to close at shutdown, after the drain: the process must be gone
+# before the platform's own kill (docker stop 10 s, Kubernetes and Modal 30 s).
+BACKEND_CLOSE_S = 3.0
 
 
 def load_models(settings: Settings) -> list[ServedModel]:
@@ -81,7 +89,10 @@ def create_app(
                 await live_runner.close()
             if worker is not None:
                 await worker.stop()
-            await backend.close()
+            try:
+                await asyncio.wait_for(backend.close(), BACKEND_CLOSE_S)
+            except TimeoutError:
+                logger.warning("the backend took over %g s to close: left as is", BACKEND_CLOSE_S)
 
     app = FastAPI(
         title="Livepeer AI Runner",
@@ -98,6 +109,12 @@ def create_app(
         settings.limits.max_json_request_bytes,
         errors.response,
     )
+    # Each add_middleware wraps what was added before: the body is bounded in bytes and time,
+    # the token is checked before any of it is read, and a request the shutdown stops is
+    # answered 500 in the contract's words.
+    install_body_timeout(app, settings.body_timeout_s, errors.response)
+    install_bearer_auth(app, service.tokens, errors.response)
+    app.add_middleware(ShutdownAnswerMiddleware, refuse=errors.response)
     app.include_router(generate.build_router(declared_only=settings.declared_statuses_only))
     app.include_router(system.router)
     app.include_router(metrics_router)

@@ -294,6 +294,32 @@ class Settings(BaseSettings):
     modal_connect_timeout_s: float = Field(
         30.0, gt=0, description="Longest wait for Modal to accept a call before answering 503."
     )
+    shutdown_drain_s: float = Field(
+        25.0,
+        ge=0,
+        description="On SIGTERM, how long requests in flight may run on; those still running "
+        "are then stopped and answered 500, and the process exits (`python -m adapter`; "
+        "plain uvicorn takes --timeout-graceful-shutdown). Keep it under the platform's "
+        "own kill delay: docker stop 10 s, Kubernetes and Modal 30 s.",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest a client may take to send a request's headers, counted from "
+        "its connection (or from the first byte after its previous answer); then 400 and the "
+        "connection is closed. `python -m adapter` applies it; plain uvicorn only with "
+        "`--http adapter.web.timeouts:HeaderTimeoutH11Protocol`.",
+    )
+    body_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Longest a client may take to send a request's body, counted from the "
+        "end of its headers; then 400 and the connection is closed.",
+    )
+    debug: bool = Field(
+        False,
+        description="Print the whole traceback of a start-up error (otherwise one line).",
+    )
     workerbee: WorkerbeeSettings = Field(default_factory=WorkerbeeSettings)
 
 

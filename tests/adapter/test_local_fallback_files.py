@@ -55,7 +55,7 @@ def test_compose_wires_the_adapter_to_the_runner_over_http():
 
 def test_the_image_runs_the_same_app_as_the_plain_process():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    command = 'CMD ["uvicorn", "adapter.main:app", "--host", "0.0.0.0", "--port", "8000"]'
+    command = 'CMD ["python", "-m", "adapter", "--host", "0.0.0.0", "--port", "8000"]'
     assert command in dockerfile
     assert '"torch==2.13.0"' in dockerfile
     for package in ("adapter", "functions", "pricing"):
