@@ -20,10 +20,10 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
-from contract.errors import RunnerError
+from contract.errors import RunnerError, UnitsError
 from contract.pipelines import Pipeline
 from contract.schemas import RequestModel
-from contract.units import RequestFacts, UnitsError, request_units
+from contract.units import RequestFacts, request_units
 
 logger = logging.getLogger("adapter.requests")
 

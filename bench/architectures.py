@@ -244,7 +244,7 @@ def _clip_text_model(config: dict[str, Any], with_projection: bool, device: torc
 
     model_class = CLIPTextModelWithProjection if with_projection else CLIPTextModel
     with torch.device(device):
-        model = model_class(CLIPTextConfig(**config))
+        model: torch.nn.Module = model_class(CLIPTextConfig(**config))
     return model.to(dtype)
 
 
@@ -260,7 +260,8 @@ def build_sdxl(folder: Path, *, tiny: bool, device: torch.device, dtype: torch.d
     tokenizer = build_clip_tokenizer()
     text = TINY_TEXT if tiny else SDXL_TEXT
     text_2 = TINY_TEXT if tiny else SDXL_TEXT_2
-    pipe = StableDiffusionXLPipeline(
+    # diffusers' top-level names read as its dummy placeholders to a type checker: Any.
+    pipe: Any = StableDiffusionXLPipeline(
         unet=_init(UNet2DConditionModel, TINY_SDXL_UNET if tiny else SDXL_UNET, device, dtype),
         vae=_init(AutoencoderKL, {**SDXL_VAE, **(TINY_VAE_BLOCKS if tiny else {})}, device,
                   dtype),
@@ -285,10 +286,10 @@ def build_svd(folder: Path, *, tiny: bool, device: torch.device, dtype: torch.dt
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     with torch.device(device):
-        image_encoder = CLIPVisionModelWithProjection(
+        image_encoder: torch.nn.Module = CLIPVisionModelWithProjection(
             CLIPVisionConfig(**(TINY_IMAGE_ENCODER if tiny else SVD_IMAGE_ENCODER))
         )
-    pipe = StableVideoDiffusionPipeline(
+    pipe: Any = StableVideoDiffusionPipeline(
         vae=_init(AutoencoderKLTemporalDecoder,
                   {**SVD_VAE, **(TINY_VAE_BLOCKS if tiny else {})}, device, dtype),
         image_encoder=image_encoder.to(dtype),
@@ -317,7 +318,7 @@ def build_x4_upscaler(folder: Path, *, tiny: bool, device: torch.device,
         UNet2DConditionModel,
     )
 
-    pipe = StableDiffusionUpscalePipeline(
+    pipe: Any = StableDiffusionUpscalePipeline(
         vae=_init(AutoencoderKL, TINY_UPSCALER_VAE if tiny else UPSCALER_VAE, device, dtype),
         text_encoder=_clip_text_model(TINY_TEXT if tiny else UPSCALER_TEXT, False, device,
                                       dtype),

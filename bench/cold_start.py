@@ -56,7 +56,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
         url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
     else:
         from adapter.pipelines.text_to_image import TextToImageRunner
-        from contract.schemas import TextToImageParams
+        from contract.schemas import ImageResponse, TextToImageParams
         from functions.speed.fast_path import FastPathOptions
         from functions.text_to_image import TextToImage, profile_for
 
@@ -72,7 +72,9 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
         request = TextToImageParams(prompt=PROMPT, height=args.size, width=args.size,
                                     num_inference_steps=1, guidance_scale=0.0, seed=1,
                                     safety_check=False)
-        url = TextToImageRunner().run(handle, request, lambda: False).images[0].url
+        response = TextToImageRunner().run(handle, request, lambda: False)
+        assert isinstance(response, ImageResponse)
+        url = response.images[0].url
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     marks["first_image"] = time.monotonic()

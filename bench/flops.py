@@ -77,9 +77,10 @@ def svd_image_to_video(*, tiny: bool, height: int, width: int, frames: int, step
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     with META:
-        image_encoder = CLIPVisionModelWithProjection(
+        image_encoder: torch.nn.Module = CLIPVisionModelWithProjection(
             CLIPVisionConfig(**(arch.TINY_IMAGE_ENCODER if tiny else arch.SVD_IMAGE_ENCODER))
-        ).to(HALF)
+        )
+        image_encoder.to(HALF)
     encode_image = _count(lambda: image_encoder(_empty(1, 3, 224, 224)))
     vae_config = {**arch.SVD_VAE, **(arch.TINY_VAE_BLOCKS if tiny else {})}
     vae = arch._init(AutoencoderKLTemporalDecoder, vae_config, META, HALF)
@@ -87,8 +88,11 @@ def svd_image_to_video(*, tiny: bool, height: int, width: int, frames: int, step
     decode = 0
     for start in range(0, frames, decode_chunk):
         chunk = min(decode_chunk, frames - start)
-        decode += _count(lambda chunk=chunk: vae.decode(
-            _empty(chunk, 4, height // 8, width // 8), num_frames=chunk))
+
+        def decode_chunk_of(chunk: int = chunk) -> object:
+            return vae.decode(_empty(chunk, 4, height // 8, width // 8), num_frames=chunk)
+
+        decode += _count(decode_chunk_of)
     unet_config = arch.TINY_SVD_UNET if tiny else arch.SVD_UNET
     unet = arch._init(UNetSpatioTemporalConditionModel, unet_config, META, HALF)
     unet_call = _count(lambda: unet(

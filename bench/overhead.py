@@ -63,6 +63,8 @@ class _Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
 
 async def _block(url: str, concurrency: int, requests: int) -> list[float]:
@@ -103,7 +105,7 @@ def run_overhead(*, capacity: int, requests: int, rounds: int, size: int) -> dic
         for server in servers.values():
             server.wait_ready()
         levels = sorted({1, capacity})
-        rows = []
+        rows: list[dict[str, Any]] = []
         for concurrency in levels:
             latencies: dict[str, list[float]] = {name: [] for name in servers}
             walls = dict.fromkeys(servers, 0.0)

@@ -111,7 +111,7 @@ def stock_text_to_image(folder: Path, model_id: str, device: torch.device, dtype
 def our_text_to_image(folder: Path, model_id: str, device: torch.device, dtype: torch.dtype,
                       params: dict[str, int], options: FastPathOptions) -> Loaded:
     from adapter.pipelines.text_to_image import TextToImageRunner
-    from contract.schemas import TextToImageParams
+    from contract.schemas import ImageResponse, TextToImageParams
     from functions.text_to_image import TextToImage, profile_for
 
     handle = TextToImage.load(folder, device=device, dtype=dtype, profile=profile_for(model_id))
@@ -129,6 +129,7 @@ def our_text_to_image(folder: Path, model_id: str, device: torch.device, dtype: 
             safety_check=False,
         )
         response = glue.run(handle, request, lambda: False)
+        assert isinstance(response, ImageResponse)
         return [media.url for media in response.images]
 
     return Loaded(run, handle.pipe)

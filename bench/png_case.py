@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,16 +31,21 @@ def _decoded(url: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
 
 
+def _encoders(image: Image.Image) -> dict[str, Callable[[int], str]]:
+    """The stock and our encoder of `image`, called with a seed as timed paths are."""
+    return {
+        "stock": lambda _seed: pillow_png_data_url(image),
+        "ours": lambda _seed: png_data_url(image),
+    }
+
+
 def run_png_case(*, tiny: bool, runs: int | None, warmup: int | None) -> dict[str, Any]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for size in TINY_SIZES if tiny else FULL_SIZES:
         for kind, make in IMAGE_KINDS.items():
             pixels = make(size, size, 0)
             image = Image.fromarray(pixels)
-            encoders = {
-                "stock": lambda seed, image=image: pillow_png_data_url(image),
-                "ours": lambda seed, image=image: png_data_url(image),
-            }
+            encoders = _encoders(image)
             timings = interleaved(encoders, torch.device("cpu"),
                                   runs=runs or (3 if tiny else 10),
                                   warmup=1 if warmup is None else warmup)

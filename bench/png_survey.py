@@ -19,6 +19,7 @@ import struct
 import time
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -98,8 +99,8 @@ def candidates() -> dict[str, Encoder]:
     return found
 
 
-def survey(runs: int) -> list[dict[str, object]]:
-    rows = []
+def survey(runs: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     encoders = candidates()
     for size in (1024, 512):
         for kind, make in IMAGE_KINDS.items():

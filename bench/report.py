@@ -60,7 +60,7 @@ def gpu_kind(device: torch.device) -> tuple[str, str]:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in PACKAGES:
         try:
             versions[package] = metadata.version(package)

@@ -10,9 +10,10 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -56,7 +57,7 @@ def timed_call(function: Callable[[], object], device: torch.device) -> tuple[fl
 
 
 def interleaved(
-    paths: dict[str, Callable[[int], object]],
+    paths: Mapping[str, Callable[[int], object]],
     device: torch.device,
     *,
     runs: int,
@@ -75,8 +76,7 @@ def interleaved(
     samples: dict[str, list[float]] = {name: [] for name in paths}
     for index in range(runs):
         for name, call in paths.items():
-            seconds, _ = timed_call(lambda call=call, seed=first_seed + index: call(seed),
-                                    device)
+            seconds, _ = timed_call(functools.partial(call, first_seed + index), device)
             samples[name].append(seconds)
     return {name: Timing(tuple(values)) for name, values in samples.items()}
 

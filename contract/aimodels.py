@@ -26,9 +26,9 @@ from pydantic import (
     ValidationError,
 )
 
-from contract.errors import ConfigError
+from contract.errors import ConfigError, OptimizationFlagError
 from contract.modal_settings import ModalSettings
-from contract.optimization_flags import OptimizationFlagError, parse_optimization_flags
+from contract.optimization_flags import parse_optimization_flags
 from contract.pipelines import PIPELINE_SPECS, Pipeline
 
 logger = logging.getLogger(__name__)

@@ -78,6 +78,7 @@ def decode_audio(data: bytes, *, max_seconds: float, keep_samples: bool = True) 
             # Only the audio track's packets are read: a video track is never decoded.
             for packet in container.demux(stream):
                 for frame in packet.decode():
+                    assert isinstance(frame, av.AudioFrame)  # only an audio track is demuxed
                     take(resampler.resample(frame))
             take(resampler.resample(None))
     except av.FFmpegError as exc:

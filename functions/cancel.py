@@ -26,7 +26,9 @@ def raise_if_asked(should_stop: StopCheck | None) -> None:
 def stop_between_steps(should_stop: StopCheck | None) -> Callable[..., dict[str, Any]]:
     """A diffusers `callback_on_step_end` that raises GenerationCancelled once asked to stop."""
 
-    def on_step_end(_pipe: Any, _step: int, _timestep: Any, tensors: dict[str, Any]) -> dict:
+    def on_step_end(
+        _pipe: Any, _step: int, _timestep: Any, tensors: dict[str, Any]
+    ) -> dict[str, Any]:
         raise_if_asked(should_stop)
         return tensors
 

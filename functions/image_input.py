@@ -13,7 +13,7 @@ import io
 import logging
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def decode_image(
         image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
     except Image.DecompressionBombError as exc:
         raise _too_large(field, None, max_pixels, limit_name) from exc
-    except Image.UnidentifiedImageError as exc:
+    except UnidentifiedImageError as exc:
         if _has_known_signature(data):
             raise _corrupt(field) from exc
         raise ImageInputError(

@@ -99,7 +99,7 @@ class ChatModel:
     def load(cls, folder: Path, *, device: torch.device, dtype: torch.dtype) -> ChatModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        model: torch.nn.Module = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         return cls(model.to(device).eval(), tokenizer)
 

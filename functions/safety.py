@@ -7,6 +7,7 @@ blanks the image. Without a configured checker every image reports `nsfw: false`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +15,7 @@ from PIL import Image
 
 
 class SafetyChecker:
-    def __init__(self, model: torch.nn.Module, processor: object, device: torch.device) -> None:
+    def __init__(self, model: torch.nn.Module, processor: Any, device: torch.device) -> None:
         self.model = model
         self.processor = processor
         self.device = device
@@ -27,7 +28,9 @@ class SafetyChecker:
         from transformers import CLIPImageProcessor
 
         # float32 like the runner's checker: it is small and its thresholds are tuned in fp32.
-        model = StableDiffusionSafetyChecker.from_pretrained(folder, dtype=torch.float32)
+        model: torch.nn.Module = StableDiffusionSafetyChecker.from_pretrained(
+            folder, dtype=torch.float32
+        )
         processor = CLIPImageProcessor.from_pretrained(folder)
         return cls(model.to(device).eval(), processor, device)
 

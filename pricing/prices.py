@@ -168,7 +168,7 @@ def live_wei(price_info: dict[str, object], eth_usd: Decimal) -> Decimal:
     """The wei per second, per pixel-frame or per request go-livepeer advertises for a
     Live Runner `price_info`; it refuses a registration whose price converts to under 1 wei."""
     usd = Decimal(str(price_info["price"]))
-    divisor = {"hour": SECONDS_PER_HOUR, "720p": Decimal(LIVE_720P_HOUR_UNITS), "fixed": 1}
+    divisor = {"hour": SECONDS_PER_HOUR, "720p": Decimal(LIVE_720P_HOUR_UNITS), "fixed": Decimal(1)}
     wei = usd_to("wei", usd / divisor[str(price_info["unit"])], eth_usd)
     check_at_least_one_wei(wei, f"of the Live Runner {price_info['unit']} unit")
     return wei

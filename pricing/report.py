@@ -10,9 +10,10 @@ from typing import Any, get_origin
 from pydantic import ValidationError
 
 from contract.aimodels import ModelEntry
+from contract.errors import UnitsError
 from contract.pipelines import PIPELINE_SPECS, Pipeline
 from contract.schemas import RequestModel, Upload
-from contract.units import RequestFacts, UnitsError, request_units
+from contract.units import RequestFacts, request_units
 from pricing.cost import Deployment, JobCost, PricingError, Workload, job_cost
 from pricing.cost import recommended_usd_per_unit as with_margin
 from pricing.gpus import MIN_CPU_CORES, GpuPrice, gpu_price, parse_gpu
@@ -118,7 +119,9 @@ def _described(request: RequestModel) -> dict[str, Any]:
     }
 
 
-def _units(pipeline: Pipeline, fields: dict[str, Any], facts: RequestFacts) -> tuple[int, dict]:
+def _units(
+    pipeline: Pipeline, fields: dict[str, Any], facts: RequestFacts
+) -> tuple[int, dict[str, Any]]:
     request = typical_request(pipeline, fields)
     try:
         units = request_units(request, facts)

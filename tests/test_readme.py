@@ -169,7 +169,9 @@ def test_the_cpu_install_uses_pytorchs_cpu_index_and_nowhere_claims_pip_picks_it
 @pytest.mark.parametrize("settings", list(ENV_TABLES), ids=lambda s: s.__name__)
 def test_every_environment_setting_is_in_a_table(settings: type[BaseSettings]) -> None:
     for variables in env_names(settings).values():
-        table_row(ENV_TABLES[settings], variables.split(" or ")[0])  # raises when missing
+        first = variables.split(" or ")[0]
+        default, meaning = table_row(ENV_TABLES[settings], first)[:2]
+        assert default and meaning, f"{first}: the table row gives no default or meaning"
 
 
 def test_limit_defaults_in_the_table_are_the_code_defaults() -> None:

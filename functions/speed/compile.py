@@ -75,7 +75,8 @@ def compile_pipeline(pipe: Any, backend: str = "inductor", mode: str = "default"
     done = []
     for module in (denoiser, vae):
         if isinstance(module, torch.nn.Module):
-            module.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format; torch's overloads do not say so.
+            module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     done.append("channels-last")
     if _fuse_qkv(pipe):
         done.append("fused QKV")

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from diffusers.hooks import HookRegistry, ModelHook
+from diffusers.hooks.hooks import HookRegistry, ModelHook
 
 from contract.optimization_flags import DEEPCACHE_INTERVAL
 
@@ -65,7 +65,9 @@ class _RunTracker(ModelHook):
         super().__init__()
         self.schedule = schedule
 
-    def pre_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> tuple:
+    def pre_forward(
+        self, module: torch.nn.Module, *args: Any, **kwargs: Any
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         sample = args[0] if args else kwargs["sample"]
         self.schedule.start_unet_call(sample)
         return args, kwargs
@@ -82,11 +84,12 @@ class _ReuseOutput(ModelHook):
     def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
         if self.schedule.reusing and self.output is not None:
             return self.output
-        self.output = self.fn_ref.original_forward(*args, **kwargs)
+        original: Any = self.fn_ref.original_forward  # set when the hook was registered
+        self.output = original(*args, **kwargs)
         return self.output
 
 
-def _deep_modules(unet: torch.nn.Module) -> Iterator[torch.nn.Module]:
+def _deep_modules(unet: Any) -> Iterator[torch.nn.Module]:
     """Everything but the shallowest skip branch: the modules whose outputs are reused."""
     yield from unet.down_blocks
     if unet.mid_block is not None:

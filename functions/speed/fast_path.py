@@ -24,6 +24,7 @@ on the GPU, the same arithmetic as diffusers' CPU conversion, and a quarter of t
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -117,7 +118,8 @@ def apply_fast_path(pipe: Any, options: FastPathOptions) -> list[str]:
         for module in (denoiser, vae):
             # Video models' 3-D convolutions have 5-D weights, which have no channels-last.
             if module is not None and all(p.dim() <= 4 for p in module.parameters()):
-                module.to(memory_format=torch.channels_last)
+                # Module.to takes memory_format; torch's overloads do not say so.
+                module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
                 done.append(f"channels-last {type(module).__name__}")
     if options.fuse_qkv and callable(getattr(pipe, "fuse_qkv_projections", None)):
         from diffusers import AutoencoderKL
@@ -174,7 +176,7 @@ def _vae_graph_safe(pipe: Any, vae: torch.nn.Module) -> bool:
 
 def _cast_decode_input(vae: torch.nn.Module, dtype: torch.dtype) -> None:
     """The pipeline hands fp16 latents to a VAE it believes is fp16: cast them to its dtype."""
-    inner = vae.decode
+    inner: Any = vae.decode
 
     def decode_in_vae_dtype(z: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         return inner(z.to(dtype), *args, **kwargs)
@@ -204,7 +206,7 @@ def _compile(denoiser: torch.nn.Module | None, vae: torch.nn.Module | None,
 _PINNED_CLASSES: dict[type, type] = {}
 
 
-def _pinned_class(base: type) -> type:
+def _pinned_class(base: type[Any]) -> type:
     """A subclass of a pipeline class whose device look-ups return the pinned device."""
     if getattr(base, "_fast_path_pinned", False):
         return base
@@ -245,7 +247,7 @@ def _pin_devices(pipe: Any, modules: list[torch.nn.Module]) -> None:
     pipe.__dict__[_PIN] = device
     for module in modules:
         module.__dict__[_PIN] = next(iter(module.parameters())).device
-        when_moved(module, lambda module=module: module.__dict__.pop(_PIN, None))
+        when_moved(module, functools.partial(module.__dict__.pop, _PIN, None))
     _pin_module_lookups(sys.modules[type(pipe).__module__])
 
 

@@ -12,6 +12,7 @@ contract's default sizes (576x1024 video) on a laptop CPU.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -44,7 +45,8 @@ def build_tiny_instruct_pix2pix(path: Path, seed: int = 0) -> Path:
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32,
     )
-    pipe = StableDiffusionInstructPix2PixPipeline(
+    # diffusers' top-level names read as its dummy placeholders to a type checker: Any.
+    pipe: Any = StableDiffusionInstructPix2PixPipeline(
         unet=unet,
         vae=_vae(),
         text_encoder=CLIPTextModel(_clip_text_config()),
@@ -118,7 +120,7 @@ def build_tiny_svd(path: Path, num_frames: int = 3, seed: int = 0) -> Path:
         use_karras_sigmas=True,
         steps_offset=1,
     )
-    pipe = StableVideoDiffusionPipeline(
+    pipe: Any = StableVideoDiffusionPipeline(
         vae=vae,
         image_encoder=image_encoder,
         unet=unet,
@@ -170,7 +172,7 @@ def build_tiny_sd_upscaler(path: Path, seed: int = 0) -> Path:
         scaling_factor=0.08333,
         mid_block_add_attention=False,
     )
-    pipe = StableDiffusionUpscalePipeline(
+    pipe: Any = StableDiffusionUpscalePipeline(
         vae=vae,
         text_encoder=CLIPTextModel(_clip_text_config()),
         tokenizer=build_clip_tokenizer(),

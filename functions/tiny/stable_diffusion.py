@@ -7,8 +7,12 @@ They back the built-in demo (which draws noise) and the tests: each is saved wit
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import CLIPTextConfig, CLIPTokenizer
 
 # A byte-level CLIP vocabulary: the 256 byte symbols of GPT-2's byte-to-unicode map, the same
 # with the end-of-word marker, then the two special tokens. It tokenizes any text offline.
@@ -33,7 +37,7 @@ def _byte_symbols() -> list[str]:
     return [chr(code) for code in codes]
 
 
-def build_clip_tokenizer() -> object:
+def build_clip_tokenizer() -> CLIPTokenizer:
     from transformers import CLIPTokenizer
 
     symbols = _byte_symbols()
@@ -44,7 +48,7 @@ def build_clip_tokenizer() -> object:
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
-def _clip_text_config(projection_dim: int = 32) -> object:
+def _clip_text_config(projection_dim: int = 32) -> CLIPTextConfig:
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
@@ -61,7 +65,7 @@ def _clip_text_config(projection_dim: int = 32) -> object:
     )
 
 
-def _vae() -> object:
+def _vae() -> Any:
     from diffusers import AutoencoderKL
 
     # Four blocks give the real 8x latent downscale, so latents (and attention) stay as small
@@ -78,7 +82,7 @@ def _vae() -> object:
     )
 
 
-def _scheduler() -> object:
+def _scheduler() -> Any:
     from diffusers import EulerDiscreteScheduler
 
     return EulerDiscreteScheduler(
@@ -102,7 +106,8 @@ def build_tiny_sd(path: Path, seed: int = 0) -> Path:
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32,
     )
-    pipe = StableDiffusionPipeline(
+    # diffusers' top-level names read as its dummy placeholders to a type checker: Any.
+    pipe: Any = StableDiffusionPipeline(
         unet=unet,
         vae=_vae(),
         text_encoder=CLIPTextModel(_clip_text_config()),
@@ -139,7 +144,7 @@ def build_tiny_sdxl(path: Path, seed: int = 0) -> Path:
         cross_attention_dim=64,
     )
     tokenizer = build_clip_tokenizer()
-    pipe = StableDiffusionXLPipeline(
+    pipe: Any = StableDiffusionXLPipeline(
         unet=unet,
         vae=_vae(),
         text_encoder=CLIPTextModel(_clip_text_config()),

@@ -68,6 +68,12 @@ def train_byte_level_bpe(vocab_size: int, special_tokens: list[str]) -> Any:
     return tokenizer
 
 
+def _token_id(tokenizer: Any, token: str) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    assert isinstance(token_id, int), token
+    return token_id
+
+
 def build_tiny_whisper(path: Path, seed: int = 0) -> Path:
     """A Whisper model (transformers layout: model, tokenizer, feature extractor) at `path`.
 
@@ -93,7 +99,7 @@ def build_tiny_whisper(path: Path, seed: int = 0) -> Path:
         {"additional_special_tokens": list(WHISPER_SPECIAL_TOKENS[1:])}
     )
     tokenizer.add_tokens([f"<|{i * 0.02:.2f}|>" for i in range(WHISPER_TIMESTAMPS)])
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in WHISPER_SPECIAL_TOKENS}
+    ids = {token: _token_id(tokenizer, token) for token in WHISPER_SPECIAL_TOKENS}
     end, start = ids["<|endoftext|>"], ids["<|startoftranscript|>"]
     timestamp_begin = ids["<|notimestamps|>"] + 1
 
@@ -166,7 +172,7 @@ def build_tiny_llm(path: Path, seed: int = 0) -> Path:
         pad_token="<pad>",
         chat_template=LLM_CHAT_TEMPLATE,
     )
-    pad, bos, eos = tokenizer.convert_tokens_to_ids(["<pad>", "<s>", "</s>"])
+    pad, bos, eos = (_token_id(tokenizer, token) for token in ("<pad>", "<s>", "</s>"))
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,

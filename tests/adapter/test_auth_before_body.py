@@ -18,7 +18,7 @@ from adapter.app import create_app
 from adapter.web.auth import guarded_paths
 from contract.aimodels import merge_entries, parse_entries
 from contract.pipelines import PIPELINE_SPECS
-from tests.conftest import make_settings, sd_entry, serve
+from tests.support.apps import make_settings, sd_entry, serve
 from tests.support.fake_backend import FakeBackend
 
 TOKEN = "s3cret"

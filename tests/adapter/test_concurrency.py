@@ -16,7 +16,7 @@ from adapter.capacity import CapacityLimiter
 from adapter.pipelines import PIPELINES
 from adapter.pipelines.text_to_image import TextToImageRunner
 from contract.errors import OverloadedError
-from tests.conftest import running_client, sd_entry, serve
+from tests.support.apps import running_client, sd_entry, serve
 from tests.support.local_apps import app_with_glue
 
 SMALL = {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1}
@@ -101,7 +101,7 @@ class CountingBackend:
 def test_capacity_never_exceeded_and_overload_is_insufficient_capacity(tmp_path, tiny_sd, gated):
     from adapter.app import create_app
     from contract.aimodels import merge_entries, parse_entries
-    from tests.conftest import make_settings
+    from tests.support.apps import make_settings
 
     settings = make_settings(tmp_path, retry_after_s=3)
     models = merge_entries(parse_entries([sd_entry(tiny_sd, capacity=2, runner={"max_queue": 1})]))

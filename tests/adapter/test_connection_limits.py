@@ -32,7 +32,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import serve
+from tests.support.apps import serve
 from tests.support.runner_process import ROOT, free_port
 
 LIMIT_S = 1.5

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from adapter.app import create_app
 from adapter.settings import DEMO_LLM_ID, DEMO_WHISPER_ID
-from tests.conftest import make_settings, running_client
+from tests.support.apps import make_settings, running_client
 from tests.support.audio import livepeer_form, wav
 from tests.support.images import decode
 from tests.support.livepeer_multipart import png_bytes, post_image

@@ -50,7 +50,7 @@ from contract.errors import (
     UpstreamError,
 )
 from contract.pipelines import PIPELINE_SPECS, Pipeline
-from tests.conftest import make_settings, model_entry, running_client
+from tests.support.apps import make_settings, model_entry, running_client
 from tests.support.fake_backend import (
     FakeBackend,
     fake_app,

@@ -40,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from contract.pipelines import PIPELINE_SPECS, Pipeline
-from tests.conftest import llm_entry, make_app, sd_entry, serve
+from tests.support.apps import llm_entry, make_app, sd_entry, serve
 from tests.support.fake_backend import fake_app, valid_request
 
 TOKEN = "fuzz-token"

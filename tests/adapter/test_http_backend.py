@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from adapter.backends.http import _form_value
-from tests.conftest import llm_entry, make_app, model_entry, sd_entry, serve, whisper_entry
-from tests.pipelines.test_llm_streaming import GREEDY, event_payloads
+from tests.support.apps import llm_entry, make_app, model_entry, sd_entry, serve, whisper_entry
 from tests.support.audio import livepeer_form, wav
 from tests.support.livepeer_multipart import go_multipart, png_bytes
+from tests.support.llm import GREEDY, event_payloads
 from tests.support.local_apps import app_with_glue
 from tests.support.runner_process import RunnerProcess
 
@@ -246,7 +246,7 @@ def test_a_stream_arrives_while_the_runner_generates_and_leaving_stops_it(
     """The runner here is the same app in this process, so its generation can be held at a
     token: the adapter must relay the first event before the runner has finished, and a client
     leaving the adapter must stop the runner's generation."""
-    from tests.pipelines.test_llm_streaming import GatedLLM
+    from tests.support.llm import GatedLLM
 
     gated = GatedLLM(park_at=12)
     runner_app = app_with_glue(tmp_path_factory.mktemp("gated-runner"), [llm_entry(tiny_llm)],

@@ -19,7 +19,7 @@ from contract.aimodels import merge_entries, parse_entries
 from contract.errors import BadRequestError, InputError
 from contract.schemas import TextToImageParams
 from functions.cancel import GenerationCancelled
-from tests.conftest import make_settings, running_client, sd_entry
+from tests.support.apps import make_settings, running_client, sd_entry
 from tests.support.local_apps import app_with_glue
 
 SMALL = {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1}

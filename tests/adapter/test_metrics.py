@@ -1,4 +1,5 @@
-"""/metrics and the per-request log line, through the real app on the tiny text-to-image model."""
+"""/metrics and the per-request log line, through the real app over the fake backend: units come
+from what the adapter measured in the request, seconds from the time the backend took."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import logging
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import running_client, sd_entry
+from tests.support.apps import entry, running_client
+from tests.support.audio import livepeer_form, wav
+from tests.support.fake_backend import FakeBackend
+from tests.support.livepeer_multipart import png_bytes, post_image
 
 MODEL = "test/tiny-sd"
+SD = entry("text-to-image", MODEL)
 
 
 def samples(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -26,8 +31,8 @@ def labels(**extra: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted({"pipeline": "text-to-image", "model": MODEL, **extra}.items()))
 
 
-def test_metrics_count_units_and_seconds_of_each_request(app_factory, tiny_sd, caplog):
-    app = app_factory([sd_entry(tiny_sd, model_id=MODEL)], auth_token="tok")
+def test_metrics_count_units_and_seconds_of_each_request(fake_app_factory, caplog):
+    app = fake_app_factory([SD], FakeBackend(delay_s=0.01), auth_token="tok")
     with running_client(app) as client, caplog.at_level(logging.INFO, "adapter.requests"):
         body = {"prompt": "a lighthouse", "width": 64, "height": 48, "num_inference_steps": 1,
                 "num_images_per_prompt": 2, "seed": 1}
@@ -43,7 +48,7 @@ def test_metrics_count_units_and_seconds_of_each_request(app_factory, tiny_sd, c
     # go-livepeer debits 64 x 48 x 2 for the request that succeeded, nothing for the refusal.
     assert found[("runner_units_total", labels())] == 64 * 48 * 2
     gpu_seconds = found[("runner_gpu_seconds_total", labels())]
-    assert gpu_seconds > 0
+    assert gpu_seconds >= 0.01
     assert found[("runner_inference_seconds_count", labels())] == 1
     assert found[("runner_inference_seconds_sum", labels())] == gpu_seconds
     assert found[("runner_queue_wait_seconds_count", labels())] == 1
@@ -57,18 +62,17 @@ def test_metrics_count_units_and_seconds_of_each_request(app_factory, tiny_sd, c
     assert f"model={MODEL} status=400 units=- gpu_seconds=0.000" in lines[1]
 
 
-def test_each_app_has_its_own_counters(app_factory, tiny_sd):
-    entry = sd_entry(tiny_sd, model_id=MODEL)
-    with running_client(app_factory([entry])) as first:
+def test_each_app_has_its_own_counters(fake_app_factory):
+    with running_client(fake_app_factory([SD])) as first:
         body = {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1}
         assert first.post("/text-to-image", json=body).status_code == 200
         assert samples(first)[("runner_units_total", labels())] == 64 * 64
-    with running_client(app_factory([entry])) as second:
+    with running_client(fake_app_factory([SD])) as second:
         assert ("runner_units_total", labels()) not in samples(second)
 
 
-def test_requests_for_models_not_served_are_counted_without_a_model(app_factory, tiny_sd):
-    with running_client(app_factory([sd_entry(tiny_sd, model_id=MODEL)])) as client:
+def test_requests_for_models_not_served_are_counted_without_a_model(fake_app_factory):
+    with running_client(fake_app_factory([SD])) as client:
         body = {"prompt": "x", "model_id": "other/model"}
         assert client.post("/text-to-image", json=body).status_code == 400
         found = samples(client)
@@ -77,10 +81,8 @@ def test_requests_for_models_not_served_are_counted_without_a_model(app_factory,
     assert found[key] == 1
 
 
-def test_streamed_llm_requests_are_counted_once_the_stream_ends(app_factory, tiny_llm):
-    from tests.conftest import llm_entry
-
-    app = app_factory([llm_entry(tiny_llm, model_id="test/tiny-llm")])
+def test_streamed_llm_requests_are_counted_once_the_stream_ends(fake_app_factory):
+    app = fake_app_factory([entry("llm", "test/tiny-llm")], FakeBackend(delay_s=0.01))
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}
     with running_client(app) as client:
         with client.stream("POST", "/llm", json=body) as response:
@@ -91,24 +93,18 @@ def test_streamed_llm_requests_are_counted_once_the_stream_ends(app_factory, tin
     assert found[("runner_requests_total", (*llm, ("status", "200")))] == 1
     # go-livepeer debits an LLM request's max_tokens.
     assert found[("runner_units_total", llm)] == 5
-    assert found[("runner_gpu_seconds_total", llm)] > 0
+    assert found[("runner_gpu_seconds_total", llm)] >= 0.01
     assert found[("runner_requests_in_flight", llm)] == 0
 
 
-def test_units_of_upload_pipelines_come_from_what_the_adapter_measured(
-    app_factory, tiny_sd, tiny_svd, tiny_upscaler, tiny_whisper
-):
-    from tests.conftest import model_entry
-    from tests.support.audio import livepeer_form, wav
-    from tests.support.livepeer_multipart import png_bytes, post_image
-
+def test_units_of_upload_pipelines_come_from_what_the_adapter_measured(fake_app_factory):
     entries = [
-        model_entry("image-to-image", tiny_sd, "m/i2i"),
-        model_entry("image-to-video", tiny_svd, "m/i2v"),
-        model_entry("upscale", tiny_upscaler, "m/up"),
-        model_entry("audio-to-text", tiny_whisper, "m/a2t"),
+        entry("image-to-image", "m/i2i"),
+        entry("image-to-video", "m/i2v"),
+        entry("upscale", "m/up"),
+        entry("audio-to-text", "m/a2t"),
     ]
-    with running_client(app_factory(entries)) as client:
+    with running_client(fake_app_factory(entries)) as client:
         image = png_bytes(64, 48)
         assert post_image(client, "/image-to-image", image, prompt="x", seed=1,
                           num_inference_steps=1, num_images_per_prompt=2).status_code == 200

@@ -83,7 +83,7 @@ def test_unreadable_or_malformed_files_fail_clearly(tmp_path):
 
 
 def test_the_app_refuses_to_start_on_a_model_it_cannot_serve(tmp_path):
-    from tests.conftest import make_app
+    from tests.support.apps import make_app
 
     with pytest.raises(ConfigError, match="field 'pipeline': 'live-video-to-video'"):
         make_app(tmp_path, [{"pipeline": "live-video-to-video", "model_id": "x"}])

@@ -20,11 +20,11 @@ from adapter.settings import Settings
 from contract.aimodels import ServedModel, merge_entries, parse_entries
 from contract.errors import ConfigError
 from contract.model_families import is_few_step_distilled
-from contract.optimization_flags import parse_optimization_flags
+from contract.optimization_flags import OptimizationFlags, parse_optimization_flags
 from functions.speed.compile import COMPILE_BACKENDS, COMPILE_MODES, compile_pipeline
 from functions.speed.deep_cache import enable_deep_cache
 from functions.text_to_image import ModelProfile, profile_for
-from tests.conftest import model_entry, running_client, sd_entry
+from tests.support.apps import model_entry, running_client, sd_entry
 from tests.support.images import pixels
 
 DIFFUSION = ["text-to-image", "image-to-image", "image-to-video", "upscale"]
@@ -43,6 +43,14 @@ def served(
 ) -> ServedModel:
     entry = {"pipeline": pipeline, "model_id": model_id, "optimization_flags": flags, **fields}
     return merge_entries(parse_entries([entry]))[0]
+
+
+def accepted(flags: dict, **fields) -> OptimizationFlags:
+    """What the served model's flags ask for, once aiModels.json has accepted them."""
+    model = served(flags, **fields)
+    return parse_optimization_flags(
+        model.optimization_flags, pipeline=model.pipeline.value, model_id=model.model_id
+    )
 
 
 def config_error(flags: dict, **fields) -> str:
@@ -84,8 +92,10 @@ def test_sfast_and_deepcache_exclude_each_other(compile_flag):
     assert "field 'optimization_flags.DEEPCACHE'" in message
     assert "mutually exclusive" in message
     # One of them switched off explicitly is fine.
-    served({compile_flag: "true", "DEEPCACHE": "false"})
-    served({compile_flag: False, "DEEPCACHE": "true"})
+    assert accepted({compile_flag: "true", "DEEPCACHE": "false"}) == OptimizationFlags(sfast=True)
+    assert accepted({compile_flag: False, "DEEPCACHE": "true"}) == OptimizationFlags(
+        deepcache=True
+    )
 
 
 @pytest.mark.parametrize("model_id", DISTILLED_IDS)
@@ -95,12 +105,13 @@ def test_deepcache_is_refused_at_start_on_turbo_and_lightning_models(model_id, p
     assert repr(model_id) in message
     assert "field 'optimization_flags.DEEPCACHE'" in message
     assert "Turbo/Lightning" in message
-    served({"DEEPCACHE": "false", "SFAST": "true"}, pipeline=pipeline, model_id=model_id)
+    flags = {"DEEPCACHE": "false", "SFAST": "true"}
+    assert accepted(flags, pipeline=pipeline, model_id=model_id) == OptimizationFlags(sfast=True)
 
 
 @pytest.mark.parametrize("model_id", FULL_STEP_IDS)
 def test_deepcache_is_accepted_on_full_step_models(model_id):
-    served({"DEEPCACHE": "true"}, model_id=model_id)
+    assert accepted({"DEEPCACHE": "true"}, model_id=model_id) == OptimizationFlags(deepcache=True)
 
 
 @pytest.mark.parametrize("model_id", DISTILLED_IDS + FULL_STEP_IDS)
@@ -128,13 +139,14 @@ def test_diffusion_flags_are_refused_on_other_pipelines(flag, pipeline):
     message = config_error({flag: "true"}, pipeline=pipeline)
     assert f"field 'optimization_flags.{flag}'" in message
     assert f"applies to {', '.join(sorted(DIFFUSION))} only, not to {pipeline}" in message
-    served({flag: "false"}, pipeline=pipeline)  # an explicit false is harmless
+    assert accepted({flag: "false"}, pipeline=pipeline) == OptimizationFlags()  # harmless
 
 
 @pytest.mark.parametrize("pipeline", DIFFUSION)
 def test_diffusion_flags_are_accepted_on_the_four_unet_pipelines(pipeline):
-    served({"SFAST": "true", "SFAST_WARMUP": "false"}, pipeline=pipeline)
-    served({"DEEPCACHE": True}, pipeline=pipeline)
+    sfast = accepted({"SFAST": "true", "SFAST_WARMUP": "false"}, pipeline=pipeline)
+    assert sfast == OptimizationFlags(sfast=True, sfast_warmup=False)
+    assert accepted({"DEEPCACHE": True}, pipeline=pipeline) == OptimizationFlags(deepcache=True)
 
 
 def test_bfloat16_chooses_the_dtype_and_must_not_contradict_runner_torch_dtype():

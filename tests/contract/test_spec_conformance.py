@@ -15,7 +15,8 @@ from pydantic import BaseModel
 
 from contract import schemas
 from contract.pipelines import PIPELINE_SPECS
-from tests.conftest import make_app, sd_entry
+from tests.support.apps import entry
+from tests.support.fake_backend import fake_app
 
 SPEC_PATH = Path(__file__).resolve().parents[2].parent / "shared/contract/ai-runner-openapi.yaml"
 
@@ -102,8 +103,9 @@ def test_health_states_are_the_specs():
 
 
 @pytest.fixture(scope="module")
-def our_openapi(tmp_path_factory, tiny_sd):
-    app = make_app(tmp_path_factory.mktemp("openapi"), [sd_entry(tiny_sd)])
+def our_openapi(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("openapi")
+    app = fake_app(tmp, entries=[entry("text-to-image", "test/tiny-sd")])
     return app.openapi()
 
 

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 from starlette.types import Message, Receive, Scope, Send
 
+from adapter.live_runner.__main__ import main
+from adapter.live_runner.registration import document_problems
 from tests.support.runner_process import ROOT, free_port
 
 # --- the adapter as a process --------------------------------------------------------------
@@ -391,3 +393,42 @@ class TestOrchestrator:
         if first:
             reply["heartbeat_secret"] = self.runners[runner_id]
         return reply
+
+
+# --- the registration document ---------------------------------------------------------
+
+
+def assert_valid(document: dict, secrets: tuple[str, ...] = ()) -> None:
+    """go-livepeer's validation of a static batch, written out independently."""
+    runners = document["runners"]
+    labels = [entry["label"] for entry in runners]
+    assert all(label and label == label.strip() and "/" not in label for label in labels)
+    assert len(set(labels)) == len(labels)
+    for entry in runners:
+        for url_field in ("runner_url", "health_url"):
+            parts = urlsplit(entry[url_field])
+            assert parts.scheme in ("http", "https") and parts.hostname, entry[url_field]
+        # Absolute, and served under the app's own prefix.
+        assert entry["health_url"] == entry["runner_url"] + "/health"
+        assert entry["healthy_status_code"] == 200
+        assert entry["app"] and entry["app"] == entry["app"].strip()
+        assert entry["mode"] == "single-shot"
+        assert isinstance(entry["capacity"], int) and entry["capacity"] >= 1
+        assert len(entry["metadata"].encode()) <= 1024
+        assert json.loads(entry["metadata"])["route"] == "/" + entry["app"].split("/")[0]
+        info = entry["price_info"]
+        assert isinstance(info["price"], int | float) and info["price"] > 0
+        assert info["currency"] == "usd" and info["unit"] in ("fixed", "hour")
+        public = json.dumps({k: v for k, v in entry.items() if not k.endswith("_url")})
+        assert not any(secret in public for secret in secrets)
+    assert document_problems(document, list(secrets)) == []
+
+
+def run(monkeypatch, capsys, *args: str, **env: str) -> tuple[int, str, str]:
+    for key in [k for k in os.environ if k.startswith("ADAPTER_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    code = main(["registration", *args])
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from tests.live_runner.test_registration import assert_valid, run
+from tests.live_runner.support import assert_valid, run
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "live-runner.md"
 

@@ -23,7 +23,7 @@ from adapter.service import RunnerService
 from adapter.settings import LiveRunnerSettings
 from contract.aimodels import merge_entries, parse_entries
 from contract.errors import ConfigError, UpstreamError
-from tests.conftest import make_settings, model_entry, serve
+from tests.support.apps import make_settings, model_entry, serve
 from tests.support.fake_backend import FakeBackend
 from tests.support.livepeer_multipart import go_multipart, png_bytes
 from tests.support.runner_process import ROOT, free_port

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.conftest import sd_entry, serve
 from tests.live_runner.support import AdapterProcess, Call, TestOrchestrator
+from tests.support.apps import sd_entry, serve
 
 BOOTSTRAP_SECRET = "bootstrap-secret-for-the-test"
 PATH_SECRET = "door-path-secret-0123456789"

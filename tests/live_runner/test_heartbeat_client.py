@@ -16,7 +16,7 @@ from adapter.live_runner.server import PriceBook
 from adapter.service import RunnerService
 from adapter.settings import LiveRunnerSettings
 from contract.aimodels import merge_entries, parse_entries
-from tests.conftest import make_settings, model_entry
+from tests.support.apps import make_settings, model_entry
 from tests.support.fake_backend import FakeBackend
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import llm_entry, model_entry, sd_entry, serve, whisper_entry
 from tests.live_runner.support import AdapterProcess, LivepeerProxy
+from tests.support.apps import llm_entry, model_entry, sd_entry, serve, whisper_entry
 from tests.support.audio import wav
 from tests.support.images import decode
 from tests.support.livepeer_multipart import go_multipart, png_bytes

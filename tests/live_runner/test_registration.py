@@ -10,12 +10,11 @@ import stat
 import subprocess
 import sys
 from decimal import ROUND_CEILING, Decimal
-from urllib.parse import urlsplit
 
 import pytest
 
-from adapter.live_runner.__main__ import main
 from adapter.live_runner.registration import document_problems
+from tests.live_runner.support import assert_valid, run
 from tests.support.runner_process import ROOT
 
 D = Decimal
@@ -28,44 +27,8 @@ def ceil4(value: Decimal) -> Decimal:
     return value.quantize(D(1).scaleb(value.adjusted() - 3), rounding=ROUND_CEILING)
 
 
-def assert_valid(document: dict, secrets: tuple[str, ...] = ()) -> None:
-    """go-livepeer's validation of a static batch, written out independently."""
-    runners = document["runners"]
-    labels = [entry["label"] for entry in runners]
-    assert all(label and label == label.strip() and "/" not in label for label in labels)
-    assert len(set(labels)) == len(labels)
-    for entry in runners:
-        for field in ("runner_url", "health_url"):
-            parts = urlsplit(entry[field])
-            assert parts.scheme in ("http", "https") and parts.hostname, entry[field]
-        # Absolute, and served under the app's own prefix.
-        assert entry["health_url"] == entry["runner_url"] + "/health"
-        assert entry["healthy_status_code"] == 200
-        assert entry["app"] and entry["app"] == entry["app"].strip()
-        assert entry["mode"] == "single-shot"
-        assert isinstance(entry["capacity"], int) and entry["capacity"] >= 1
-        assert len(entry["metadata"].encode()) <= 1024
-        assert json.loads(entry["metadata"])["route"] == "/" + entry["app"].split("/")[0]
-        info = entry["price_info"]
-        assert isinstance(info["price"], int | float) and info["price"] > 0
-        assert info["currency"] == "usd" and info["unit"] in ("fixed", "hour")
-        public = json.dumps({k: v for k, v in entry.items() if not k.endswith("_url")})
-        assert not any(secret in public for secret in secrets)
-    assert document_problems(document, list(secrets)) == []
-
-
 def price(entry: dict) -> Decimal:
     return D(repr(entry["price_info"]["price"]))
-
-
-def run(monkeypatch, capsys, *args: str, **env: str) -> tuple[int, str, str]:
-    for key in [k for k in os.environ if k.startswith("ADAPTER_")]:
-        monkeypatch.delenv(key)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    code = main(["registration", *args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_the_demo_registration_from_the_command_line(tmp_path):

@@ -20,7 +20,7 @@ from contract.pipelines import Pipeline
 from contract.schemas import ImageToImageForm, TextToImageParams, Upload
 from modal_deploy.plan import LOCAL_PACKAGES
 from modal_deploy.settings import MODELS_JSON_ENV
-from tests.conftest import make_settings
+from tests.support.apps import make_settings
 from tests.support.images import decode, pixels
 from tests.support.modal_inprocess import (
     import_modal_app,

@@ -27,7 +27,7 @@ from contract.errors import BadRequestError, ConfigError
 from contract.schemas import ImageResponse, LLMRequest, TextToImageParams
 from functions.cancel import GenerationCancelled
 from modal_deploy.runtime import create_web_app
-from tests.conftest import make_settings, wait_until_settled
+from tests.support.apps import make_settings, wait_until_settled
 from tests.support.modal_inprocess import InProcessQueue, modal_token_configured
 
 pytestmark = pytest.mark.filterwarnings("ignore:The .* function is executing locally")

@@ -16,7 +16,7 @@ from adapter.app import create_app
 from contract.aimodels import merge_entries, parse_entries
 from contract.errors import InferenceError
 from contract.schemas import LLMChoice, LLMMessage, LLMResponse, LLMTokenUsage, RequestModel
-from tests.conftest import make_settings
+from tests.support.apps import make_settings
 from tests.support.fake_backend import FakeBackend
 
 LLM = "test/llm"

@@ -15,7 +15,7 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.conftest import llm_entry, sd_entry, whisper_entry
+from tests.support.apps import llm_entry, sd_entry, whisper_entry
 from tests.support.audio import wav
 from tests.support.runner_process import RunnerProcess
 

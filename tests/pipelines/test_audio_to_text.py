@@ -9,7 +9,7 @@ import pytest
 from functions import audio_to_text as speech
 from functions.audio import SAMPLE_RATE, AudioTooLongError, decode_audio
 from functions.audio_to_text import tidy_chunks
-from tests.conftest import make_app, running_client, whisper_entry
+from tests.support.apps import make_app, running_client, whisper_entry
 from tests.support.audio import encoded, livepeer_form, png, wav
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from functions.image_input import ImageInputError, ImageTooLargeError, decode_image
-from tests.conftest import make_app, model_entry, serve
+from tests.support.apps import make_app, model_entry, serve
 from tests.support.livepeer_multipart import (
     encode,
     noise_image,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from functions.image_to_video import choose_decode_chunk_size
-from tests.conftest import make_app, model_entry, running_client, serve
+from tests.support.apps import make_app, model_entry, running_client, serve
 from tests.support.images import decode, pixels
 from tests.support.livepeer_multipart import png_bytes, post_image
 

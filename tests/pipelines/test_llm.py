@@ -10,7 +10,7 @@ import uuid
 import pytest
 from transformers import AutoTokenizer, GenerationConfig
 
-from tests.conftest import llm_entry, make_app, running_client
+from tests.support.apps import llm_entry, make_app, running_client
 
 MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant."},
@@ -46,7 +46,8 @@ def test_answer_has_the_runners_shape_and_counts_tokens(client, tokenizer):
     body = chat(client, **GREEDY)
     assert set(body) == {"id", "model", "created", "usage", "choices"}
     assert body["id"].startswith("chatcmpl-")
-    uuid.UUID(body["id"].removeprefix("chatcmpl-"))
+    suffix = body["id"].removeprefix("chatcmpl-")
+    assert str(uuid.UUID(suffix)) == suffix  # a UUID, written as uuid4() writes one
     assert body["model"] == "test/tiny-llm"
     assert before <= body["created"] <= int(time.time())
     [choice] = body["choices"]

@@ -4,19 +4,15 @@ arriving while the answer is still being generated; a client leaving stops the g
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import httpx
 import pytest
 
-from adapter.pipelines.llm import LLMRunner
 from contract.schemas import LLMResponse
-from tests.conftest import llm_entry, make_app, running_client, serve
+from tests.support.apps import llm_entry, make_app, running_client, serve
+from tests.support.llm import GREEDY, GatedLLM, event_payloads
 from tests.support.local_apps import app_with_glue
-
-MESSAGES = [{"role": "user", "content": "Write a poem about the sea."}]
-GREEDY = {"messages": MESSAGES, "temperature": 0, "max_tokens": 24}
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +20,6 @@ def client(tiny_llm, tmp_path_factory):
     app = make_app(tmp_path_factory.mktemp("llm-stream"), [llm_entry(tiny_llm)])
     with running_client(app) as c:
         yield c
-
-
-def event_payloads(raw: bytes) -> list[str]:
-    """The payload of each event, checking the framing: `data: <payload>` then a blank line."""
-    text = raw.decode("utf-8")
-    assert text.endswith("\n\n"), text[-80:]
-    events = text[:-2].split("\n\n")
-    for event in events:
-        assert event.startswith("data: ") and "\n" not in event, event
-    return [event.removeprefix("data: ") for event in events]
 
 
 def stream(client, **body) -> tuple[httpx.Response, list[str]]:
@@ -105,39 +91,12 @@ def test_failure_mid_stream_is_an_error_event_and_no_done(client, monkeypatch):
     response, payloads = stream(client, **GREEDY)
     assert response.status_code == 200
     assert len(payloads) == 2
-    LLMResponse.model_validate_json(payloads[0])
+    first = LLMResponse.model_validate_json(payloads[0])
+    assert first.choices[0].delta is not None and first.choices[0].finish_reason == ""
     assert json.loads(payloads[1]) == {"error": "Internal server error during LLM processing."}
 
 
 # --- on a real server ----------------------------------------------------------------------
-
-
-class GatedLLM(LLMRunner):
-    """The real LLM glue, whose generation parks at one token until the test lets it go on
-    (or the request is abandoned). It records whether generation saw the stop flag."""
-
-    def __init__(self, park_at: int) -> None:
-        self.park_at = park_at
-        self.gate = threading.Event()
-        self.parked = threading.Event()
-        self.saw_stop = threading.Event()
-
-    def stream(self, handle, request, should_stop):
-        checks = 0
-
-        def gated_should_stop() -> bool:  # called by generate after each token
-            nonlocal checks
-            checks += 1
-            if checks == self.park_at:
-                self.parked.set()
-                while not self.gate.wait(0.01) and not should_stop():
-                    pass
-            if should_stop():
-                self.saw_stop.set()
-                return True
-            return False
-
-        yield from super().stream(handle, request, gated_should_stop)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.conftest import make_app, model_entry, running_client
+from tests.support.apps import make_app, model_entry, running_client
 from tests.support.livepeer_multipart import png_bytes, post_image
 
 JSON = {"Content-Type": "application/json"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import running_client, sd_entry
+from tests.support.apps import running_client, sd_entry
 from tests.support.images import decode, pixels
 
 

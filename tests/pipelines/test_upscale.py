@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import make_app, model_entry, serve
+from tests.support.apps import make_app, model_entry, serve
 from tests.support.images import decode, pixels
 from tests.support.livepeer_multipart import png_bytes, post_image
 

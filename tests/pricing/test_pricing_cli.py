@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from contract.aimodels import load_models_file
+from contract.aimodels import load_models_file, merge_entries, parse_entries
 from pricing import aimodels
 from pricing.__main__ import main
 from pricing.results import RESULTS_FORMAT, load_results
@@ -96,7 +96,9 @@ def test_write_puts_prices_in_place_and_leaves_everything_else(models_file, caps
     # image; x 1.25 / 262,144 px = 1.0477e-8 USD = 4,190,969.7 wei at 2500 USD/ETH.
     assert after[0]["price_per_unit"] == 4_191_000
     assert '\n        "optimization_flags": {\n            "SFAST": true,' in text  # own indent
-    load_models_file(models_file)  # still a valid configuration
+    # Still a valid configuration, serving the same models.
+    served = load_models_file(models_file)
+    assert [m.key for m in served] == [m.key for m in merge_entries(parse_entries(before))]
 
 
 def test_writing_again_gives_the_same_file(models_file, capsys):

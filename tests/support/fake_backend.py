@@ -135,6 +135,13 @@ class FakeBackend:
         self.closed = True
 
 
+def fake_backend_of(app: FastAPI) -> FakeBackend:
+    """The fake backend an app was built over."""
+    backend = app.state.service.backend
+    assert isinstance(backend, FakeBackend)
+    return backend
+
+
 def fake_model_id(pipeline: Pipeline) -> str:
     return f"fake/{pipeline.value}"
 
@@ -155,7 +162,7 @@ def fake_app(
     **settings: Any,
 ) -> FastAPI:
     """The real app over a fake backend, serving every pipeline (or `entries`)."""
-    from tests.conftest import make_settings
+    from tests.support.apps import make_settings
 
     models = merge_entries(parse_entries(entries or fake_entries()))
     return create_app(make_settings(tmp_path, **settings), models, backend or FakeBackend())

@@ -13,7 +13,7 @@ from adapter.backends.local import LocalBackend
 from adapter.pipelines import PIPELINES
 from adapter.pipelines.base import PipelineRunner
 from contract.aimodels import merge_entries, parse_entries
-from tests.conftest import make_settings
+from tests.support.apps import make_settings
 
 
 def app_with_glue(

@@ -37,17 +37,21 @@ class RunnerProcess:
             config = workdir / "runner-aiModels.json"
             config.write_text(json.dumps(entries))
             self.env["ADAPTER_MODELS_CONFIG"] = str(config)
+        # The runner's output goes to a file: a pipe nobody reads would fill up and block it.
+        self.log_path = workdir / f"runner-{self.port}.log"
         self.process: subprocess.Popen[str] | None = None
 
     def start(self, timeout_s: float = 180.0) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "adapter.main:app", "--port", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
+        with self.log_path.open("a", encoding="utf-8") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "adapter.main:app", "--port", str(self.port)],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"runner exited: {self.process.stdout.read()}")
+                output = self.log_path.read_text(encoding="utf-8")
+                raise RuntimeError(f"runner exited: {output[-4000:]}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).json()["status"] == "OK":
                     return

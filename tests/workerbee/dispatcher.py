@@ -198,3 +198,34 @@ def queen_would_pick(info: dict[str, Any], model_size: float) -> bool:
         and cpu_needed < info.get("vram", 0)
         and disk_needed < info.get("disk_space", 0)
     )
+
+
+# The reference worker's fields (ai_worker/main.py ConnectMessage) and their JSON types.
+FIELD_TYPES = {
+    "worker_version": str,
+    "capabilities": list,
+    "pubkey": str,
+    "slug": str,
+    "sig": str,
+    "ln_url": str,
+    "ln_address": str,
+    "auth_key": str,
+    "cpu_count": int,
+    "disk_space": int,
+    "vram": int,
+    "nv_gpu_count": (int, type(None)),
+    "nv_driver_version": (str, type(None)),
+    "nv_gpus": list,
+    "cl_driver_version": (str, type(None)),
+    "cl_gpus": list,
+    "web_gpus": list,
+    "models": list,
+}
+
+
+def meminfo_available() -> int:
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no MemAvailable")

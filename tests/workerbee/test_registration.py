@@ -21,31 +21,9 @@ from adapter.workerbee.signing import registration_digest, verify
 from adapter.workerbee.worker import WorkerBee, backoff_delay
 from contract.aimodels import merge_entries, parse_entries
 from contract.errors import ConfigError
-from tests.conftest import make_settings
+from tests.support.apps import make_settings
 from tests.support.fake_backend import FakeBackend
-from tests.workerbee.dispatcher import queen_would_pick
-
-# The reference worker's fields (ai_worker/main.py ConnectMessage) and their JSON types.
-FIELD_TYPES = {
-    "worker_version": str,
-    "capabilities": list,
-    "pubkey": str,
-    "slug": str,
-    "sig": str,
-    "ln_url": str,
-    "ln_address": str,
-    "auth_key": str,
-    "cpu_count": int,
-    "disk_space": int,
-    "vram": int,
-    "nv_gpu_count": (int, type(None)),
-    "nv_driver_version": (str, type(None)),
-    "nv_gpus": list,
-    "cl_driver_version": (str, type(None)),
-    "cl_gpus": list,
-    "web_gpus": list,
-    "models": list,
-}
+from tests.workerbee.dispatcher import FIELD_TYPES, meminfo_available, queen_would_pick
 
 
 def entries(**modal: str) -> list[dict]:
@@ -76,14 +54,6 @@ def service_for(tmp_path, entry_list: list[dict] | None = None, **settings) -> R
     )
     models = merge_entries(parse_entries(entries() if entry_list is None else entry_list))
     return RunnerService(config, models, FakeBackend())
-
-
-def meminfo_available() -> int:
-    with open("/proc/meminfo") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no MemAvailable")
 
 
 def test_the_registration_reports_this_machine_in_the_dispatchers_units(tmp_path):

@@ -24,10 +24,9 @@ from adapter.settings import WorkerbeeSettings
 from adapter.workerbee.gpus import MIB
 from contract.aimodels import merge_entries, parse_entries
 from contract.schemas import LLMChoice, LLMMessage, LLMResponse, LLMTokenUsage, RequestModel
-from tests.conftest import llm_entry, make_app, make_settings, serve
+from tests.support.apps import llm_entry, make_app, make_settings, serve
 from tests.support.fake_backend import FakeBackend
-from tests.workerbee.dispatcher import Dispatcher
-from tests.workerbee.test_registration import FIELD_TYPES, meminfo_available
+from tests.workerbee.dispatcher import FIELD_TYPES, Dispatcher, meminfo_available
 
 CHAT = "/v1/chat/completions"
 IMAGES = "/v1/images/generations"
