@@ -38,30 +38,44 @@ class RunnerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "runner_requests", "Generate requests by outcome (HTTP status, or 'cancelled').",
-            (*LABELS, "status"), registry=self.registry,
+            "runner_requests",
+            "Generate requests by outcome (HTTP status, or 'cancelled').",
+            (*LABELS, "status"),
+            registry=self.registry,
         )
         self.units = Counter(
-            "runner_units", "Units go-livepeer debits for the successful requests "
+            "runner_units",
+            "Units go-livepeer debits for the successful requests "
             "(pixels, ms of audio, tokens...; see contract.units).",
-            LABELS, registry=self.registry,
+            LABELS,
+            registry=self.registry,
         )
         self.gpu_seconds = Counter(
-            "runner_gpu_seconds", "Seconds the backend spent running requests (what the GPU "
+            "runner_gpu_seconds",
+            "Seconds the backend spent running requests (what the GPU "
             "container is billed for), successful or not.",
-            LABELS, registry=self.registry,
+            LABELS,
+            registry=self.registry,
         )
         self.inference_seconds = Histogram(
-            "runner_inference_seconds", "Backend seconds per request.",
-            LABELS, buckets=SECONDS_BUCKETS, registry=self.registry,
+            "runner_inference_seconds",
+            "Backend seconds per request.",
+            LABELS,
+            buckets=SECONDS_BUCKETS,
+            registry=self.registry,
         )
         self.queue_wait_seconds = Histogram(
-            "runner_queue_wait_seconds", "Seconds a request waited for a capacity slot.",
-            LABELS, buckets=SECONDS_BUCKETS, registry=self.registry,
+            "runner_queue_wait_seconds",
+            "Seconds a request waited for a capacity slot.",
+            LABELS,
+            buckets=SECONDS_BUCKETS,
+            registry=self.registry,
         )
         self.in_flight = Gauge(
-            "runner_requests_in_flight", "Requests the backend is running now.",
-            LABELS, registry=self.registry,
+            "runner_requests_in_flight",
+            "Requests the backend is running now.",
+            LABELS,
+            registry=self.registry,
         )
 
     def request(self, pipeline: Pipeline) -> RequestRecord:

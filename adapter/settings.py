@@ -151,6 +151,7 @@ class LiveRunnerSettings(BaseSettings):
     def enabled(self) -> bool:
         return self.port != 0 or self.serve_on_main
 
+
 class WorkerbeeSettings(BaseSettings):
     """The workerbee worker (adapter/workerbee/): joins a dispatcher's rotation over a WebSocket
     and answers its OpenAI-format requests through the service. Off unless `url` is set."""

@@ -35,8 +35,9 @@ from functions.tiny.stable_diffusion import (
 REAL_CLIP_VOCAB = 49408
 
 
-def _clip_text(hidden: int, layers: int, heads: int, intermediate: int, act: str,
-               projection: int, vocab: int) -> dict[str, Any]:
+def _clip_text(
+    hidden: int, layers: int, heads: int, intermediate: int, act: str, projection: int, vocab: int
+) -> dict[str, Any]:
     return {
         "hidden_size": hidden,
         "num_hidden_layers": layers,
@@ -188,10 +189,16 @@ UPSCALER_UNET: dict[str, Any] = {
     "block_out_channels": (256, 512, 512, 1024),
     "layers_per_block": 2,
     "down_block_types": (
-        "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"
+        "DownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
     ),
     "up_block_types": (
-        "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+        "UpBlock2D",
     ),
     "only_cross_attention": (True, True, True, False),
     "attention_head_dim": 8,
@@ -228,8 +235,9 @@ TINY_UPSCALER_VAE: dict[str, Any] = {
 }
 
 
-def _init(module_class: type, config: dict[str, Any], device: torch.device,
-          dtype: torch.dtype) -> Any:
+def _init(
+    module_class: type, config: dict[str, Any], device: torch.device, dtype: torch.dtype
+) -> Any:
     # Built on the target device (a 2.6 B UNet initialises in seconds on a GPU, minutes on a
     # CPU) and cast to the dtype it is saved in.
     with torch.device(device):
@@ -238,8 +246,9 @@ def _init(module_class: type, config: dict[str, Any], device: torch.device,
     return module.to(device=device, dtype=dtype)
 
 
-def _clip_text_model(config: dict[str, Any], with_projection: bool, device: torch.device,
-                     dtype: torch.dtype) -> Any:
+def _clip_text_model(
+    config: dict[str, Any], with_projection: bool, device: torch.device, dtype: torch.dtype
+) -> Any:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     model_class = CLIPTextModelWithProjection if with_projection else CLIPTextModel
@@ -263,8 +272,7 @@ def build_sdxl(folder: Path, *, tiny: bool, device: torch.device, dtype: torch.d
     # diffusers' top-level names read as its dummy placeholders to a type checker: Any.
     pipe: Any = StableDiffusionXLPipeline(
         unet=_init(UNet2DConditionModel, TINY_SDXL_UNET if tiny else SDXL_UNET, device, dtype),
-        vae=_init(AutoencoderKL, {**SDXL_VAE, **(TINY_VAE_BLOCKS if tiny else {})}, device,
-                  dtype),
+        vae=_init(AutoencoderKL, {**SDXL_VAE, **(TINY_VAE_BLOCKS if tiny else {})}, device, dtype),
         text_encoder=_clip_text_model(text, False, device, dtype),
         text_encoder_2=_clip_text_model(text_2, True, device, dtype),
         tokenizer=tokenizer,
@@ -290,11 +298,16 @@ def build_svd(folder: Path, *, tiny: bool, device: torch.device, dtype: torch.dt
             CLIPVisionConfig(**(TINY_IMAGE_ENCODER if tiny else SVD_IMAGE_ENCODER))
         )
     pipe: Any = StableVideoDiffusionPipeline(
-        vae=_init(AutoencoderKLTemporalDecoder,
-                  {**SVD_VAE, **(TINY_VAE_BLOCKS if tiny else {})}, device, dtype),
+        vae=_init(
+            AutoencoderKLTemporalDecoder,
+            {**SVD_VAE, **(TINY_VAE_BLOCKS if tiny else {})},
+            device,
+            dtype,
+        ),
         image_encoder=image_encoder.to(dtype),
-        unet=_init(UNetSpatioTemporalConditionModel, TINY_SVD_UNET if tiny else SVD_UNET,
-                   device, dtype),
+        unet=_init(
+            UNetSpatioTemporalConditionModel, TINY_SVD_UNET if tiny else SVD_UNET, device, dtype
+        ),
         scheduler=EulerDiscreteScheduler(**SVD_SCHEDULER),
         feature_extractor=CLIPImageProcessor(
             crop_size=224,
@@ -307,8 +320,7 @@ def build_svd(folder: Path, *, tiny: bool, device: torch.device, dtype: torch.dt
     return pipe
 
 
-def build_x4_upscaler(folder: Path, *, tiny: bool, device: torch.device,
-                      dtype: torch.dtype) -> Any:
+def build_x4_upscaler(folder: Path, *, tiny: bool, device: torch.device, dtype: torch.dtype) -> Any:
     """A Stable Diffusion x4 upscaler pipeline with random weights, saved at `folder`."""
     from diffusers import (
         AutoencoderKL,
@@ -320,11 +332,11 @@ def build_x4_upscaler(folder: Path, *, tiny: bool, device: torch.device,
 
     pipe: Any = StableDiffusionUpscalePipeline(
         vae=_init(AutoencoderKL, TINY_UPSCALER_VAE if tiny else UPSCALER_VAE, device, dtype),
-        text_encoder=_clip_text_model(TINY_TEXT if tiny else UPSCALER_TEXT, False, device,
-                                      dtype),
+        text_encoder=_clip_text_model(TINY_TEXT if tiny else UPSCALER_TEXT, False, device, dtype),
         tokenizer=build_clip_tokenizer(),
-        unet=_init(UNet2DConditionModel, TINY_UPSCALER_UNET if tiny else UPSCALER_UNET, device,
-                   dtype),
+        unet=_init(
+            UNet2DConditionModel, TINY_UPSCALER_UNET if tiny else UPSCALER_UNET, device, dtype
+        ),
         low_res_scheduler=DDPMScheduler(
             num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear"
         ),
@@ -360,8 +372,9 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
-def ensure_model(root: Path, name: str, *, tiny: bool, device: torch.device,
-                 dtype: torch.dtype) -> Path:
+def ensure_model(
+    root: Path, name: str, *, tiny: bool, device: torch.device, dtype: torch.dtype
+) -> Path:
     """The folder of architecture `name` under `root`, built (random weights) if absent."""
     folder = root / (f"tiny-{name}" if tiny else name)
     if (folder / "model_index.json").is_file():

@@ -49,8 +49,14 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
         marks["from_pretrained"] = time.monotonic()
         pipe = pipe.to(device)
         marks["to_device"] = time.monotonic()
-        image = pipe(prompt=PROMPT, height=args.size, width=args.size, num_inference_steps=1,
-                     guidance_scale=0.0, generator=torch.Generator("cpu").manual_seed(1)).images[0]
+        image = pipe(
+            prompt=PROMPT,
+            height=args.size,
+            width=args.size,
+            num_inference_steps=1,
+            guidance_scale=0.0,
+            generator=torch.Generator("cpu").manual_seed(1),
+        ).images[0]
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -65,13 +71,20 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
             compile_mode="default" if args.path == "ours-compile" else None,
             compile_cache_dir=args.compile_cache,
         )
-        handle = TextToImage.load(args.folder, device=device, dtype=dtype,
-                                  profile=profile_for(args.model_id))
+        handle = TextToImage.load(
+            args.folder, device=device, dtype=dtype, profile=profile_for(args.model_id)
+        )
         handle.use_fast_path(options)
         marks["loaded"] = time.monotonic()
-        request = TextToImageParams(prompt=PROMPT, height=args.size, width=args.size,
-                                    num_inference_steps=1, guidance_scale=0.0, seed=1,
-                                    safety_check=False)
+        request = TextToImageParams(
+            prompt=PROMPT,
+            height=args.size,
+            width=args.size,
+            num_inference_steps=1,
+            guidance_scale=0.0,
+            seed=1,
+            safety_check=False,
+        )
         response = TextToImageRunner().run(handle, request, lambda: False)
         assert isinstance(response, ImageResponse)
         url = response.images[0].url
@@ -81,33 +94,56 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     return {"marks": marks, "url_bytes": len(url)}
 
 
-def _spawn(path: str, folder: Path, model_id: str, device: str, size: int,
-           compile_cache: Path | None) -> dict[str, Any]:
-    command = [sys.executable, "-m", "bench.cold_start", path, "--folder", str(folder),
-               "--model-id", model_id, "--device", device, "--size", str(size)]
+def _spawn(
+    path: str, folder: Path, model_id: str, device: str, size: int, compile_cache: Path | None
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        "-m",
+        "bench.cold_start",
+        path,
+        "--folder",
+        str(folder),
+        "--model-id",
+        model_id,
+        "--device",
+        device,
+        "--size",
+        str(size),
+    ]
     if compile_cache is not None:
         command += ["--compile-cache", str(compile_cache)]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     spawned = time.monotonic()
-    finished = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True,
-                              text=True, timeout=1800, check=False)
+    finished = subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     lines = [line for line in finished.stdout.splitlines() if line.startswith(RESULT_TAG)]
     if finished.returncode != 0 or not lines:
-        raise RuntimeError(f"cold start of {path} failed ({finished.returncode}):\n"
-                           f"{finished.stderr[-3000:]}")
-    child = json.loads(lines[-1][len(RESULT_TAG):])
+        raise RuntimeError(
+            f"cold start of {path} failed ({finished.returncode}):\n{finished.stderr[-3000:]}"
+        )
+    child = json.loads(lines[-1][len(RESULT_TAG) :])
     marks = child["marks"]
     steps = list(marks.items())
     return {
         "seconds": marks["first_image"] - spawned,
         "interpreter_start_s": marks["started"] - spawned,
-        "steps_s": {name: end - start_time
-                    for (_, start_time), (name, end) in itertools.pairwise(steps)},
+        "steps_s": {
+            name: end - start_time for (_, start_time), (name, end) in itertools.pairwise(steps)
+        },
     }
 
 
-def run_cold_start(*, folder: Path, model_id: str, device: str, size: int, runs: int,
-                   compile_cache: Path | None) -> dict[str, Any]:
+def run_cold_start(
+    *, folder: Path, model_id: str, device: str, size: int, runs: int, compile_cache: Path | None
+) -> dict[str, Any]:
     paths = ["stock", "ours"] + (["ours-compile"] if compile_cache is not None else [])
     starts: dict[str, list[dict[str, Any]]] = {path: [] for path in paths}
     empty_cache = None
@@ -119,14 +155,15 @@ def run_cold_start(*, folder: Path, model_id: str, device: str, size: int, runs:
     return {
         "case": "e",
         "title": f"Cold start: fresh process to the first {size}x{size} image (weights on "
-                 "local disk, page cache warm)",
+        "local disk, page cache warm)",
         "paths": {
             path: {
                 "median_s": statistics.median(start["seconds"] for start in runs_of_path),
                 "runs": len(runs_of_path),
                 "samples_s": [start["seconds"] for start in runs_of_path],
                 "steps_s_of_median_run": sorted(runs_of_path, key=lambda s: s["seconds"])[
-                    len(runs_of_path) // 2]["steps_s"],
+                    len(runs_of_path) // 2
+                ]["steps_s"],
             }
             for path, runs_of_path in starts.items()
         },

@@ -39,28 +39,52 @@ class DiffusionCase:
 
 CASES: dict[str, DiffusionCase] = {
     "a": DiffusionCase(
-        "a", "SDXL-Turbo text-to-image 512x512, 1 step, no CFG", "sdxl", "text-to-image",
-        "stabilityai/sdxl-turbo", 3.0,
+        "a",
+        "SDXL-Turbo text-to-image 512x512, 1 step, no CFG",
+        "sdxl",
+        "text-to-image",
+        "stabilityai/sdxl-turbo",
+        3.0,
         full={"width": 512, "height": 512, "steps": 1},
-        tiny={"width": 64, "height": 64, "steps": 1}, runs=20, warmup=3,
+        tiny={"width": 64, "height": 64, "steps": 1},
+        runs=20,
+        warmup=3,
     ),
     "b": DiffusionCase(
-        "b", "SDXL-Lightning text-to-image 1024x1024, 4 steps", "sdxl", "text-to-image",
-        "ByteDance/SDXL-Lightning", 2.0,
+        "b",
+        "SDXL-Lightning text-to-image 1024x1024, 4 steps",
+        "sdxl",
+        "text-to-image",
+        "ByteDance/SDXL-Lightning",
+        2.0,
         full={"width": 1024, "height": 1024, "steps": 4},
-        tiny={"width": 96, "height": 96, "steps": 4}, runs=10, warmup=2,
+        tiny={"width": 96, "height": 96, "steps": 4},
+        runs=10,
+        warmup=2,
     ),
     "c": DiffusionCase(
-        "c", "SVD-xt image-to-video 576x1024, 25 frames, 25 steps", "svd-xt", "image-to-video",
-        "stabilityai/stable-video-diffusion-img2vid-xt", 1.5,
+        "c",
+        "SVD-xt image-to-video 576x1024, 25 frames, 25 steps",
+        "svd-xt",
+        "image-to-video",
+        "stabilityai/stable-video-diffusion-img2vid-xt",
+        1.5,
         full={"width": 1024, "height": 576, "frames": 25, "steps": 25},
-        tiny={"width": 64, "height": 64, "frames": 3, "steps": 2}, runs=3, warmup=2,
+        tiny={"width": 64, "height": 64, "frames": 3, "steps": 2},
+        runs=3,
+        warmup=2,
     ),
     "u": DiffusionCase(
-        "u", "SD x4 upscaler 256x256 -> 1024x1024, 75 steps", "x4-upscaler", "upscale",
-        "stabilityai/stable-diffusion-x4-upscaler", None,
+        "u",
+        "SD x4 upscaler 256x256 -> 1024x1024, 75 steps",
+        "x4-upscaler",
+        "upscale",
+        "stabilityai/stable-diffusion-x4-upscaler",
+        None,
         full={"input": 256, "steps": 75},
-        tiny={"input": 32, "steps": 2}, runs=3, warmup=1,
+        tiny={"input": 32, "steps": 2},
+        runs=3,
+        warmup=1,
     ),
 }
 
@@ -78,21 +102,29 @@ def pixel_difference(first: list[str], second: list[str]) -> dict[str, float]:
     return {"max": float(difference.max()), "mean": float(difference.mean())}
 
 
-def _loaders(case: DiffusionCase, folder: Path, device: torch.device, dtype: torch.dtype,
-             params: dict[str, int], variants: dict[str, FastPathOptions]
-             ) -> dict[str, Callable[[], paths.Loaded]]:
+def _loaders(
+    case: DiffusionCase,
+    folder: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    params: dict[str, int],
+    variants: dict[str, FastPathOptions],
+) -> dict[str, Callable[[], paths.Loaded]]:
     """Loaders of the stock path and of each variant of ours (named as in `variants`)."""
+
     def ours(options: FastPathOptions) -> Callable[[], paths.Loaded]:
         if case.architecture == "sdxl":
-            return lambda: paths.our_text_to_image(folder, case.model_id, device, dtype, params,
-                                                   options)
+            return lambda: paths.our_text_to_image(
+                folder, case.model_id, device, dtype, params, options
+            )
         if case.architecture == "svd-xt":
             return lambda: paths.our_image_to_video(folder, device, dtype, params, options)
         return lambda: paths.our_upscale(folder, device, dtype, params, options)
 
     if case.architecture == "sdxl":
-        stock = lambda: paths.stock_text_to_image(folder, case.model_id, device,  # noqa: E731
-                                                  dtype, params)
+        stock = lambda: paths.stock_text_to_image(  # noqa: E731
+            folder, case.model_id, device, dtype, params
+        )
     elif case.architecture == "svd-xt":
         stock = lambda: paths.stock_image_to_video(folder, device, dtype, params)  # noqa: E731
     else:
@@ -103,32 +135,52 @@ def _loaders(case: DiffusionCase, folder: Path, device: torch.device, dtype: tor
 def case_flops(case: DiffusionCase, tiny: bool) -> dict[str, int]:
     params = case.params(tiny)
     if case.architecture == "sdxl":
-        return flops.sdxl_text_to_image(tiny=tiny, height=params["height"],
-                                        width=params["width"], steps=params["steps"],
-                                        guidance=False)
+        return flops.sdxl_text_to_image(
+            tiny=tiny,
+            height=params["height"],
+            width=params["width"],
+            steps=params["steps"],
+            guidance=False,
+        )
     if case.architecture == "svd-xt":
         return flops.svd_image_to_video(
-            tiny=tiny, height=params["height"], width=params["width"],
-            frames=params["frames"], steps=params["steps"],
+            tiny=tiny,
+            height=params["height"],
+            width=params["width"],
+            frames=params["frames"],
+            steps=params["steps"],
             decode_chunk=paths.SVD_SETTINGS["decode_chunk_size"],
         )
-    return flops.x4_upscale(tiny=tiny, height=params["input"], width=params["input"],
-                            steps=params["steps"])
+    return flops.x4_upscale(
+        tiny=tiny, height=params["input"], width=params["input"], steps=params["steps"]
+    )
 
 
-def run_case(case: DiffusionCase, *, models: Path, device: torch.device, dtype: torch.dtype,
-             tiny: bool, runs: int | None, warmup: int | None,
-             variants: dict[str, FastPathOptions], rate: dict[str, Any]) -> dict[str, Any]:
+def run_case(
+    case: DiffusionCase,
+    *,
+    models: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    tiny: bool,
+    runs: int | None,
+    warmup: int | None,
+    variants: dict[str, FastPathOptions],
+    rate: dict[str, Any],
+) -> dict[str, Any]:
     """Load stock and each variant of ours ("ours" first), time them interleaved, compare
     their outputs on one seed."""
     params = case.params(tiny)
     folder = ensure_model(models, case.architecture, tiny=tiny, device=device, dtype=dtype)
-    loaded = {name: load() for name, load in _loaders(case, folder, device, dtype, params,
-                                                     variants).items()}
+    loaded = {
+        name: load()
+        for name, load in _loaders(case, folder, device, dtype, params, variants).items()
+    }
     timed_runs = runs or (min(case.runs, 3) if tiny else case.runs)
     warm = case.warmup if warmup is None else warmup
-    timings = interleaved({name: path.run for name, path in loaded.items()}, device,
-                          runs=timed_runs, warmup=warm)
+    timings = interleaved(
+        {name: path.run for name, path in loaded.items()}, device, runs=timed_runs, warmup=warm
+    )
 
     # Same seed, every path; and stock on the next seed, the size of a real difference.
     seed = 7
@@ -136,7 +188,9 @@ def run_case(case: DiffusionCase, *, models: Path, device: torch.device, dtype: 
     other_seed = loaded["stock"].run(seed + 1)
     result = {
         "case": case.key,
-        "title": case.title if not tiny else f"[tiny] {case.architecture} "
+        "title": case.title
+        if not tiny
+        else f"[tiny] {case.architecture} "
         + " ".join(f"{name} {value}" for name, value in params.items()),
         "pipeline": case.pipeline,
         "model_id": case.model_id,
@@ -144,8 +198,9 @@ def run_case(case: DiffusionCase, *, models: Path, device: torch.device, dtype: 
         "paths": {name: timing.summary() for name, timing in timings.items()},
         "samples_s": {name: list(timing.samples) for name, timing in timings.items()},
         "speedup": timings["stock"].median / timings["ours"].median,
-        "variant_speedups": {name: timings["stock"].median / timings[name].median
-                             for name in variants},
+        "variant_speedups": {
+            name: timings["stock"].median / timings[name].median for name in variants
+        },
         "target": case.target,
         "output_difference": {
             "ours_vs_stock_same_seed": pixel_difference(outputs["ours"], outputs["stock"]),

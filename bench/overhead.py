@@ -37,10 +37,25 @@ class _Server:
     def __init__(self, kind: str, capacity: int, size: int) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "bench.overhead_app", kind, "--port", str(self.port),
-                   "--capacity", str(capacity), "--size", str(size)]
-        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ},
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        command = [
+            sys.executable,
+            "-m",
+            "bench.overhead_app",
+            kind,
+            "--port",
+            str(self.port),
+            "--capacity",
+            str(capacity),
+            "--size",
+            str(size),
+        ]
+        self.process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env={**os.environ},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -117,22 +132,24 @@ def run_overhead(*, capacity: int, requests: int, rounds: int, size: int) -> dic
                     latencies[name] += asyncio.run(_block(server.url, concurrency, requests))
                     walls[name] += time.perf_counter() - start
             stats = {name: _stats(latencies[name], walls[name]) for name in servers}
-            rows.append({
-                "concurrency": concurrency,
-                "paths": stats,
-                "p50_ratio": stats["adapter"]["p50_s"] / stats["bare"]["p50_s"],
-                "p50_added_s": stats["adapter"]["p50_s"] - stats["bare"]["p50_s"],
-                "p50_ratio_to_bytes_route": stats["adapter"]["p50_s"]
-                / stats["bare-bytes"]["p50_s"],
-            })
+            rows.append(
+                {
+                    "concurrency": concurrency,
+                    "paths": stats,
+                    "p50_ratio": stats["adapter"]["p50_s"] / stats["bare"]["p50_s"],
+                    "p50_added_s": stats["adapter"]["p50_s"] - stats["bare"]["p50_s"],
+                    "p50_ratio_to_bytes_route": stats["adapter"]["p50_s"]
+                    / stats["bare-bytes"]["p50_s"],
+                }
+            )
     finally:
         for server in servers.values():
             server.stop()
     return {
         "case": "f",
         "title": f"Adapter overhead: a ready {size}x{size} image through the adapter vs a bare "
-                 "FastAPI route (JSONResponse; and pre-serialized bytes, the floor), over "
-                 "uvicorn sockets",
+        "FastAPI route (JSONResponse; and pre-serialized bytes, the floor), over "
+        "uvicorn sockets",
         "capacity": capacity,
         "target": 1.3,
         "rows": rows,

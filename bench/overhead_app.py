@@ -64,8 +64,13 @@ def adapter_app(size: int, capacity: int) -> FastAPI:
     from adapter.app import create_app
     from adapter.settings import Settings
 
-    entry = {"pipeline": "text-to-image", "model_id": MODEL_ID, "warm": True,
-             "capacity": capacity, "token": TOKEN}
+    entry = {
+        "pipeline": "text-to-image",
+        "model_id": MODEL_ID,
+        "warm": True,
+        "capacity": capacity,
+        "token": TOKEN,
+    }
     models = merge_entries(parse_entries([entry]))
     settings = Settings(models_config=None, auth_token="", device="cpu")
     return create_app(settings, models, ReadyImageBackend(ready_response(size)))
@@ -101,8 +106,11 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, default=4)
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args()
-    app = (adapter_app(args.size, args.capacity) if args.kind == "adapter"
-           else bare_app(args.size, preserialized=args.kind == "bare-bytes"))
+    app = (
+        adapter_app(args.size, args.capacity)
+        if args.kind == "adapter"
+        else bare_app(args.size, preserialized=args.kind == "bare-bytes")
+    )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 

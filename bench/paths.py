@@ -64,8 +64,9 @@ class Loaded:
 def torch_defaults() -> Iterator[None]:
     """cuDNN as a fresh process has it: ours turns on cuDNN autotuning process-wide, and the
     stock path, timed in the same process, must not benefit from it."""
-    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False,
-                                    allow_tf32=True):
+    with torch.backends.cudnn.flags(
+        enabled=True, benchmark=False, deterministic=False, allow_tf32=True
+    ):
         yield
 
 
@@ -81,8 +82,10 @@ def _is_lightning(model_id: str) -> bool:
 
 # --- text-to-image (cases a, b) ------------------------------------------------------------
 
-def stock_text_to_image(folder: Path, model_id: str, device: torch.device, dtype: torch.dtype,
-                        params: dict[str, int]) -> Loaded:
+
+def stock_text_to_image(
+    folder: Path, model_id: str, device: torch.device, dtype: torch.dtype, params: dict[str, int]
+) -> Loaded:
     from diffusers import AutoPipelineForText2Image, EulerDiscreteScheduler
 
     pipe = AutoPipelineForText2Image.from_pretrained(folder, dtype=dtype)
@@ -108,8 +111,14 @@ def stock_text_to_image(folder: Path, model_id: str, device: torch.device, dtype
     return Loaded(run, pipe)
 
 
-def our_text_to_image(folder: Path, model_id: str, device: torch.device, dtype: torch.dtype,
-                      params: dict[str, int], options: FastPathOptions) -> Loaded:
+def our_text_to_image(
+    folder: Path,
+    model_id: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    params: dict[str, int],
+    options: FastPathOptions,
+) -> Loaded:
     from adapter.pipelines.text_to_image import TextToImageRunner
     from contract.schemas import ImageResponse, TextToImageParams
     from functions.text_to_image import TextToImage, profile_for
@@ -137,6 +146,7 @@ def our_text_to_image(folder: Path, model_id: str, device: torch.device, dtype: 
 
 # --- image-to-video (case c) ---------------------------------------------------------------
 
+
 def svd_input_image(width: int, height: int) -> Image.Image:
     from bench.images import generated_like
 
@@ -156,8 +166,14 @@ def _svd_call(pipe: Any, params: dict[str, int], seed: int, output_type: str) ->
     ).frames[0]
 
 
-def _stock_path(pipeline_class: Any, call: Any, folder: Path, device: torch.device,
-                dtype: torch.dtype, params: dict[str, int]) -> Loaded:
+def _stock_path(
+    pipeline_class: Any,
+    call: Any,
+    folder: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    params: dict[str, int],
+) -> Loaded:
     """The runner's way: fp16 from_pretrained, .to(device), eager, Pillow's PNG per image."""
     pipe = pipeline_class.from_pretrained(folder, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
@@ -171,8 +187,15 @@ def _stock_path(pipeline_class: Any, call: Any, folder: Path, device: torch.devi
     return Loaded(run, pipe)
 
 
-def _our_path(pipeline_class: Any, call: Any, folder: Path, device: torch.device,
-              dtype: torch.dtype, params: dict[str, int], options: FastPathOptions) -> Loaded:
+def _our_path(
+    pipeline_class: Any,
+    call: Any,
+    folder: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    params: dict[str, int],
+    options: FastPathOptions,
+) -> Loaded:
     """The same pipeline with our fast path and our PNG encoder."""
     pipe = pipeline_class.from_pretrained(folder, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
@@ -189,22 +212,30 @@ def _our_path(pipeline_class: Any, call: Any, folder: Path, device: torch.device
     return Loaded(run, pipe)
 
 
-def stock_image_to_video(folder: Path, device: torch.device, dtype: torch.dtype,
-                         params: dict[str, int]) -> Loaded:
+def stock_image_to_video(
+    folder: Path, device: torch.device, dtype: torch.dtype, params: dict[str, int]
+) -> Loaded:
     from diffusers import StableVideoDiffusionPipeline
 
     return _stock_path(StableVideoDiffusionPipeline, _svd_call, folder, device, dtype, params)
 
 
-def our_image_to_video(folder: Path, device: torch.device, dtype: torch.dtype,
-                       params: dict[str, int], options: FastPathOptions) -> Loaded:
+def our_image_to_video(
+    folder: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    params: dict[str, int],
+    options: FastPathOptions,
+) -> Loaded:
     from diffusers import StableVideoDiffusionPipeline
 
-    return _our_path(StableVideoDiffusionPipeline, _svd_call, folder, device, dtype, params,
-                     options)
+    return _our_path(
+        StableVideoDiffusionPipeline, _svd_call, folder, device, dtype, params, options
+    )
 
 
 # --- upscale (case u) ----------------------------------------------------------------------
+
 
 def upscale_input_image(size: int) -> Image.Image:
     from bench.images import photo_like
@@ -223,17 +254,23 @@ def _upscale_call(pipe: Any, params: dict[str, int], seed: int, output_type: str
     ).images
 
 
-def stock_upscale(folder: Path, device: torch.device, dtype: torch.dtype,
-                  params: dict[str, int]) -> Loaded:
+def stock_upscale(
+    folder: Path, device: torch.device, dtype: torch.dtype, params: dict[str, int]
+) -> Loaded:
     from diffusers import StableDiffusionUpscalePipeline
 
-    return _stock_path(StableDiffusionUpscalePipeline, _upscale_call, folder, device, dtype,
-                       params)
+    return _stock_path(StableDiffusionUpscalePipeline, _upscale_call, folder, device, dtype, params)
 
 
-def our_upscale(folder: Path, device: torch.device, dtype: torch.dtype,
-                params: dict[str, int], options: FastPathOptions) -> Loaded:
+def our_upscale(
+    folder: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    params: dict[str, int],
+    options: FastPathOptions,
+) -> Loaded:
     from diffusers import StableDiffusionUpscalePipeline
 
-    return _our_path(StableDiffusionUpscalePipeline, _upscale_call, folder, device, dtype,
-                     params, options)
+    return _our_path(
+        StableDiffusionUpscalePipeline, _upscale_call, folder, device, dtype, params, options
+    )

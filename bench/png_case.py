@@ -46,19 +46,26 @@ def run_png_case(*, tiny: bool, runs: int | None, warmup: int | None) -> dict[st
             pixels = make(size, size, 0)
             image = Image.fromarray(pixels)
             encoders = _encoders(image)
-            timings = interleaved(encoders, torch.device("cpu"),
-                                  runs=runs or (3 if tiny else 10),
-                                  warmup=1 if warmup is None else warmup)
+            timings = interleaved(
+                encoders,
+                torch.device("cpu"),
+                runs=runs or (3 if tiny else 10),
+                warmup=1 if warmup is None else warmup,
+            )
             urls = {name: encode(0) for name, encode in encoders.items()}
-            rows.append({
-                "size": size,
-                "image": kind,
-                "paths": {name: timing.summary() for name, timing in timings.items()},
-                "speedup": timings["stock"].median / timings["ours"].median,
-                "png_bytes": {name: _png_bytes(url) for name, url in urls.items()},
-                "lossless": {name: bool(np.array_equal(_decoded(url), pixels))
-                             for name, url in urls.items()},
-            })
+            rows.append(
+                {
+                    "size": size,
+                    "image": kind,
+                    "paths": {name: timing.summary() for name, timing in timings.items()},
+                    "speedup": timings["stock"].median / timings["ours"].median,
+                    "png_bytes": {name: _png_bytes(url) for name, url in urls.items()},
+                    "lossless": {
+                        name: bool(np.array_equal(_decoded(url), pixels))
+                        for name, url in urls.items()
+                    },
+                }
+            )
     realistic = [row["speedup"] for row in rows if row["image"] != "noise"]
     return {
         "case": "d",

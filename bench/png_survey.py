@@ -41,9 +41,14 @@ def _pillow(**options: object) -> Encoder:
 
 def _up_filter_png(compress: Callable[[bytes], bytes]) -> Encoder:
     """Our writer (up filter) with another deflate: isolates the deflate library's share."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind))))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+        )
 
     def encode(pixels: np.ndarray) -> bytes:
         height, width, channels = pixels.shape
@@ -53,8 +58,12 @@ def _up_filter_png(compress: Callable[[bytes], bytes]) -> Encoder:
         filtered[0, 1:] = rows[0]
         np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
         header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                + chunk(b"IDAT", compress(filtered.tobytes())) + chunk(b"IEND", b""))
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", header)
+            + chunk(b"IDAT", compress(filtered.tobytes()))
+            + chunk(b"IEND", b"")
+        )
 
     return encode
 
@@ -69,18 +78,18 @@ def candidates() -> dict[str, Encoder]:
     try:
         import cv2
 
-        found["OpenCV imencode, default"] = (
-            lambda pixels: cv2.imencode(".png", np.ascontiguousarray(pixels[..., ::-1]))[1]
-            .tobytes())
+        found["OpenCV imencode, default"] = lambda pixels: cv2.imencode(
+            ".png", np.ascontiguousarray(pixels[..., ::-1])
+        )[1].tobytes()
     except ImportError:
         pass
     try:
         import imagecodecs
 
-        found["imagecodecs png level 1, RLE, sub filter"] = (
-            lambda pixels: imagecodecs.png_encode(pixels, level=1, strategy=3, filter=16))
-        found["imagecodecs spng level 1"] = lambda pixels: imagecodecs.spng_encode(pixels,
-                                                                                   level=1)
+        found["imagecodecs png level 1, RLE, sub filter"] = lambda pixels: imagecodecs.png_encode(
+            pixels, level=1, strategy=3, filter=16
+        )
+        found["imagecodecs spng level 1"] = lambda pixels: imagecodecs.spng_encode(pixels, level=1)
     except ImportError:
         pass
     try:
@@ -93,7 +102,8 @@ def candidates() -> dict[str, Encoder]:
         import fpng
 
         found["fpng 0.1.0 (unmaintained: one release)"] = lambda pixels: bytes(
-            fpng.from_ndarray(pixels))
+            fpng.from_ndarray(pixels)
+        )
     except ImportError:
         pass
     return found
@@ -108,15 +118,23 @@ def survey(runs: int) -> list[dict[str, Any]]:
             for name, encode in encoders.items():
                 png = encode(pixels)
                 lossless = np.array_equal(
-                    np.asarray(Image.open(io.BytesIO(png)).convert("RGB")), pixels)
+                    np.asarray(Image.open(io.BytesIO(png)).convert("RGB")), pixels
+                )
                 samples = []
                 for _ in range(runs):
                     start = time.perf_counter()
                     "data:image/png;base64," + base64.b64encode(encode(pixels)).decode("ascii")
                     samples.append(time.perf_counter() - start)
-                rows.append({"size": size, "image": kind, "encoder": name,
-                             "median_s": statistics.median(samples), "png_bytes": len(png),
-                             "lossless": lossless})
+                rows.append(
+                    {
+                        "size": size,
+                        "image": kind,
+                        "encoder": name,
+                        "median_s": statistics.median(samples),
+                        "png_bytes": len(png),
+                        "lossless": lossless,
+                    }
+                )
     return rows
 
 
@@ -124,15 +142,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     rows = survey(parser.parse_args().runs)
-    baseline = {(row["size"], row["image"]): row["median_s"] for row in rows
-                if str(row["encoder"]).startswith("Pillow default")}
+    baseline = {
+        (row["size"], row["image"]): row["median_s"]
+        for row in rows
+        if str(row["encoder"]).startswith("Pillow default")
+    }
     print("| size | image | encoder | data URL ms | vs Pillow default | PNG MB | lossless |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         base = baseline[(row["size"], row["image"])]
-        print(f"| {row['size']} | {row['image']} | {row['encoder']} | "
-              f"{float(row['median_s']) * 1e3:.1f} | {base / float(row['median_s']):.1f}x | "
-              f"{int(row['png_bytes']) / 1e6:.2f} | {row['lossless']} |")
+        print(
+            f"| {row['size']} | {row['image']} | {row['encoder']} | "
+            f"{float(row['median_s']) * 1e3:.1f} | {base / float(row['median_s']):.1f}x | "
+            f"{int(row['png_bytes']) / 1e6:.2f} | {row['lossless']} |"
+        )
 
 
 if __name__ == "__main__":

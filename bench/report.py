@@ -23,8 +23,19 @@ import torch
 
 RUN_FORMAT = "modal-ai-runner-bench-run/1"
 SECONDS_FORMAT = "modal-ai-runner-bench/1"
-PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "pillow", "isal", "numpy",
-            "fastapi", "starlette", "uvicorn", "httpx")
+PACKAGES = (
+    "torch",
+    "diffusers",
+    "transformers",
+    "accelerate",
+    "pillow",
+    "isal",
+    "numpy",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httpx",
+)
 TIMING_NOTE = (
     "Models are the real architectures with random weights (no download possible here); "
     "timing does not depend on weight values. Medians of device-synchronised runs after "
@@ -99,14 +110,22 @@ def write_json(path: Path, body: dict[str, Any]) -> Path:
 def _request_of(case: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:
     params = case["params"]
     if case["pipeline"] == "text-to-image":
-        return {"width": params["width"], "height": params["height"],
-                "num_inference_steps": params["steps"], "guidance_scale": 0.0}, {}
+        return {
+            "width": params["width"],
+            "height": params["height"],
+            "num_inference_steps": params["steps"],
+            "guidance_scale": 0.0,
+        }, {}
     if case["pipeline"] == "image-to-video":
-        return {"width": params["width"], "height": params["height"],
-                "num_inference_steps": params["steps"]}, {
-            "width": params["width"], "height": params["height"]}
+        return {
+            "width": params["width"],
+            "height": params["height"],
+            "num_inference_steps": params["steps"],
+        }, {"width": params["width"], "height": params["height"]}
     return {"num_inference_steps": params["steps"]}, {
-        "width": params["input"], "height": params["input"]}
+        "width": params["input"],
+        "height": params["input"],
+    }
 
 
 def seconds_per_job(run: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +150,8 @@ def seconds_per_job(run: dict[str, Any]) -> dict[str, Any]:
             "samples": case["samples_s"]["ours"],
             "measured_at": run["created_at"],
             "source": f"bench case ({key}), our path"
-                      + (" on tiny configs" if tiny else "") + "; random weights",
+            + (" on tiny configs" if tiny else "")
+            + "; random weights",
         }
         if key == "a" and cold is not None:
             entry["cold_start_seconds"] = cold
@@ -140,6 +160,7 @@ def seconds_per_job(run: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- the table ---------------------------------------------------------------------------
+
 
 def _t(seconds: float | None) -> str:
     if seconds is None:
@@ -167,70 +188,117 @@ def table_rows(run: dict[str, Any]) -> list[list[str]]:
             continue
         difference = case["output_difference"]
         same, seeds = difference["ours_vs_stock_same_seed"], difference["stock_seed_vs_next_seed"]
-        rows.append([
-            f"({key})", case["title"], _t(case["paths"]["stock"]["median_s"]),
-            _t(case["paths"]["ours"]["median_s"]), f"{case['speedup']:.2f}x",
-            f"{case['target']:g}x" if case["target"] else "-",
-            f"{_t(case['floor_s'])} ({case['total_flops'] / 1e12:.3g} TFLOP)",
-            f"{case['ours_over_floor']:.1f}x",
-            f"max {same['max']:g}, mean {same['mean']:.3f} (seeds: mean {seeds['mean']:.1f})",
-        ])
+        rows.append(
+            [
+                f"({key})",
+                case["title"],
+                _t(case["paths"]["stock"]["median_s"]),
+                _t(case["paths"]["ours"]["median_s"]),
+                f"{case['speedup']:.2f}x",
+                f"{case['target']:g}x" if case["target"] else "-",
+                f"{_t(case['floor_s'])} ({case['total_flops'] / 1e12:.3g} TFLOP)",
+                f"{case['ours_over_floor']:.1f}x",
+                f"max {same['max']:g}, mean {same['mean']:.3f} (seeds: mean {seeds['mean']:.1f})",
+            ]
+        )
         for name, speedup in case.get("variant_speedups", {}).items():
             if name == "ours":
                 continue
             other = difference["variants_vs_stock_same_seed"][name]
-            rows.append([
-                f"({key})", f"  {name}", "-", _t(case["paths"][name]["median_s"]),
-                f"{speedup:.2f}x", "-", "-",
-                f"{case['paths'][name]['median_s'] / case['floor_s']:.1f}x",
-                f"max {other['max']:g}, mean {other['mean']:.3f}",
-            ])
+            rows.append(
+                [
+                    f"({key})",
+                    f"  {name}",
+                    "-",
+                    _t(case["paths"][name]["median_s"]),
+                    f"{speedup:.2f}x",
+                    "-",
+                    "-",
+                    f"{case['paths'][name]['median_s'] / case['floor_s']:.1f}x",
+                    f"max {other['max']:g}, mean {other['mean']:.3f}",
+                ]
+            )
     png = run["cases"].get("d")
     if png is not None:
         for row in png["rows"]:
             size = row["png_bytes"]
-            rows.append([
-                "(d)", f"PNG data URL {row['size']}x{row['size']} {row['image']}",
-                _t(row["paths"]["stock"]["median_s"]), _t(row["paths"]["ours"]["median_s"]),
-                f"{row['speedup']:.1f}x", "4x", "-", "-",
-                f"lossless {all(row['lossless'].values())}; PNG {_bytes(size['stock'])} -> "
-                f"{_bytes(size['ours'])}",
-            ])
+            rows.append(
+                [
+                    "(d)",
+                    f"PNG data URL {row['size']}x{row['size']} {row['image']}",
+                    _t(row["paths"]["stock"]["median_s"]),
+                    _t(row["paths"]["ours"]["median_s"]),
+                    f"{row['speedup']:.1f}x",
+                    "4x",
+                    "-",
+                    "-",
+                    f"lossless {all(row['lossless'].values())}; PNG {_bytes(size['stock'])} -> "
+                    f"{_bytes(size['ours'])}",
+                ]
+            )
     cold = run["cases"].get("e")
     if cold is not None:
         paths = cold["paths"]
         ours = paths["ours"]["median_s"]
-        rows.append(["(e)", "Cold start to first image", _t(paths["stock"]["median_s"]),
-                     _t(ours), f"{paths['stock']['median_s'] / ours:.2f}x", ">= 1x", "-", "-",
-                     f"runs {paths['ours']['runs']}"])
+        rows.append(
+            [
+                "(e)",
+                "Cold start to first image",
+                _t(paths["stock"]["median_s"]),
+                _t(ours),
+                f"{paths['stock']['median_s'] / ours:.2f}x",
+                ">= 1x",
+                "-",
+                "-",
+                f"runs {paths['ours']['runs']}",
+            ]
+        )
         if "ours-compile" in paths:
-            rows.append(["(e)", "Cold start, ours + torch.compile (warm cache)", "-",
-                         _t(paths["ours-compile"]["median_s"]), "-", "-", "-", "-",
-                         f"empty cache {_t(cold['ours-compile_empty_cache_s'])}"])
+            rows.append(
+                [
+                    "(e)",
+                    "Cold start, ours + torch.compile (warm cache)",
+                    "-",
+                    _t(paths["ours-compile"]["median_s"]),
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    f"empty cache {_t(cold['ours-compile_empty_cache_s'])}",
+                ]
+            )
     overhead = run["cases"].get("f")
     if overhead is not None:
         for row in overhead["rows"]:
             stats = row["paths"]
-            rows.append([
-                "(f)", f"Adapter vs bare route, concurrency {row['concurrency']}, p50",
-                _t(stats["bare"]["p50_s"]), _t(stats["adapter"]["p50_s"]),
-                f"ratio {row['p50_ratio']:.2f}", "<= 1.3", "-", "-",
-                f"{_signed(row['p50_added_s'])}; {stats['adapter']['requests_per_s']:.0f} vs "
-                f"{stats['bare']['requests_per_s']:.0f} req/s; bytes-only route p50 "
-                f"{_t(stats['bare-bytes']['p50_s'])} (ratio "
-                f"{row['p50_ratio_to_bytes_route']:.2f})",
-            ])
+            rows.append(
+                [
+                    "(f)",
+                    f"Adapter vs bare route, concurrency {row['concurrency']}, p50",
+                    _t(stats["bare"]["p50_s"]),
+                    _t(stats["adapter"]["p50_s"]),
+                    f"ratio {row['p50_ratio']:.2f}",
+                    "<= 1.3",
+                    "-",
+                    "-",
+                    f"{_signed(row['p50_added_s'])}; {stats['adapter']['requests_per_s']:.0f} vs "
+                    f"{stats['bare']['requests_per_s']:.0f} req/s; bytes-only route p50 "
+                    f"{_t(stats['bare-bytes']['p50_s'])} (ratio "
+                    f"{row['p50_ratio_to_bytes_route']:.2f})",
+                ]
+            )
     return rows
 
 
-HEADER = ["case", "what", "stock", "ours", "speed-up", "target", "floor", "ours/floor",
-          "notes"]
+HEADER = ["case", "what", "stock", "ours", "speed-up", "target", "floor", "ours/floor", "notes"]
 
 
 def render_text(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in [HEADER, *rows]) for i in range(len(HEADER))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-             for row in [HEADER, *rows]]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in [HEADER, *rows]
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 

@@ -76,9 +76,9 @@ class ModalSettings(BaseModel):
     buffer_containers: Annotated[StrictInt, Field(ge=0)] | None = Field(
         None, description="Extra idle containers kept ready while the model is busy."
     )
-    scaledown_window: Annotated[
-        StrictInt, Field(ge=MIN_SCALEDOWN_S, le=MAX_SCALEDOWN_S)
-    ] = Field(300, description="Seconds an idle container lives before it is stopped.")
+    scaledown_window: Annotated[StrictInt, Field(ge=MIN_SCALEDOWN_S, le=MAX_SCALEDOWN_S)] = Field(
+        300, description="Seconds an idle container lives before it is stopped."
+    )
     max_concurrent_inputs: Annotated[StrictInt, Field(gt=0)] = Field(
         1,
         description="Requests one container accepts at once. They run one after another on "

@@ -13,8 +13,23 @@ from pathlib import Path, PurePosixPath
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
 # Formats no pipeline here loads, and repo decoration (sample images, docs).
 SKIPPED_SUFFIXES = (
-    ".onnx", ".onnx_data", ".msgpack", ".h5", ".tflite", ".ot", ".mlmodel", ".pb",
-    ".png", ".jpg", ".jpeg", ".gif", ".webp", ".mp4", ".md", ".pdf", ".gitattributes",
+    ".onnx",
+    ".onnx_data",
+    ".msgpack",
+    ".h5",
+    ".tflite",
+    ".ot",
+    ".mlmodel",
+    ".pb",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".gif",
+    ".webp",
+    ".mp4",
+    ".md",
+    ".pdf",
+    ".gitattributes",
 )
 SKIPPED_FOLDERS = frozenset({"onnx", "flax", "openvino", "coreml", "tensorrt", ".git"})
 FP16_SUFFIX = ".fp16.safetensors"

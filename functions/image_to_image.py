@@ -152,9 +152,7 @@ class ImageToImage:
 
         # 4. Denoise and decode. The batch is spelled out (one prompt and image per output)
         # rather than num_images_per_prompt, which InstructPix2Pix deprecates for one image.
-        kwargs: dict[str, Any] = {
-            name: [text] * num_images for name, text in prompts.items()
-        } | {
+        kwargs: dict[str, Any] = {name: [text] * num_images for name, text in prompts.items()} | {
             "image": [image] * num_images,
             "num_inference_steps": steps,
             "guidance_scale": guidance,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,7 +140,7 @@ class ChatModel:
         prompt_ids: list[int],
         sampling: Sampling,
         should_stop: Callable[[], bool] | None = None,
-    ) -> Iterator[CompletionDelta]:
+    ) -> Generator[CompletionDelta, None, None]:
         """Yield the answer in pieces as it is generated; the last piece has the finish reason.
 
         Stops generating when the iterator is closed or `should_stop()` turns true (then

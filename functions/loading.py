@@ -37,9 +37,7 @@ def resolve_model_path(model_id: str, model_path: str | None, cache_dir: Path) -
         "runner.model_path in its aiModels.json entry"
     )
     try:
-        folder = Path(
-            snapshot_download(model_id, cache_dir=str(cache_dir), local_files_only=True)
-        )
+        folder = Path(snapshot_download(model_id, cache_dir=str(cache_dir), local_files_only=True))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError) as exc:
         raise ModelNotFoundError(
             f"model {model_id!r} is not in the Hugging Face cache at {cache_dir}; {hint}"

@@ -59,13 +59,9 @@ def encode_png(pixels: np.ndarray) -> bytes:
     if height == 0 or width == 0:
         raise ValueError(f"an image needs at least one pixel, got {width}x{height}")
     rows = np.ascontiguousarray(pixels).reshape(height, width * channels)
-    header = struct.pack(
-        ">IIBBBBB", width, height, 8, _CHANNEL_COLOUR_TYPES[channels], 0, 0, 0
-    )
+    header = struct.pack(">IIBBBBB", width, height, 8, _CHANNEL_COLOUR_TYPES[channels], 0, 0, 0)
     data = isal_zlib.compress(_up_filtered(rows), DEFLATE_LEVEL)
-    return (
-        PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
-    )
+    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
 
 
 def image_png(image: Image.Image) -> bytes:

@@ -93,8 +93,7 @@ def split_prompt(name: str, text: str, slots: int) -> dict[str, str]:
     parts = [part.strip() for part in text.split("|")] if text else []
     if len(parts) > slots:
         raise InputError(
-            f"{name} has {len(parts)} parts separated by '|' but this model takes at most "
-            f"{slots}."
+            f"{name} has {len(parts)} parts separated by '|' but this model takes at most {slots}."
         )
     names = [name] + [f"{name}_{n}" for n in (2, 3)]
     return {names[i]: part for i, part in enumerate(parts) if part}

@@ -67,9 +67,7 @@ class Upscale:
         pipe = load_pipeline_of_class(
             StableDiffusionUpscalePipeline, folder, dtype, device, "upscale"
         )
-        return cls(
-            pipe, num_inference_steps=num_inference_steps, safety_checker=safety_checker
-        )
+        return cls(pipe, num_inference_steps=num_inference_steps, safety_checker=safety_checker)
 
     @property
     def scale(self) -> int:

@@ -59,12 +59,21 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--request", type=_json_object, default={},
-                        help="the job's request fields as JSON (files left out)")
-    parser.add_argument("--input-size", type=_size, metavar="WxH",
-                        help="size of the job's input image (multipart image pipelines)")
-    parser.add_argument("--audio-seconds", type=_decimal,
-                        help="length of the job's input audio (audio-to-text)")
+    parser.add_argument(
+        "--request",
+        type=_json_object,
+        default={},
+        help="the job's request fields as JSON (files left out)",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=_size,
+        metavar="WxH",
+        help="size of the job's input image (multipart image pipelines)",
+    )
+    parser.add_argument(
+        "--audio-seconds", type=_decimal, help="length of the job's input audio (audio-to-text)"
+    )
 
 
 def _facts(args: argparse.Namespace) -> RequestFacts:
@@ -83,50 +92,96 @@ def build_parser() -> argparse.ArgumentParser:
     table = commands.add_parser("table", help="price each entry; optionally write the prices")
     table.add_argument("aimodels", type=Path, help="the orchestrator's aiModels.json")
     table.add_argument("--model", action="append", default=[], help="only this model_id")
-    table.add_argument("--pipeline", action="append", default=[], type=Pipeline,
-                       help="only this pipeline")
+    table.add_argument(
+        "--pipeline", action="append", default=[], type=Pipeline, help="only this pipeline"
+    )
     source = table.add_mutually_exclusive_group()
-    source.add_argument("--results", type=Path, action="append", default=[],
-                        help="measurement file(s) from calibrate or the bench harness")
-    source.add_argument("--seconds-per-job", type=_decimal,
-                        help="container seconds of one warm job (with --gpu)")
-    table.add_argument("--gpu", help="Modal GPU kind, e.g. H100 or H100:2 "
-                       f"({', '.join(known_gpus())})")
-    table.add_argument("--gpu-price", type=_decimal, help="USD per second of one GPU (overrides "
-                       "the built-in table)")
-    table.add_argument("--cold-start-seconds", type=_decimal,
-                       help="container start to first result (overrides measurements)")
-    table.add_argument("--min-containers", type=int, default=0,
-                       help="warm containers Modal keeps running (default 0)")
-    table.add_argument("--scaledown-window", type=_decimal, metavar="SECONDS",
-                       help="idle seconds before Modal stops a container (min_containers=0)")
+    source.add_argument(
+        "--results",
+        type=Path,
+        action="append",
+        default=[],
+        help="measurement file(s) from calibrate or the bench harness",
+    )
+    source.add_argument(
+        "--seconds-per-job", type=_decimal, help="container seconds of one warm job (with --gpu)"
+    )
+    table.add_argument(
+        "--gpu", help=f"Modal GPU kind, e.g. H100 or H100:2 ({', '.join(known_gpus())})"
+    )
+    table.add_argument(
+        "--gpu-price",
+        type=_decimal,
+        help="USD per second of one GPU (overrides the built-in table)",
+    )
+    table.add_argument(
+        "--cold-start-seconds",
+        type=_decimal,
+        help="container start to first result (overrides measurements)",
+    )
+    table.add_argument(
+        "--min-containers",
+        type=int,
+        default=0,
+        help="warm containers Modal keeps running (default 0)",
+    )
+    table.add_argument(
+        "--scaledown-window",
+        type=_decimal,
+        metavar="SECONDS",
+        help="idle seconds before Modal stops a container (min_containers=0)",
+    )
     table.add_argument("--jobs-per-hour", type=_decimal, help="expected load")
-    table.add_argument("--cpu-cores", type=_decimal, default=Decimal("0.125"),
-                       help="CPU cores a container reserves (default Modal's minimum 0.125)")
-    table.add_argument("--memory-gib", type=_decimal, default=Decimal(0),
-                       help="memory a container reserves, GiB (default 0)")
+    table.add_argument(
+        "--cpu-cores",
+        type=_decimal,
+        default=Decimal("0.125"),
+        help="CPU cores a container reserves (default Modal's minimum 0.125)",
+    )
+    table.add_argument(
+        "--memory-gib",
+        type=_decimal,
+        default=Decimal(0),
+        help="memory a container reserves, GiB (default 0)",
+    )
     _add_job_arguments(table)
-    table.add_argument("--margin", type=_decimal, default=Decimal("0.25"),
-                       help="markup over cost for the recommended price (default 0.25 = 25%%)")
-    table.add_argument("--currency", choices=CURRENCIES, default="USD",
-                       help="currency of the written price (USD is converted by go-livepeer)")
+    table.add_argument(
+        "--margin",
+        type=_decimal,
+        default=Decimal("0.25"),
+        help="markup over cost for the recommended price (default 0.25 = 25%%)",
+    )
+    table.add_argument(
+        "--currency",
+        choices=CURRENCIES,
+        default="USD",
+        help="currency of the written price (USD is converted by go-livepeer)",
+    )
     table.add_argument("--eth-usd", type=_decimal, help="USD per ETH, for wei and eth prices")
-    table.add_argument("--write", action="store_true",
-                       help="write price_per_unit, pixels_per_unit and currency into the file")
+    table.add_argument(
+        "--write",
+        action="store_true",
+        help="write price_per_unit, pixels_per_unit and currency into the file",
+    )
 
     calibrate = commands.add_parser("calibrate", help="time an entry's pipeline on this device")
     calibrate.add_argument("aimodels", type=Path)
     calibrate.add_argument("--model", required=True, help="model_id of the entry to time")
-    calibrate.add_argument("--pipeline", type=Pipeline, help="needed if the model_id serves "
-                           "several pipelines")
+    calibrate.add_argument(
+        "--pipeline", type=Pipeline, help="needed if the model_id serves several pipelines"
+    )
     _add_job_arguments(calibrate)
     calibrate.add_argument("--input", type=Path, help="the input file (image or audio)")
     calibrate.add_argument("--runs", type=int, default=5)
     calibrate.add_argument("--warmup", type=int, default=1)
     calibrate.add_argument("--gpu", help="Modal GPU kind of this device (detected if omitted)")
     calibrate.add_argument("--device", help="cpu, cuda or cuda:N (default ADAPTER_DEVICE)")
-    calibrate.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
-                           help=f"file the measurement is added to (default {DEFAULT_RESULTS})")
+    calibrate.add_argument(
+        "--results",
+        type=Path,
+        default=DEFAULT_RESULTS,
+        help=f"file the measurement is added to (default {DEFAULT_RESULTS})",
+    )
 
     units = commands.add_parser("units", help="the units go-livepeer charges for a request")
     units.add_argument("pipeline", type=Pipeline)
@@ -169,13 +224,16 @@ def _table(args: argparse.Namespace) -> int:
         several = [r for r in reports if len(r.rows) != 1]
         if several:
             raise PricingError(
-                "several prices for entr" + ("ies " if len(several) > 1 else "y ")
+                "several prices for entr"
+                + ("ies " if len(several) > 1 else "y ")
                 + ", ".join(str(r.index) for r in several)
                 + ": choose the GPU to write with --gpu"
             )
         write_prices(file, {report.index: report.rows[0].config for report in reports})
-        print(f"\nwrote prices of {len(reports)} entr{'ies' if len(reports) > 1 else 'y'} "
-              f"into {args.aimodels}")
+        print(
+            f"\nwrote prices of {len(reports)} entr{'ies' if len(reports) > 1 else 'y'} "
+            f"into {args.aimodels}"
+        )
     return 0
 
 

@@ -71,7 +71,7 @@ def read_aimodels(path: Path) -> AiModelsFile:
         if type(price) is str:
             raise AiModelsError(
                 f"{path} entry {index}: field 'price_per_unit' must be a JSON number, got the "
-                f"string {price!r}: go-livepeer refuses strings (its docs' \"0.5e-2USD\" "
+                f'string {price!r}: go-livepeer refuses strings (its docs\' "0.5e-2USD" '
                 "example is a docs bug; write the number and put the currency in 'currency')"
             )
     try:
@@ -93,8 +93,10 @@ def _dump(value: Any, indent: str, level: int = 0) -> str:
     if isinstance(value, dict):
         if not value:
             return "{}"
-        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {_dump(v, indent, level + 1)}"
-                 for k, v in value.items()]
+        items = [
+            f"{inner}{json.dumps(k, ensure_ascii=False)}: {_dump(v, indent, level + 1)}"
+            for k, v in value.items()
+        ]
         return "{\n" + ",\n".join(items) + f"\n{pad}}}"
     if isinstance(value, list):
         if not value:

@@ -199,8 +199,16 @@ def _rows(entry: ModelEntry, measurements: list[Measurement], options: Options) 
             raise PricingError("say which GPU --seconds-per-job was measured on (--gpu)")
         gpu = gpu_price(options.gpu, options.gpu_price)
         return [
-            _row(entry, gpu, options.seconds_per_job, "given with --seconds-per-job",
-                 options.cold_start_s, options.request, options.facts, options)
+            _row(
+                entry,
+                gpu,
+                options.seconds_per_job,
+                "given with --seconds-per-job",
+                options.cold_start_s,
+                options.request,
+                options.facts,
+                options,
+            )
         ]
     if options.request or options.facts != RequestFacts():
         raise PricingError(
@@ -228,9 +236,16 @@ def _rows(entry: ModelEntry, measurements: list[Measurement], options: Options) 
         if measurement.source:
             source += f" ({measurement.source})"
         rows.append(
-            _row(entry, gpu, measurement.seconds_per_job, source,
-                 measurement.cold_start_seconds, measurement.request,
-                 measurement.input.facts(), options)
+            _row(
+                entry,
+                gpu,
+                measurement.seconds_per_job,
+                source,
+                measurement.cold_start_seconds,
+                measurement.request,
+                measurement.input.facts(),
+                options,
+            )
         )
     return rows
 
@@ -246,28 +261,44 @@ def render(report: EntryReport, options: Options) -> str:
         + (f" (gateway {entry.gateway})" if entry.gateway else "")
         + f"; unit: {PIPELINE_SPECS[entry.pipeline].unit_name}"
     ]
-    header = ["GPU", "USD/s", "s/job", "billed s/job", "USD/job", "units/job",
-              "break-even USD/unit", "recommended USD/unit", "wei/unit", "job earns USD"]
+    header = [
+        "GPU",
+        "USD/s",
+        "s/job",
+        "billed s/job",
+        "USD/job",
+        "units/job",
+        "break-even USD/unit",
+        "recommended USD/unit",
+        "wei/unit",
+        "job earns USD",
+    ]
     table = [header]
     for row in report.rows:
         wei = "-"
         if options.eth_usd is not None:
             wei = _g(row.recommended_usd_per_unit / options.eth_usd * Decimal(10) ** 18)
         earns = row.config.per_unit_of_work * row.units_per_job
-        earns_usd = configured_usd_per_unit(row.config.price_per_unit, row.config.pixels_per_unit,
-                                            row.config.currency, options.eth_usd)
-        table.append([
-            row.gpu.label,
-            _g(row.cost.deployment.usd_per_second, 5),
-            _g(row.cost.busy_s),
-            _g(row.cost.billed_s),
-            _g(row.cost.usd_per_job),
-            f"{row.units_per_job:,}",
-            _g(row.cost.break_even_usd_per_unit),
-            _g(row.recommended_usd_per_unit),
-            wei,
-            _g(earns_usd * row.units_per_job) if earns_usd is not None else _g(earns),
-        ])
+        earns_usd = configured_usd_per_unit(
+            row.config.price_per_unit,
+            row.config.pixels_per_unit,
+            row.config.currency,
+            options.eth_usd,
+        )
+        table.append(
+            [
+                row.gpu.label,
+                _g(row.cost.deployment.usd_per_second, 5),
+                _g(row.cost.busy_s),
+                _g(row.cost.billed_s),
+                _g(row.cost.usd_per_job),
+                f"{row.units_per_job:,}",
+                _g(row.cost.break_even_usd_per_unit),
+                _g(row.recommended_usd_per_unit),
+                wei,
+                _g(earns_usd * row.units_per_job) if earns_usd is not None else _g(earns),
+            ]
+        )
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines += [
         ("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))).rstrip()

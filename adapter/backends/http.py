@@ -60,7 +60,9 @@ def _form_value(value: Any) -> str:
     return str(value)
 
 
-def _multipart(request: RequestModel) -> tuple[list[tuple[str, tuple[str, bytes, str]]], dict]:
+def _multipart(
+    request: RequestModel,
+) -> tuple[list[tuple[str, tuple[str, bytes, str]]], dict[str, str]]:
     # The file parts as go-livepeer writes them (CreateFormFile: application/octet-stream).
     uploads = {name: value for name, value in request if isinstance(value, Upload)}
     files = [
@@ -149,8 +151,13 @@ class HTTPBackend:
         else:
             self._mark_unreachable(upstream)
         if upstream.state is not previous:
-            logger.warning("upstream %s: %s -> %s %s", upstream.url, previous.value,
-                           upstream.state.value, error)
+            logger.warning(
+                "upstream %s: %s -> %s %s",
+                upstream.url,
+                previous.value,
+                upstream.state.value,
+                error,
+            )
 
     def _mark_unreachable(self, upstream: _Upstream) -> None:
         if upstream.ever_reached or time.monotonic() - self._started_at > self.startup_grace_s:
@@ -253,7 +260,7 @@ def _parse_event(model: ServedModel, line: str) -> Any:
     """One line of the upstream's event stream: a chunk, `_DONE`, or None for other lines."""
     if not line.startswith("data:"):
         return None
-    data = line[len("data:"):].strip()
+    data = line[len("data:") :].strip()
     if data == "[DONE]":
         return _DONE
     try:

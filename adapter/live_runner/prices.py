@@ -23,9 +23,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from contract.aimodels import ModelEntry, ServedModel
-from contract.errors import ConfigError
+from contract.errors import ConfigError, UnitsError
 from contract.pipelines import Pipeline
-from contract.units import RequestFacts, UnitsError, request_units
+from contract.units import RequestFacts, request_units
 from pricing.cost import Deployment, PricingError, Workload, job_cost
 from pricing.gpus import UnknownGpuError, gpu_price, parse_gpu
 from pricing.prices import LiveUnit, live_price_info, round_up

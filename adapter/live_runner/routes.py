@@ -105,7 +105,7 @@ def build_app(service: RunnerService, app: LiveApp) -> FastAPI:
 
     async def on_http(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        message = exc.detail if isinstance(exc.detail, str) else "Not found."
+        message = str(exc.detail)
         if exc.status_code == 404:
             message = f"Not found: {app.app_id} serves POST {app.route} and GET {HEALTH_PATH}."
         return JSONResponse(error_body(message), exc.status_code, headers=exc.headers)

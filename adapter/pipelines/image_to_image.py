@@ -73,7 +73,10 @@ class ImageToImageRunner(PipelineRunner):
 
         checker = load_safety_checker(model.runner.safety_checker, device, settings)
         return ImageToImage.load(
-            folder, device=device, dtype=dtype, profile=served_profile(model),
+            folder,
+            device=device,
+            dtype=dtype,
+            profile=served_profile(model),
             safety_checker=checker,
         )
 

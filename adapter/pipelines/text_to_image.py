@@ -45,8 +45,10 @@ def load_safety_checker(source: str | None, device: torch.device, settings: Sett
     from functions.loading import resolve_model_path
     from functions.safety import SafetyChecker
 
-    folder = Path(source) if Path(source).is_dir() else resolve_model_path(
-        source, None, settings.model_dir
+    folder = (
+        Path(source)
+        if Path(source).is_dir()
+        else resolve_model_path(source, None, settings.model_dir)
     )
     return SafetyChecker.load(folder, device)
 

@@ -36,7 +36,7 @@ def _endpoint(spec: PipelineSpec) -> Any:
         else Annotated[spec.request, Form(media_type="multipart/form-data")]
     )
 
-    async def generate(request: Request, body: body_type) -> Response:  # type: ignore[valid-type]
+    async def generate(request: Request, body: body_type) -> Response:
         assert isinstance(body, RequestModel)
         service = request.app.state.service
         if wants_stream(body):

@@ -81,7 +81,7 @@ class HeaderTimeoutH11Protocol(H11Protocol):
             self._header_timer.cancel()
             self._header_timer = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
         self._arm()
 
@@ -90,7 +90,8 @@ class HeaderTimeoutH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        between_requests = self.cycle is None or self.cycle.response_complete
+        # uvicorn types `cycle` as set, but it is None until the first request's headers.
+        between_requests = self.cycle is None or self.cycle.response_complete  # type: ignore[redundant-expr]
         if self._header_timer is None and between_requests:
             self._arm()  # the first byte of the next request on a kept-alive connection
         self._bytes_since_armed += len(data)

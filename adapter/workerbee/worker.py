@@ -67,7 +67,7 @@ def backoff_delay(attempt: int, initial_s: float, max_s: float, rng: Callable[[]
     """The wait before reconnection attempt `attempt` (0 first): exponential, capped at `max_s`,
     with "equal jitter" (between half and all of it) so that workers do not reconnect in step."""
     delay = min(max_s, initial_s * 2 ** min(attempt, 32))
-    return delay / 2 + rng() * delay / 2
+    return float(delay / 2 + rng() * delay / 2)
 
 
 class WorkerBee:

@@ -51,8 +51,9 @@ SIGNATURES_REMEMBERED = 64  # signatures whose eager calls are counted before ca
 GRAPH_TOLERANCE = 1e-3
 
 
-def describe_call(args: tuple[Any, ...], kwargs: dict[str, Any]
-                  ) -> tuple[Hashable, list[Any], set[torch.device]] | None:
+def describe_call(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Hashable, list[Any], set[torch.device]] | None:
     """(key, leaves, devices) of a call, or None when it cannot be graphed: a tensor that needs
     a gradient, or an argument that is not hashable (non-tensor values are baked into a graph).
 
@@ -124,11 +125,18 @@ def _largest_magnitude(tree: Any) -> float:
 class GraphedCall:
     """A callable that replays `function` from CUDA graphs where it can (see the module doc)."""
 
-    def __init__(self, function: Callable[..., Any], name: str, max_graphs: int = 4,
-                 eager_calls_first: int = 1) -> None:
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        name: str,
+        max_graphs: int = 4,
+        eager_calls_first: int = 1,
+    ) -> None:
         if max_graphs < 1 or eager_calls_first < 0:
-            raise ValueError(f"need max_graphs >= 1 and eager_calls_first >= 0, got "
-                             f"{max_graphs} and {eager_calls_first}")
+            raise ValueError(
+                f"need max_graphs >= 1 and eager_calls_first >= 0, got "
+                f"{max_graphs} and {eager_calls_first}"
+            )
         self.function = function
         self.name = name
         self.max_graphs = max_graphs
@@ -184,8 +192,9 @@ class GraphedCall:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            eager = [pytree.tree_map_only(torch.Tensor, torch.clone, call())
-                     for _ in range(WARMUP_CALLS)]
+            eager = [
+                pytree.tree_map_only(torch.Tensor, torch.clone, call()) for _ in range(WARMUP_CALLS)
+            ]
         torch.cuda.current_stream().wait_stream(side)
         # 2. Capture; "thread_local" leaves other threads' CUDA work (other models) alone.
         if self._pool is None:
@@ -199,8 +208,9 @@ class GraphedCall:
     def _capture(self, key: Hashable, leaves: list[Any], args: Any, kwargs: Any) -> Any:
         spec = pytree.tree_flatten((args, kwargs))[1]
         inputs = [leaf.clone() if isinstance(leaf, torch.Tensor) else None for leaf in leaves]
-        static_leaves = [buf if buf is not None else leaf for buf, leaf in zip(inputs, leaves,
-                                                                                 strict=True)]
+        static_leaves = [
+            buf if buf is not None else leaf for buf, leaf in zip(inputs, leaves, strict=True)
+        ]
         static_args, static_kwargs = pytree.tree_unflatten(static_leaves, spec)
 
         def call() -> Any:
@@ -209,27 +219,37 @@ class GraphedCall:
         try:
             graph, outputs, eager = self._record(call)
         except Exception as exc:  # any failure means: this signature stays eager
-            logger.warning("%s: cannot capture a CUDA graph (%s); running it eagerly",
-                           self.name, exc)
+            logger.warning(
+                "%s: cannot capture a CUDA graph (%s); running it eagerly", self.name, exc
+            )
             self.stats.refused.add(key)
             return self.function(*args, **kwargs)
 
         # 3. The graph must reproduce eager results: as closely as eager reproduces itself, or
         # within half-precision rounding (a library may pick another algorithm under capture).
         # A graph reading stale memory misses by far more.
-        noise = max(_largest_difference(eager[0], eager[-1]),
-                    GRAPH_TOLERANCE * _largest_magnitude(eager[-1]))
+        noise = max(
+            _largest_difference(eager[0], eager[-1]),
+            GRAPH_TOLERANCE * _largest_magnitude(eager[-1]),
+        )
         error = _largest_difference(outputs, eager[-1])
         if error > noise:
-            logger.warning("%s: a CUDA graph differs from eager by %g (eager noise %g); "
-                           "running it eagerly", self.name, error, noise)
+            logger.warning(
+                "%s: a CUDA graph differs from eager by %g (eager noise %g); running it eagerly",
+                self.name,
+                error,
+                noise,
+            )
             self.stats.refused.add(key)
             return eager[-1]
         self._graphs[key] = _Graph(graph, inputs, outputs)
         self.stats.captured += 1
         if self.stats.captured >= CAPTURES_PER_GRAPH_SLOT * self.max_graphs:
-            logger.warning("%s: %d different call signatures captured; running eagerly from now",
-                           self.name, self.stats.captured)
+            logger.warning(
+                "%s: %d different call signatures captured; running eagerly from now",
+                self.name,
+                self.stats.captured,
+            )
             self.disabled = True
             self._graphs.clear()
             self._pool = None
@@ -238,8 +258,12 @@ class GraphedCall:
         return pytree.tree_map_only(torch.Tensor, torch.clone, outputs)
 
 
-def graph_method(module: torch.nn.Module, method: str = "forward", max_graphs: int = 4,
-                 eager_calls_first: int = 1) -> GraphedCall:
+def graph_method(
+    module: torch.nn.Module,
+    method: str = "forward",
+    max_graphs: int = 4,
+    eager_calls_first: int = 1,
+) -> GraphedCall:
     """Replace `module.<method>` (on this instance only) by a GraphedCall of it.
 
     The module keeps its class, attributes and config, so pipelines use it unchanged.
@@ -247,8 +271,9 @@ def graph_method(module: torch.nn.Module, method: str = "forward", max_graphs: i
     calls: dict[str, GraphedCall] = module.__dict__.setdefault(_GRAPHED, {})
     if method in calls:
         return calls[method]
-    graphed = GraphedCall(getattr(module, method), f"{type(module).__name__}.{method}",
-                          max_graphs, eager_calls_first)
+    graphed = GraphedCall(
+        getattr(module, method), f"{type(module).__name__}.{method}", max_graphs, eager_calls_first
+    )
     # An instance attribute shadows the class's method; nn.Module.__call__ finds it too.
     object.__setattr__(module, method, graphed)
     calls[method] = graphed

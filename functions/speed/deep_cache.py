@@ -114,9 +114,7 @@ def enable_deep_cache(pipe: Any, interval: int = DEEPCACHE_INTERVAL) -> DeepCach
             "mid and up blocks"
         )
     schedule = DeepCacheSchedule(pipe, interval)
-    HookRegistry.check_if_exists_or_initialize(unet).register_hook(
-        _RunTracker(schedule), HOOK_NAME
-    )
+    HookRegistry.check_if_exists_or_initialize(unet).register_hook(_RunTracker(schedule), HOOK_NAME)
     for module in _deep_modules(unet):
         HookRegistry.check_if_exists_or_initialize(module).register_hook(
             _ReuseOutput(schedule), HOOK_NAME

@@ -69,11 +69,15 @@ class FastPathOptions:
 
     def __post_init__(self) -> None:
         if self.resident_vae_dtype is not None and self.resident_vae_dtype not in _DTYPES:
-            raise ValueError(f"resident_vae_dtype must be one of {', '.join(_DTYPES)} or None, "
-                             f"got {self.resident_vae_dtype!r}")
+            raise ValueError(
+                f"resident_vae_dtype must be one of {', '.join(_DTYPES)} or None, "
+                f"got {self.resident_vae_dtype!r}"
+            )
         if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
-            raise ValueError(f"compile_mode must be one of {', '.join(COMPILE_MODES)} or None, "
-                             f"got {self.compile_mode!r}")
+            raise ValueError(
+                f"compile_mode must be one of {', '.join(COMPILE_MODES)} or None, "
+                f"got {self.compile_mode!r}"
+            )
         if self.max_graphs_per_module < 1:
             raise ValueError("max_graphs_per_module must be at least 1")
 
@@ -152,8 +156,9 @@ def apply_fast_path(pipe: Any, options: FastPathOptions) -> list[str]:
             )
             if stacked or _is_compiled(module):
                 continue
-            graph_method(module, method, options.max_graphs_per_module,
-                         options.eager_calls_before_graph)
+            graph_method(
+                module, method, options.max_graphs_per_module, options.eager_calls_before_graph
+            )
             graphed.append(f"{type(module).__name__}.{method}")
         if graphed:
             done.append("CUDA graphs of " + ", ".join(graphed))
@@ -184,8 +189,9 @@ def _cast_decode_input(vae: torch.nn.Module, dtype: torch.dtype) -> None:
     object.__setattr__(vae, "decode", decode_in_vae_dtype)
 
 
-def _compile(denoiser: torch.nn.Module | None, vae: torch.nn.Module | None,
-             options: FastPathOptions) -> list[tuple[torch.nn.Module, str]]:
+def _compile(
+    denoiser: torch.nn.Module | None, vae: torch.nn.Module | None, options: FastPathOptions
+) -> list[tuple[torch.nn.Module, str]]:
     if options.compile_cache_dir is not None:
         from functions.speed.compile_cache import use_compile_cache
 
@@ -195,8 +201,7 @@ def _compile(denoiser: torch.nn.Module | None, vae: torch.nn.Module | None,
         targets.append((vae, "decode"))
     for module, method in targets:
         # dynamic=False: one specialised graph per shape, as CUDA graphs need anyway.
-        compiled = torch.compile(getattr(module, method), mode=options.compile_mode,
-                                 dynamic=False)
+        compiled = torch.compile(getattr(module, method), mode=options.compile_mode, dynamic=False)
         object.__setattr__(module, method, compiled)
     return [(module, method) for module, method in targets]
 
@@ -228,15 +233,19 @@ def _pinned_class(base: type[Any]) -> type:
         self.__dict__.pop(_PIN, None)  # moved: look the device up again
         return base.to(self, *args, **kwargs)
 
-    pinned = type(base.__name__, (base,), {
-        "__module__": base.__module__,
-        "__qualname__": base.__qualname__,
-        "__doc__": base.__doc__,
-        "_fast_path_pinned": True,
-        "_execution_device": property(execution_device),
-        "device": property(device),
-        "to": to,
-    })
+    pinned = type(
+        base.__name__,
+        (base,),
+        {
+            "__module__": base.__module__,
+            "__qualname__": base.__qualname__,
+            "__doc__": base.__doc__,
+            "_fast_path_pinned": True,
+            "_execution_device": property(execution_device),
+            "device": property(device),
+            "to": to,
+        },
+    )
     _PINNED_CLASSES[base] = pinned
     return pinned
 
@@ -272,6 +281,7 @@ def _pin_module_lookups(namespace: Any) -> None:
 
 
 # --- pixels ------------------------------------------------------------------------------
+
 
 def images_from_tensor(images: torch.Tensor) -> list[Image.Image]:
     """Pillow images of a (batch, channels, height, width) tensor of values in [0, 1].

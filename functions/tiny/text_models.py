@@ -20,7 +20,7 @@ _CORPUS = (
     "you are a helpful assistant. the capital of france is paris. tell me a story about a "
     "lighthouse by the sea at dusk. speech recognition turns audio into text, one word at a "
     "time. large language models answer questions and write poems, code and summaries. "
-    "numbers 0 1 2 3 4 5 6 7 8 9 and punctuation: commas, periods; quotes \"like this\"!"
+    'numbers 0 1 2 3 4 5 6 7 8 9 and punctuation: commas, periods; quotes "like this"!'
 )
 
 # Whisper's special tokens, in the order (and so the relative ids) the real vocabulary has.
@@ -95,9 +95,7 @@ def build_tiny_whisper(path: Path, seed: int = 0) -> Path:
         merges=[tuple(pair) for pair in bpe["merges"]],
         pad_token="<|endoftext|>",
     )
-    tokenizer.add_special_tokens(
-        {"additional_special_tokens": list(WHISPER_SPECIAL_TOKENS[1:])}
-    )
+    tokenizer.add_special_tokens({"additional_special_tokens": list(WHISPER_SPECIAL_TOKENS[1:])})
     tokenizer.add_tokens([f"<|{i * 0.02:.2f}|>" for i in range(WHISPER_TIMESTAMPS)])
     ids = {token: _token_id(tokenizer, token) for token in WHISPER_SPECIAL_TOKENS}
     end, start = ids["<|endoftext|>"], ids["<|startoftranscript|>"]
@@ -187,9 +185,7 @@ def build_tiny_llm(path: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        bos_token_id=bos, eos_token_id=eos, pad_token_id=pad
-    )
+    model.generation_config = GenerationConfig(bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

@@ -158,8 +158,9 @@ def test_queue_wait_times_out_as_insufficient_capacity(tmp_path, tiny_sd, gated)
 
 def test_limiter_hands_slots_over_in_arrival_order_and_recovers_from_cancelled_waiters():
     async def scenario() -> list[str]:
-        limiter = CapacityLimiter("m", max_in_flight=1, max_queue=2, queue_timeout_s=5,
-                                  retry_after_s=1)
+        limiter = CapacityLimiter(
+            "m", max_in_flight=1, max_queue=2, queue_timeout_s=5, retry_after_s=1
+        )
         order: list[str] = []
         release = asyncio.Event()
 
@@ -239,8 +240,9 @@ def test_a_client_leaving_stops_the_inference_and_frees_the_slot(tmp_path, tiny_
 
 def test_a_full_model_refuses_before_any_work_on_the_request():
     async def scenario() -> None:
-        limiter = CapacityLimiter("m", max_in_flight=1, max_queue=1, queue_timeout_s=5,
-                                  retry_after_s=1)
+        limiter = CapacityLimiter(
+            "m", max_in_flight=1, max_queue=1, queue_timeout_s=5, retry_after_s=1
+        )
         limiter.refuse_if_full()  # room: nothing raised
         release = asyncio.Event()
 

@@ -207,12 +207,24 @@ def test_unknown_path_is_a_plain_404(client):
 @pytest.mark.parametrize(
     ("limits", "fields", "at_limit", "named"),
     [
-        ({"max_pixels_per_image": 64 * 64}, {"width": 72}, {"width": 64},
-         "ADAPTER_MAX_PIXELS_PER_IMAGE=4096"),
-        ({"max_images_per_request": 2}, {"num_images_per_prompt": 3},
-         {"num_images_per_prompt": 2}, "ADAPTER_MAX_IMAGES_PER_REQUEST=2"),
-        ({"max_inference_steps": 3}, {"num_inference_steps": 4}, {"num_inference_steps": 3},
-         "ADAPTER_MAX_INFERENCE_STEPS=3"),
+        (
+            {"max_pixels_per_image": 64 * 64},
+            {"width": 72},
+            {"width": 64},
+            "ADAPTER_MAX_PIXELS_PER_IMAGE=4096",
+        ),
+        (
+            {"max_images_per_request": 2},
+            {"num_images_per_prompt": 3},
+            {"num_images_per_prompt": 2},
+            "ADAPTER_MAX_IMAGES_PER_REQUEST=2",
+        ),
+        (
+            {"max_inference_steps": 3},
+            {"num_inference_steps": 4},
+            {"num_inference_steps": 3},
+            "ADAPTER_MAX_INFERENCE_STEPS=3",
+        ),
     ],
 )
 def test_each_cost_limit_gets_a_400_naming_it(fake_app_factory, limits, fields, at_limit, named):

@@ -48,17 +48,25 @@ JSON_BODIES: dict[str, tuple[bytes, str | None]] = {
     "text/plain": (b'{"prompt": "x"}', "text/plain"),
     "a form instead": (b"prompt=x", "application/x-www-form-urlencoded"),
     "multipart instead": form(GOOD_FORM),
-    "a number of 5000 digits": (b'{"prompt": "x", "seed": ' + b"9" * 5000 + b"}",
-                                "application/json"),
+    "a number of 5000 digits": (
+        b'{"prompt": "x", "seed": ' + b"9" * 5000 + b"}",
+        "application/json",
+    ),
     "nested 100000 deep": (b"[" * 100_000 + b"]" * 100_000, "application/json"),
-    "a lone surrogate in an invalid field": (b'{"prompt": 5, "model_id": "\\ud800", '
-                                             b'"width": "\\udfff"}', "application/json"),
-    "a lone surrogate in the model": (b'{"prompt": "x", "model_id": "\\ud800", '
-                                      b'"model": "\\ud800", "text": "x", "messages": [], '
-                                      b'"subscribe_url": "s", "publish_url": "p"}',
-                                      "application/json"),
-    "NaN beside a missing field": (b'{"guidance_scale": NaN, "temperature": Infinity}',
-                                   "application/json"),
+    "a lone surrogate in an invalid field": (
+        b'{"prompt": 5, "model_id": "\\ud800", "width": "\\udfff"}',
+        "application/json",
+    ),
+    "a lone surrogate in the model": (
+        b'{"prompt": "x", "model_id": "\\ud800", '
+        b'"model": "\\ud800", "text": "x", "messages": [], '
+        b'"subscribe_url": "s", "publish_url": "p"}',
+        "application/json",
+    ),
+    "NaN beside a missing field": (
+        b'{"guidance_scale": NaN, "temperature": Infinity}',
+        "application/json",
+    ),
 }
 
 FORM_BODIES: dict[str, tuple[bytes, str | None]] = {
@@ -71,8 +79,9 @@ FORM_BODIES: dict[str, tuple[bytes, str | None]] = {
     "a part without a name": form(
         b"--XyZ\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XyZ--\r\n"
     ),
-    "not UTF-8 in a field": form(b'--XyZ\r\nContent-Disposition: form-data; name="prompt"\r\n\r\n'
-                                 b"\xff\xfe\r\n--XyZ--\r\n"),
+    "not UTF-8 in a field": form(
+        b'--XyZ\r\nContent-Disposition: form-data; name="prompt"\r\n\r\n\xff\xfe\r\n--XyZ--\r\n'
+    ),
     "a file for a text field": form(
         b'--XyZ\r\nContent-Disposition: form-data; name="prompt"; filename="p.txt"\r\n\r\n'
         b"abc\ndef\r\n--XyZ\r\nContent-Disposition: form-data; name="
@@ -90,8 +99,9 @@ FORM_BODIES: dict[str, tuple[bytes, str | None]] = {
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     app = fake_app(tmp_path_factory.mktemp("bodies"), auth_token=TOKEN)
-    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"},
-                    raise_server_exceptions=False) as c:
+    with TestClient(
+        app, headers={"Authorization": f"Bearer {TOKEN}"}, raise_server_exceptions=False
+    ) as c:
         yield c
 
 

@@ -66,8 +66,12 @@ PIPELINES = list(Pipeline)
 # Routes whose spec declares 413 (and 415): the rest answer 400 for them.
 DECLARES_413 = {Pipeline.AUDIO_TO_TEXT, Pipeline.IMAGE_TO_TEXT}
 # Pipelines whose uploads the adapter decodes (the others are forwarded as they are).
-DECODES_UPLOADS = {Pipeline.IMAGE_TO_IMAGE, Pipeline.IMAGE_TO_VIDEO, Pipeline.UPSCALE,
-                   Pipeline.AUDIO_TO_TEXT}
+DECODES_UPLOADS = {
+    Pipeline.IMAGE_TO_IMAGE,
+    Pipeline.IMAGE_TO_VIDEO,
+    Pipeline.UPSCALE,
+    Pipeline.AUDIO_TO_TEXT,
+}
 
 
 def route(pipeline: Pipeline) -> str:
@@ -139,8 +143,10 @@ def test_an_unreachable_backend_is_a_500_with_retry_after(tmp_path):
     assert response.status_code == 500
     assert response.headers["retry-after"] == "2"
     assert response.json() == {
-        "detail": {"msg": f"The upstream runner for {fake_model_id(Pipeline.TEXT_TO_IMAGE)} "
-                          "is unreachable."}
+        "detail": {
+            "msg": f"The upstream runner for {fake_model_id(Pipeline.TEXT_TO_IMAGE)} "
+            "is unreachable."
+        }
     }
 
 
@@ -158,8 +164,14 @@ def test_an_undeclared_413_is_a_400_and_a_declared_one_stays(tmp_path):
 
 def test_the_setting_still_allows_503_and_413_for_a_front_end_that_understands_them(tmp_path):
     backend = FakeBackend()
-    app = fake_app(tmp_path, backend, no_queue_entries(), auth_token=TOKEN,
-                   declared_statuses_only=False, limits={"max_json_request_bytes": 200})
+    app = fake_app(
+        tmp_path,
+        backend,
+        no_queue_entries(),
+        auth_token=TOKEN,
+        declared_statuses_only=False,
+        limits={"max_json_request_bytes": 200},
+    )
     with overloaded(app, backend, Pipeline.IMAGE_TO_IMAGE) as client:
         refused = client.post("/image-to-image", **valid_request(Pipeline.IMAGE_TO_IMAGE))
         big = client.post("/text-to-image", json={"prompt": "x" * 300})
@@ -186,8 +198,11 @@ def test_declared_statuses_come_from_the_one_pipeline_table(tmp_path, monkeypatc
         assert declared_statuses(pipeline) == DECLARED_EVERYWHERE | set(spec.extra_error_statuses)
     # Declaring 413 on text-to-image in PipelineSpec is all it takes for its 413 to stand.
     spec = PIPELINE_SPECS[Pipeline.TEXT_TO_IMAGE]
-    monkeypatch.setitem(PIPELINE_SPECS, Pipeline.TEXT_TO_IMAGE,
-                        spec.model_copy(update={"extra_error_statuses": (413,)}))
+    monkeypatch.setitem(
+        PIPELINE_SPECS,
+        Pipeline.TEXT_TO_IMAGE,
+        spec.model_copy(update={"extra_error_statuses": (413,)}),
+    )
     app = fake_app(tmp_path, limits={"max_json_request_bytes": 100})
     with TestClient(app) as client:
         assert client.post("/text-to-image", json={"prompt": "x" * 200}).status_code == 413
@@ -238,7 +253,8 @@ BACKEND_FAILURES: dict[str, BaseException] = {
     "upstream 413": UpstreamError(413, {"detail": {"msg": "File size exceeds limit."}}, "File."),
     "upstream 415": UpstreamError(415, {"detail": {"msg": "Unsupported."}}, "Unsupported."),
     "upstream 422": UpstreamError(
-        422, {"detail": [{"loc": ["body", "prompt"], "msg": "Field required", "type": "missing"}]},
+        422,
+        {"detail": [{"loc": ["body", "prompt"], "msg": "Field required", "type": "missing"}]},
         "Field required",
     ),
     "upstream string detail": UpstreamError(400, {"detail": "Bad body"}, "Bad body"),
@@ -252,7 +268,8 @@ BACKEND_FAILURES: dict[str, BaseException] = {
 def test_the_failures_cover_every_error_of_the_tree():
     raised = {type(error) for error in BACKEND_FAILURES.values()}
     errors = {
-        value for value in vars(tree).values()
+        value
+        for value in vars(tree).values()
         if isinstance(value, type) and issubclass(value, RunnerError)
     }
     assert errors <= raised, errors - raised
@@ -332,15 +349,18 @@ def test_bad_input_auth_and_too_large_are_declared(tmp_path, pipeline):
         assert_contract_error(unauthorized, route(pipeline))
         assert unauthorized.status_code == 401
         client.headers.update(AUTH)
-        too_large = client.post(route(pipeline), content=b"{" + b" " * 50_000 + b"}",
-                                headers={"content-type": "application/json"})
+        too_large = client.post(
+            route(pipeline),
+            content=b"{" + b" " * 50_000 + b"}",
+            headers={"content-type": "application/json"},
+        )
         assert_contract_error(too_large, route(pipeline))
         assert too_large.status_code == (413 if pipeline in DECLARES_413 else 400)
         invalid = client.post(route(pipeline), json={"model_id": 5, "messages": 5})
         assert_contract_error(invalid, route(pipeline))
         assert invalid.status_code == 422
         if pipeline in DECODES_UPLOADS:
-            (name, _), = request["files"].items()
+            ((name, _),) = request["files"].items()
             broken = {name: ("input.bin", b"not a picture, not a sound", "text/plain")}
             bad_file = client.post(route(pipeline), files=broken, data=request.get("data"))
             assert_contract_error(bad_file, route(pipeline))

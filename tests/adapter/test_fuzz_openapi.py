@@ -48,13 +48,25 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 EXAMPLES = int(os.environ.get("ADAPTER_TEST_FUZZ_EXAMPLES", "8"))
 MAX_JSON_BYTES = 16 * 1024
 MAX_BYTES = 64 * 1024
-LIMITS = {"max_json_request_bytes": MAX_JSON_BYTES, "max_request_bytes": MAX_BYTES,
-          "max_audio_bytes": 32 * 1024, "max_pixels_per_image": 64 * 64,
-          "max_images_per_request": 2, "max_inference_steps": 100, "max_llm_tokens": 8,
-          "max_llm_prompt_tokens": 256, "max_input_pixels": 128 * 128,
-          "max_upscale_input_pixels": 32 * 32, "max_video_frames": 2}
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+LIMITS = {
+    "max_json_request_bytes": MAX_JSON_BYTES,
+    "max_request_bytes": MAX_BYTES,
+    "max_audio_bytes": 32 * 1024,
+    "max_pixels_per_image": 64 * 64,
+    "max_images_per_request": 2,
+    "max_inference_steps": 100,
+    "max_llm_tokens": 8,
+    "max_llm_prompt_tokens": 256,
+    "max_input_pixels": 128 * 128,
+    "max_upscale_input_pixels": 32 * 32,
+    "max_video_frames": 2,
+}
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 POST_PATHS = [f"/{pipeline.value}" for pipeline in PIPELINE_SPECS]
 GET_PATHS = ["/health", "/hardware/info", "/hardware/stats", "/version"]
 
@@ -80,8 +92,7 @@ def fake(tmp_path_factory) -> Iterator[Target]:
 @pytest.fixture(scope="module")
 def real(tmp_path_factory, tiny_sd, tiny_llm) -> Iterator[Target]:
     entries = [sd_entry(tiny_sd, runner={"num_inference_steps": 1}), llm_entry(tiny_llm)]
-    app = make_app(tmp_path_factory.mktemp("fuzz-real"), entries, auth_token=TOKEN,
-                   limits=LIMITS)
+    app = make_app(tmp_path_factory.mktemp("fuzz-real"), entries, auth_token=TOKEN, limits=LIMITS)
     yield from _serving(app)
 
 
@@ -135,23 +146,56 @@ def serialized(case: Case) -> tuple[bytes, str | None]:
 
 
 CONTENT_TYPES = st.one_of(
-    st.sampled_from([
-        "application/json", "application/json; charset=utf-16", "application/json; charset=x",
-        "multipart/form-data", "multipart/form-data; boundary=nope", "multipart/mixed; boundary=a",
-        "application/x-www-form-urlencoded", "text/plain", "application/octet-stream",
-        "image/png", "", ";;;", "multipart/form-data; boundary=\"",
-    ]),
+    st.sampled_from(
+        [
+            "application/json",
+            "application/json; charset=utf-16",
+            "application/json; charset=x",
+            "multipart/form-data",
+            "multipart/form-data; boundary=nope",
+            "multipart/mixed; boundary=a",
+            "application/x-www-form-urlencoded",
+            "text/plain",
+            "application/octet-stream",
+            "image/png",
+            "",
+            ";;;",
+            'multipart/form-data; boundary="',
+        ]
+    ),
     st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
 )
-BAD_BYTES = st.sampled_from([b"\xff\xfe", b"\xc3\x28", b"\x80", b"\xed\xa0\x80", b"\x00",
-                             b"\xf4\x90\x80\x80", b"\r\n--", b"\\ud800"])
+BAD_BYTES = st.sampled_from(
+    [
+        b"\xff\xfe",
+        b"\xc3\x28",
+        b"\x80",
+        b"\xed\xa0\x80",
+        b"\x00",
+        b"\xf4\x90\x80\x80",
+        b"\r\n--",
+        b"\\ud800",
+    ]
+)
 
 
 @st.composite
 def spoiled(draw: st.DrawFn, body: bytes, content_type: str | None) -> tuple[Any, dict[str, str]]:
     """`body` made bad one way; returns what to send and the headers to send it with."""
-    how = draw(st.sampled_from(["intact", "truncated", "not utf-8", "random", "oversized",
-                                "chunked", "content type", "no token"]))
+    how = draw(
+        st.sampled_from(
+            [
+                "intact",
+                "truncated",
+                "not utf-8",
+                "random",
+                "oversized",
+                "chunked",
+                "content type",
+                "no token",
+            ]
+        )
+    )
     headers = {"Content-Type": content_type} if content_type else {}
     if how == "intact":  # odd media in an otherwise good request
         return body, headers
@@ -176,10 +220,23 @@ def spoiled(draw: st.DrawFn, body: bytes, content_type: str | None) -> tuple[Any
 @st.composite
 def images(draw: st.DrawFn) -> bytes:
     width, height = draw(st.integers(1, 96)), draw(st.integers(1, 96))
-    mode, kind = draw(st.sampled_from([("RGB", "PNG"), ("L", "PNG"), ("RGBA", "PNG"),
-                                       ("P", "PNG"), ("1", "PNG"), ("I;16", "PNG"),
-                                       ("RGB", "JPEG"), ("CMYK", "JPEG"), ("P", "GIF"),
-                                       ("RGB", "WEBP"), ("RGB", "BMP")]))
+    mode, kind = draw(
+        st.sampled_from(
+            [
+                ("RGB", "PNG"),
+                ("L", "PNG"),
+                ("RGBA", "PNG"),
+                ("P", "PNG"),
+                ("1", "PNG"),
+                ("I;16", "PNG"),
+                ("RGB", "JPEG"),
+                ("CMYK", "JPEG"),
+                ("P", "GIF"),
+                ("RGB", "WEBP"),
+                ("RGB", "BMP"),
+            ]
+        )
+    )
     buffer = io.BytesIO()
     Image.new(mode, (width, height)).save(buffer, format=kind)
     return buffer.getvalue()
@@ -236,7 +293,7 @@ def run_spoiled(target: Target, path: str) -> None:
         if data.draw(st.booleans()):  # spoil a request that would be served
             request = valid_request(Pipeline(path.strip("/")))
             if "files" in request:
-                (name, (filename, _, kind)), = request["files"].items()
+                ((name, (filename, _, kind)),) = request["files"].items()
                 media = data.draw(images() if name == "image" else sounds())
                 request["files"] = {name: (filename, media, kind)}
             prepared = requests.Request("POST", target.base_url + path, **request).prepare()
@@ -272,8 +329,10 @@ def texts(surrogates: bool, min_size: int = 0) -> st.SearchStrategy[str]:
 
 
 def numbers() -> st.SearchStrategy[float]:
-    return st.one_of(st.floats(allow_nan=True, allow_infinity=True),
-                     st.sampled_from([0.0, -1.0, 1e30, math.nan, math.inf]))
+    return st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from([0.0, -1.0, 1e30, math.nan, math.inf]),
+    )
 
 
 def mostly(valid: st.SearchStrategy[Any], invalid: st.SearchStrategy[Any]) -> Any:
@@ -284,29 +343,39 @@ def mostly(valid: st.SearchStrategy[Any], invalid: st.SearchStrategy[Any]) -> An
 
 def text_to_image_fields(surrogates: bool) -> st.SearchStrategy[dict[str, Any]]:
     sizes = mostly(st.sampled_from([8, 16, 24, 32, 64]), st.integers(-8, 80))
-    return st.fixed_dictionaries({
-        "prompt": mostly(texts(surrogates, min_size=1), st.just("")),
-        "width": sizes, "height": sizes,
-        "num_images_per_prompt": mostly(st.integers(1, 2), st.integers(-1, 3)),
-        "num_inference_steps": mostly(st.integers(1, 4), st.integers(-2, 6)),
-    }, optional={
-        "negative_prompt": texts(surrogates), "guidance_scale": numbers(),
-        "loras": mostly(st.just(""), st.one_of(texts(False), st.just('{"a/b": 1.0}'))),
-        "seed": st.one_of(st.integers(-(2**64), 2**64), st.none()),
-        "safety_check": st.booleans(),
-    })
+    return st.fixed_dictionaries(
+        {
+            "prompt": mostly(texts(surrogates, min_size=1), st.just("")),
+            "width": sizes,
+            "height": sizes,
+            "num_images_per_prompt": mostly(st.integers(1, 2), st.integers(-1, 3)),
+            "num_inference_steps": mostly(st.integers(1, 4), st.integers(-2, 6)),
+        },
+        optional={
+            "negative_prompt": texts(surrogates),
+            "guidance_scale": numbers(),
+            "loras": mostly(st.just(""), st.one_of(texts(False), st.just('{"a/b": 1.0}'))),
+            "seed": st.one_of(st.integers(-(2**64), 2**64), st.none()),
+            "safety_check": st.booleans(),
+        },
+    )
 
 
 def llm_fields(surrogates: bool) -> st.SearchStrategy[dict[str, Any]]:
     roles = mostly(st.sampled_from(["user", "system", "assistant"]), texts(False))
     message = st.fixed_dictionaries({"role": roles, "content": texts(surrogates, min_size=1)})
-    return st.fixed_dictionaries({
-        "messages": mostly(st.lists(message, min_size=1, max_size=3), st.lists(message)),
-        "max_tokens": mostly(st.integers(1, 8), st.integers(-1, 10)),
-    }, optional={
-        "temperature": numbers(), "top_p": numbers(), "top_k": st.integers(-5, 50),
-        "stream": st.booleans(),
-    })
+    return st.fixed_dictionaries(
+        {
+            "messages": mostly(st.lists(message, min_size=1, max_size=3), st.lists(message)),
+            "max_tokens": mostly(st.integers(1, 8), st.integers(-1, 10)),
+        },
+        optional={
+            "temperature": numbers(),
+            "top_p": numbers(),
+            "top_k": st.integers(-5, 50),
+            "stream": st.booleans(),
+        },
+    )
 
 
 MODEL_FIELDS = {"/text-to-image": text_to_image_fields, "/llm": llm_fields}

@@ -47,8 +47,14 @@ def test_compute_info_and_stats_per_gpu(monkeypatch):
     monkeypatch.setattr(hardware, "_nvml", lambda: nvml)
     info = {i: g.model_dump() for i, g in hardware.gpu_compute_info().items()}
     assert info == {
-        i: {"id": f"GPU-{i}", "name": "NVIDIA H100 80GB HBM3", "memory_total": 85_520_809_984,
-            "memory_free": 80_000_000_000 - i, "major": 9, "minor": 0}
+        i: {
+            "id": f"GPU-{i}",
+            "name": "NVIDIA H100 80GB HBM3",
+            "memory_total": 85_520_809_984,
+            "memory_free": 80_000_000_000 - i,
+            "major": 9,
+            "minor": 0,
+        }
         for i in (0, 1)
     }
     stats = hardware.gpu_utilization_stats()

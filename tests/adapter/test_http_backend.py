@@ -24,10 +24,14 @@ SMALL = {"prompt": "a lighthouse", "width": 64, "height": 48, "num_inference_ste
 
 @pytest.fixture(scope="module")
 def runner_entries(tiny_sd, tiny_svd, tiny_upscaler, tiny_whisper, tiny_llm):
-    return [sd_entry(tiny_sd), whisper_entry(tiny_whisper), llm_entry(tiny_llm),
-            model_entry("image-to-image", tiny_sd, "test/tiny-sd-img2img"),
-            model_entry("image-to-video", tiny_svd, "test/tiny-svd"),
-            model_entry("upscale", tiny_upscaler, "test/tiny-upscaler")]
+    return [
+        sd_entry(tiny_sd),
+        whisper_entry(tiny_whisper),
+        llm_entry(tiny_llm),
+        model_entry("image-to-image", tiny_sd, "test/tiny-sd-img2img"),
+        model_entry("image-to-video", tiny_svd, "test/tiny-svd"),
+        model_entry("upscale", tiny_upscaler, "test/tiny-upscaler"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +43,16 @@ def runner(tmp_path_factory, runner_entries):
 
 def fronting(runner, entries, token=TOKEN):
     """The adapter's entries for the runner's: same models, served through runner.url."""
-    return [{"pipeline": e["pipeline"], "model_id": e["model_id"], "warm": True, "capacity": 2,
-             "runner": {"upstream_url": runner.url, "upstream_token": token}} for e in entries]
+    return [
+        {
+            "pipeline": e["pipeline"],
+            "model_id": e["model_id"],
+            "warm": True,
+            "capacity": 2,
+            "runner": {"upstream_url": runner.url, "upstream_token": token},
+        }
+        for e in entries
+    ]
 
 
 # Each served pipeline's request, as go-livepeer sends it: (path, JSON body or multipart body).
@@ -77,8 +89,9 @@ def test_every_pipeline_through_the_adapter_equals_the_runner_directly(
             headers = {**auth, **request.get("headers", {})}
             kwargs = {key: value for key, value in request.items() if key != "headers"}
             direct = httpx.post(f"{runner.url}/{pipeline}", headers=headers, timeout=60, **kwargs)
-            via = httpx.post(f"{url}/{pipeline}", headers=request.get("headers"), timeout=60,
-                             **kwargs)
+            via = httpx.post(
+                f"{url}/{pipeline}", headers=request.get("headers"), timeout=60, **kwargs
+            )
             assert direct.status_code == via.status_code == 200, (pipeline, via.text)
             direct_body, via_body = direct.json(), via.json()
             if pipeline == "llm":  # a fresh id and time per answer
@@ -89,11 +102,18 @@ def test_every_pipeline_through_the_adapter_equals_the_runner_directly(
 
 def test_llm_event_streams_are_relayed_event_by_event(tmp_path, runner, runner_entries):
     body = {**GREEDY, "stream": True}
-    with httpx.stream("POST", f"{runner.url}/llm", json=body, timeout=60,
-                      headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+    with httpx.stream(
+        "POST",
+        f"{runner.url}/llm",
+        json=body,
+        timeout=60,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as response:
         direct = event_payloads(response.read())
-    with serve(http_adapter(tmp_path, fronting(runner, runner_entries))) as url, \
-            httpx.stream("POST", f"{url}/llm", json=body, timeout=60) as response:
+    with (
+        serve(http_adapter(tmp_path, fronting(runner, runner_entries))) as url,
+        httpx.stream("POST", f"{url}/llm", json=body, timeout=60) as response,
+    ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         via = event_payloads(response.read())
@@ -101,17 +121,25 @@ def test_llm_event_streams_are_relayed_event_by_event(tmp_path, runner, runner_e
 
     def essentials(payloads):
         chunks = [json.loads(payload) for payload in payloads[:-1]]
-        return ["".join(c["choices"][0]["delta"]["content"] for c in chunks),
-                chunks[-1]["choices"][0]["finish_reason"], chunks[-1]["usage"]]
+        return [
+            "".join(c["choices"][0]["delta"]["content"] for c in chunks),
+            chunks[-1]["choices"][0]["finish_reason"],
+            chunks[-1]["usage"],
+        ]
 
     assert essentials(via) == essentials(direct)
     assert len(via) == len(direct)
 
 
 def adapter_entry(runner, token=TOKEN, **fields):
-    return {"pipeline": "text-to-image", "model_id": "test/tiny-sd", "warm": True,
-            "capacity": 2, "runner": {"upstream_url": runner.url, "upstream_token": token},
-            **fields}
+    return {
+        "pipeline": "text-to-image",
+        "model_id": "test/tiny-sd",
+        "warm": True,
+        "capacity": 2,
+        "runner": {"upstream_url": runner.url, "upstream_token": token},
+        **fields,
+    }
 
 
 def http_adapter(tmp_path, entries, **settings):
@@ -131,8 +159,9 @@ def test_the_adapter_keeps_its_own_token_and_names_the_model_upstream(tmp_path, 
     body = {**SMALL, "seed": 11, "num_images_per_prompt": 2}
     with serve(http_adapter(tmp_path, [adapter_entry(runner)], auth_token="front")) as url:
         refused = httpx.post(f"{url}/text-to-image", json=body, timeout=60)
-        via = httpx.post(f"{url}/text-to-image", json=body,
-                         headers={"Authorization": "Bearer front"}, timeout=60)
+        via = httpx.post(
+            f"{url}/text-to-image", json=body, headers={"Authorization": "Bearer front"}, timeout=60
+        )
     assert refused.status_code == 401
     assert via.status_code == 200, via.text
     assert [image["seed"] for image in via.json()["images"]] == [11, 12]
@@ -144,8 +173,12 @@ def test_the_runners_error_answers_pass_through(tmp_path, runner):
         body = {**SMALL, "prompt": "a | b"}
         response = httpx.post(f"{url}/text-to-image", json=body, timeout=60)
         assert response.status_code == 400
-        direct = httpx.post(f"{runner.url}/text-to-image", json=body,
-                            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+        direct = httpx.post(
+            f"{runner.url}/text-to-image",
+            json=body,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=60,
+        )
         assert response.json() == direct.json()
         assert "at most 1" in response.json()["detail"]["msg"]
 
@@ -171,8 +204,10 @@ def test_runner_stopped_then_restarted(tmp_path, tmp_path_factory, tiny_sd):
     runner.start()
     try:
         entry = {**adapter_entry(runner, token=""), "model_id": "test/tiny-sd"}
-        with serve(http_adapter(tmp_path, [entry])) as url, \
-                httpx.Client(base_url=url, timeout=60) as client:
+        with (
+            serve(http_adapter(tmp_path, [entry])) as url,
+            httpx.Client(base_url=url, timeout=60) as client,
+        ):
             assert client.get("/health").json() == {"status": "OK"}
             assert client.post("/text-to-image", json=SMALL).status_code == 200
 
@@ -193,8 +228,12 @@ def test_runner_stopped_then_restarted(tmp_path, tmp_path_factory, tiny_sd):
 
 
 def test_an_upstream_not_up_yet_reads_as_loading_during_the_grace_period(tmp_path):
-    entry = {"pipeline": "text-to-image", "model_id": "m", "warm": True,
-             "runner": {"upstream_url": "http://127.0.0.1:9"}}
+    entry = {
+        "pipeline": "text-to-image",
+        "model_id": "m",
+        "warm": True,
+        "runner": {"upstream_url": "http://127.0.0.1:9"},
+    }
     with serve(http_adapter(tmp_path, [entry]), settle=False) as url:
         time.sleep(0.3)  # a few polls have failed
         assert httpx.get(f"{url}/health").json() == {"status": "LOADING"}
@@ -219,8 +258,12 @@ def test_an_upstreams_503_without_retry_after_gets_the_adapters_setting(tmp_path
         return JSONResponse({"detail": {"msg": "Busy upstream."}}, status_code=503)
 
     with serve(busy, settle=False) as upstream_url:
-        entry = {"pipeline": "text-to-image", "model_id": "m", "warm": True,
-                 "runner": {"upstream_url": upstream_url}}
+        entry = {
+            "pipeline": "text-to-image",
+            "model_id": "m",
+            "warm": True,
+            "runner": {"upstream_url": upstream_url},
+        }
         with serve(http_adapter(tmp_path, [entry], retry_after_s=7)) as url:
             response = httpx.post(f"{url}/text-to-image", json=SMALL, timeout=30)
     assert response.status_code == 503
@@ -237,7 +280,13 @@ def test_the_http_backend_needs_an_upstream_per_model(tmp_path):
 
 def test_form_values_are_written_as_go_livepeer_writes_them():
     assert [_form_value(v) for v in (7.5, 0.02, True, False, 25, "x")] == [
-        "7.500000", "0.020000", "true", "false", "25", "x"]
+        "7.500000",
+        "0.020000",
+        "true",
+        "false",
+        "25",
+        "x",
+    ]
 
 
 def test_a_stream_arrives_while_the_runner_generates_and_leaving_stops_it(
@@ -249,8 +298,9 @@ def test_a_stream_arrives_while_the_runner_generates_and_leaving_stops_it(
     from tests.support.llm import GatedLLM
 
     gated = GatedLLM(park_at=12)
-    runner_app = app_with_glue(tmp_path_factory.mktemp("gated-runner"), [llm_entry(tiny_llm)],
-                               gated)
+    runner_app = app_with_glue(
+        tmp_path_factory.mktemp("gated-runner"), [llm_entry(tiny_llm)], gated
+    )
     body = {**GREEDY, "max_tokens": 40, "stream": True}
     try:
         with serve(runner_app) as runner_url:
@@ -259,7 +309,7 @@ def test_a_stream_arrives_while_the_runner_generates_and_leaving_stops_it(
             with serve(adapter) as url, httpx.Client(base_url=url, timeout=60) as client:
                 with client.stream("POST", "/llm", json=body) as response:
                     lines = response.iter_lines()
-                    first = json.loads(next(line for line in lines if line)[len("data: "):])
+                    first = json.loads(next(line for line in lines if line)[len("data: ") :])
                     assert gated.parked.wait(60)
                     assert not gated.gate.is_set()
                     assert first["usage"]["completion_tokens"] < 12
@@ -273,12 +323,15 @@ def test_a_pipeline_without_an_implementation_here_is_still_forwarded(tmp_path, 
     """segment-anything-2 has no implementation in this package, but the http backend can
     front a runner that has one: the request is forwarded, and that runner's answer (here
     our own runner's refusal) comes back with the contract's status and body."""
-    entry = {"pipeline": "segment-anything-2", "model_id": "facebook/sam2-hiera-large",
-             "runner": {"upstream_url": runner.url, "upstream_token": TOKEN}}
-    body, headers = go_multipart(png_bytes(32, 32), "in.png", field="image",
-                                 multimask_output=True)
+    entry = {
+        "pipeline": "segment-anything-2",
+        "model_id": "facebook/sam2-hiera-large",
+        "runner": {"upstream_url": runner.url, "upstream_token": TOKEN},
+    }
+    body, headers = go_multipart(png_bytes(32, 32), "in.png", field="image", multimask_output=True)
     with serve(http_adapter(tmp_path, [entry])) as url:
-        response = httpx.post(f"{url}/segment-anything-2", content=body, headers=headers,
-                              timeout=60)
+        response = httpx.post(
+            f"{url}/segment-anything-2", content=body, headers=headers, timeout=60
+        )
     assert response.status_code == 400
     assert response.json()["detail"]["msg"].startswith("Pipeline segment-anything-2 is not served")

@@ -128,18 +128,29 @@ def test_demo_models_are_built_when_loaded_not_checked(tmp_path):
 @pytest.mark.parametrize(
     ("raised", "status", "msg"),
     [
-        (InputError("height and width must be multiples of 8, got 60x64"), 400,
-         "height and width must be multiples of 8, got 60x64."),
-        (InputError("strength must be between 0 and 1."), 400,
-         "strength must be between 0 and 1."),
+        (
+            InputError("height and width must be multiples of 8, got 60x64"),
+            400,
+            "height and width must be multiples of 8, got 60x64.",
+        ),
+        (InputError("strength must be between 0 and 1."), 400, "strength must be between 0 and 1."),
         (BadRequestError("The tree's own error."), 400, "The tree's own error."),
         # A ValueError from deep inside a library is no fault of the client's.
-        (ValueError("Padding size should be less than the input dimension"), 500,
-         "Text-to-image pipeline error."),
-        (TypeError("argument 'text': 'str' object cannot be converted"), 500,
-         "Text-to-image pipeline error."),
-        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), 500,
-         "GPU out of memory."),
+        (
+            ValueError("Padding size should be less than the input dimension"),
+            500,
+            "Text-to-image pipeline error.",
+        ),
+        (
+            TypeError("argument 'text': 'str' object cannot be converted"),
+            500,
+            "Text-to-image pipeline error.",
+        ),
+        (
+            torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
+            500,
+            "GPU out of memory.",
+        ),
     ],
 )
 def test_pipeline_errors_are_translated_in_one_place(tmp_path, weights, raised, status, msg):
@@ -151,9 +162,10 @@ def test_pipeline_errors_are_translated_in_one_place(tmp_path, weights, raised, 
 
 def test_an_unexpected_pipeline_failure_is_logged(tmp_path, weights, caplog):
     glue = ScriptedTextToImage(raises=ValueError("deep inside diffusers"))
-    with caplog.at_level(logging.ERROR), running_client(
-        app_with_glue(tmp_path, [sd_entry(weights)], glue)
-    ) as client:
+    with (
+        caplog.at_level(logging.ERROR),
+        running_client(app_with_glue(tmp_path, [sd_entry(weights)], glue)) as client,
+    ):
         assert client.post("/text-to-image", json=SMALL).status_code == 500
     failed = [r for r in caplog.records if r.name == "adapter.worker" and r.exc_info]
     assert failed and "text-to-image/test/tiny-sd failed" in failed[0].getMessage()
@@ -242,7 +254,8 @@ def test_a_time_limit_bounds_each_run_from_when_it_reaches_the_model(tmp_path, w
     errors = asyncio.run(two_at_once())
     worker.close()
     assert [str(error) for error in errors] == [
-        "text-to-image/test/tiny-sd ran past its 0.3 s time limit."] * 2
+        "text-to-image/test/tiny-sd ran past its 0.3 s time limit."
+    ] * 2
     (_, first_end), (second_start, second_end) = glue.runs
     # The second waited for the first on the model's thread; its wait did not use its limit.
     assert second_start >= first_end

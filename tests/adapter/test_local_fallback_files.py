@@ -23,12 +23,16 @@ def compose_available() -> bool:
     return probe.returncode == 0
 
 
-@pytest.mark.skipif(not compose_available(),
-                    reason="the docker client or its compose plugin is not installed here")
+@pytest.mark.skipif(
+    not compose_available(), reason="the docker client or its compose plugin is not installed here"
+)
 def test_docker_compose_config_accepts_the_file():
     result = subprocess.run(
-        ["docker", "compose", "-f", "compose.yaml", "config", "--quiet"], cwd=ROOT,
-        capture_output=True, text=True, timeout=60,
+        ["docker", "compose", "-f", "compose.yaml", "config", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "ADAPTER_AUTH_TOKEN": "any-token"},
     )
     assert result.returncode == 0, result.stderr

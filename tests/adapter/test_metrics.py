@@ -34,8 +34,14 @@ def labels(**extra: str) -> tuple[tuple[str, str], ...]:
 def test_metrics_count_units_and_seconds_of_each_request(fake_app_factory, caplog):
     app = fake_app_factory([SD], FakeBackend(delay_s=0.01), auth_token="tok")
     with running_client(app) as client, caplog.at_level(logging.INFO, "adapter.requests"):
-        body = {"prompt": "a lighthouse", "width": 64, "height": 48, "num_inference_steps": 1,
-                "num_images_per_prompt": 2, "seed": 1}
+        body = {
+            "prompt": "a lighthouse",
+            "width": 64,
+            "height": 48,
+            "num_inference_steps": 1,
+            "num_images_per_prompt": 2,
+            "seed": 1,
+        }
         auth = {"Authorization": "Bearer tok"}
         assert client.post("/text-to-image", json=body, headers=auth).status_code == 200
         too_big = {**body, "width": 4096, "height": 4096}
@@ -76,8 +82,10 @@ def test_requests_for_models_not_served_are_counted_without_a_model(fake_app_fac
         body = {"prompt": "x", "model_id": "other/model"}
         assert client.post("/text-to-image", json=body).status_code == 400
         found = samples(client)
-    key = ("runner_requests_total", (("model", ""), ("pipeline", "text-to-image"),
-                                     ("status", "400")))
+    key = (
+        "runner_requests_total",
+        (("model", ""), ("pipeline", "text-to-image"), ("status", "400")),
+    )
     assert found[key] == 1
 
 
@@ -106,12 +114,30 @@ def test_units_of_upload_pipelines_come_from_what_the_adapter_measured(fake_app_
     ]
     with running_client(fake_app_factory(entries)) as client:
         image = png_bytes(64, 48)
-        assert post_image(client, "/image-to-image", image, prompt="x", seed=1,
-                          num_inference_steps=1, num_images_per_prompt=2).status_code == 200
-        assert post_image(client, "/image-to-video", image, height=48, width=64,
-                          num_inference_steps=1).status_code == 200
-        assert post_image(client, "/upscale", png_bytes(32, 24), prompt="x",
-                          num_inference_steps=1).status_code == 200
+        assert (
+            post_image(
+                client,
+                "/image-to-image",
+                image,
+                prompt="x",
+                seed=1,
+                num_inference_steps=1,
+                num_images_per_prompt=2,
+            ).status_code
+            == 200
+        )
+        assert (
+            post_image(
+                client, "/image-to-video", image, height=48, width=64, num_inference_steps=1
+            ).status_code
+            == 200
+        )
+        assert (
+            post_image(
+                client, "/upscale", png_bytes(32, 24), prompt="x", num_inference_steps=1
+            ).status_code
+            == 200
+        )
         body, headers = livepeer_form(wav(2.5), "clip.wav", return_timestamps="false")
         assert client.post("/audio-to-text", content=body, headers=headers).status_code == 200
         found = samples(client)

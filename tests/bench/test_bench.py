@@ -16,20 +16,53 @@ import pytest
 
 from bench.__main__ import main
 
-SECONDS_FIELDS = {"pipeline", "model_id", "gpu", "device_name", "request", "input",
-                  "seconds_per_job", "runs", "samples", "measured_at", "source"}
+SECONDS_FIELDS = {
+    "pipeline",
+    "model_id",
+    "gpu",
+    "device_name",
+    "request",
+    "input",
+    "seconds_per_job",
+    "runs",
+    "samples",
+    "measured_at",
+    "source",
+}
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, Path]:
     root = tmp_path_factory.mktemp("bench")
     results = root / "results"
-    assert main([
-        "--tiny", "--device", "cpu", "--cases", "a,b,c,u,d,e,f", "--models",
-        str(root / "models"), "--results-dir", str(results), "--runs", "2", "--warmup", "1",
-        "--overhead-requests", "10", "--capacity", "2", "--threads", "1",
-        "--variant", "layout:channels_last=true",
-    ]) == 0
+    assert (
+        main(
+            [
+                "--tiny",
+                "--device",
+                "cpu",
+                "--cases",
+                "a,b,c,u,d,e,f",
+                "--models",
+                str(root / "models"),
+                "--results-dir",
+                str(results),
+                "--runs",
+                "2",
+                "--warmup",
+                "1",
+                "--overhead-requests",
+                "10",
+                "--capacity",
+                "2",
+                "--threads",
+                "1",
+                "--variant",
+                "layout:channels_last=true",
+            ]
+        )
+        == 0
+    )
     [run_file] = results.glob("run-*.json")
     run = json.loads(run_file.read_text())
     seconds = json.loads((results / "seconds-per-job.json").read_text())
@@ -112,9 +145,12 @@ def test_seconds_per_job_file_is_what_pricing_reads(tiny_run):
     run, seconds, results = tiny_run
     assert seconds["format"] == "modal-ai-runner-bench/1"
     by_model = {entry["model_id"]: entry for entry in seconds["results"]}
-    assert set(by_model) == {"tiny/stabilityai/sdxl-turbo", "tiny/ByteDance/SDXL-Lightning",
-                             "tiny/stabilityai/stable-video-diffusion-img2vid-xt",
-                             "tiny/stabilityai/stable-diffusion-x4-upscaler"}
+    assert set(by_model) == {
+        "tiny/stabilityai/sdxl-turbo",
+        "tiny/ByteDance/SDXL-Lightning",
+        "tiny/stabilityai/stable-video-diffusion-img2vid-xt",
+        "tiny/stabilityai/stable-diffusion-x4-upscaler",
+    }
     for entry in seconds["results"]:
         assert SECONDS_FIELDS <= set(entry)
         assert entry["gpu"] == "CPU" and positive(entry["seconds_per_job"])
@@ -123,7 +159,9 @@ def test_seconds_per_job_file_is_what_pricing_reads(tiny_run):
     assert turbo["pipeline"] == "text-to-image"
     assert turbo["cold_start_seconds"] == run["cases"]["e"]["paths"]["ours"]["median_s"]
     assert by_model["tiny/stabilityai/stable-video-diffusion-img2vid-xt"]["input"] == {
-        "width": 64, "height": 64}
+        "width": 64,
+        "height": 64,
+    }
     try:
         from pricing.results import load_results
     except ImportError:

@@ -18,17 +18,32 @@ def write(tmp_path, content):
 
 
 def test_an_orchestrators_file_is_read_with_our_settings_beside_its_fields(tmp_path):
-    path = write(tmp_path, [
-        {"pipeline": "text-to-image", "model_id": "ByteDance/SDXL-Lightning", "warm": True,
-         "capacity": 3, "url": "http://adapter:8000", "token": "t0k",
-         "price_per_unit": 4768371, "pixels_per_unit": 1, "currency": "wei",
-         "optimization_flags": {"SFAST": True},
-         "runner": {"max_queue": 5, "default": True}},
-        {"pipeline": "text-to-image", "model_id": "stabilityai/sd-turbo"},
-    ])
+    path = write(
+        tmp_path,
+        [
+            {
+                "pipeline": "text-to-image",
+                "model_id": "ByteDance/SDXL-Lightning",
+                "warm": True,
+                "capacity": 3,
+                "url": "http://adapter:8000",
+                "token": "t0k",
+                "price_per_unit": 4768371,
+                "pixels_per_unit": 1,
+                "currency": "wei",
+                "optimization_flags": {"SFAST": True},
+                "runner": {"max_queue": 5, "default": True},
+            },
+            {"pipeline": "text-to-image", "model_id": "stabilityai/sd-turbo"},
+        ],
+    )
     lightning, turbo = load_models_file(path)
     assert (lightning.key, lightning.warm, lightning.capacity, lightning.tokens) == (
-        "text-to-image/ByteDance/SDXL-Lightning", True, 3, ("t0k",))
+        "text-to-image/ByteDance/SDXL-Lightning",
+        True,
+        3,
+        ("t0k",),
+    )
     assert (lightning.max_in_flight, lightning.max_queue) == (3, 5)
     assert lightning.optimization_flags == {"SFAST": True}
     # go-livepeer counts an external container's capacity 0 (absent) as 1.
@@ -36,10 +51,12 @@ def test_an_orchestrators_file_is_read_with_our_settings_beside_its_fields(tmp_p
 
 
 def test_entries_of_one_model_add_their_capacity_up_as_go_livepeer_does():
-    entries = parse_entries([
-        {"pipeline": "llm", "model_id": "m", "capacity": 2, "gateway": "0xabc"},
-        {"pipeline": "llm", "model_id": "m", "capacity": 3},
-    ])
+    entries = parse_entries(
+        [
+            {"pipeline": "llm", "model_id": "m", "capacity": 2, "gateway": "0xabc"},
+            {"pipeline": "llm", "model_id": "m", "capacity": 3},
+        ]
+    )
     (model,) = merge_entries(entries)
     assert model.capacity == 5
 
@@ -47,22 +64,41 @@ def test_entries_of_one_model_add_their_capacity_up_as_go_livepeer_does():
 @pytest.mark.parametrize(
     ("entries", "expected"),
     [
-        ([{"pipeline": "text-to-image", "model_id": "a", "capacity": "2"}],
-         "entry 0 (text-to-image 'a'): field 'capacity'"),
+        (
+            [{"pipeline": "text-to-image", "model_id": "a", "capacity": "2"}],
+            "entry 0 (text-to-image 'a'): field 'capacity'",
+        ),
         ([{"pipeline": "txt2img", "model_id": "a"}], "entry 0 (txt2img 'a'): field 'pipeline'"),
-        ([{"pipeline": "llm", "model_id": "ok"}, {"pipeline": "llm"}],
-         "entry 1 (llm '?'): field 'model_id'"),
-        ([{"pipeline": "llm", "model_id": "a", "price_per_unit": "0.5e-2USD"}],
-         "field 'price_per_unit'"),
-        ([{"pipeline": "llm", "model_id": "a", "runner": {"max_queue": -1}}],
-         "field 'runner.max_queue'"),
-        ([{"pipeline": "llm", "model_id": "a", "runner": {"gpu_count": 2}}],
-         "field 'runner.gpu_count'"),
-        ([{"pipeline": "llm", "model_id": "a", "warm": True},
-          {"pipeline": "llm", "model_id": "a", "warm": False}], "field 'warm'"),
-        ([{"pipeline": "llm", "model_id": "a", "runner": {"default": True}},
-          {"pipeline": "llm", "model_id": "b", "runner": {"default": True}}],
-         "field 'runner.default'"),
+        (
+            [{"pipeline": "llm", "model_id": "ok"}, {"pipeline": "llm"}],
+            "entry 1 (llm '?'): field 'model_id'",
+        ),
+        (
+            [{"pipeline": "llm", "model_id": "a", "price_per_unit": "0.5e-2USD"}],
+            "field 'price_per_unit'",
+        ),
+        (
+            [{"pipeline": "llm", "model_id": "a", "runner": {"max_queue": -1}}],
+            "field 'runner.max_queue'",
+        ),
+        (
+            [{"pipeline": "llm", "model_id": "a", "runner": {"gpu_count": 2}}],
+            "field 'runner.gpu_count'",
+        ),
+        (
+            [
+                {"pipeline": "llm", "model_id": "a", "warm": True},
+                {"pipeline": "llm", "model_id": "a", "warm": False},
+            ],
+            "field 'warm'",
+        ),
+        (
+            [
+                {"pipeline": "llm", "model_id": "a", "runner": {"default": True}},
+                {"pipeline": "llm", "model_id": "b", "runner": {"default": True}},
+            ],
+            "field 'runner.default'",
+        ),
         ({"pipeline": "llm"}, "expected a JSON array"),
         ([], "holds no model entries"),
         (["llm:a:true"], "entry 0: expected a JSON object"),

@@ -64,8 +64,14 @@ def config_error(flags: dict, **fields) -> str:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(True, True), ("true", True), (" TRUE ", True), (False, False), ("false", False),
-     ("False", False)],
+    [
+        (True, True),
+        ("true", True),
+        (" TRUE ", True),
+        (False, False),
+        ("false", False),
+        ("False", False),
+    ],
 )
 def test_json_bools_and_the_strings_go_livepeer_makes_of_them_are_read(value, expected):
     model = served({"DEEPCACHE": value, "SFAST_WARMUP": value})
@@ -93,9 +99,7 @@ def test_sfast_and_deepcache_exclude_each_other(compile_flag):
     assert "mutually exclusive" in message
     # One of them switched off explicitly is fine.
     assert accepted({compile_flag: "true", "DEEPCACHE": "false"}) == OptimizationFlags(sfast=True)
-    assert accepted({compile_flag: False, "DEEPCACHE": "true"}) == OptimizationFlags(
-        deepcache=True
-    )
+    assert accepted({compile_flag: False, "DEEPCACHE": "true"}) == OptimizationFlags(deepcache=True)
 
 
 @pytest.mark.parametrize("model_id", DISTILLED_IDS)
@@ -160,8 +164,10 @@ def test_bfloat16_chooses_the_dtype_and_must_not_contradict_runner_torch_dtype()
 
 def test_entries_of_one_model_must_agree_on_a_flag():
     entry = {"pipeline": "text-to-image", "model_id": "test/tiny-sd", "gateway": "a"}
-    same = [{**entry, "optimization_flags": {"SFAST": "true"}},
-            {**entry, "gateway": "b", "optimization_flags": {"SFAST": True}}]
+    same = [
+        {**entry, "optimization_flags": {"SFAST": "true"}},
+        {**entry, "gateway": "b", "optimization_flags": {"SFAST": True}},
+    ]
     assert merge_entries(parse_entries(same))[0].optimization_flags == {"SFAST": True}
     different = [same[0], {**same[1], "optimization_flags": {"SFAST": "false"}}]
     with pytest.raises(ConfigError, match=r"'optimization_flags\.SFAST': entries of one model"):
@@ -245,8 +251,7 @@ def test_deepcache_skips_the_deep_blocks_and_stays_close_to_the_unflagged_image(
 def test_deepcache_carries_nothing_over_from_one_request_to_the_next(deepcache_client):
     request = {"width": 64, "height": 64, "num_inference_steps": 6, "seed": 7}
     first = generate(deepcache_client, "test/deepcache", **request)
-    generate(deepcache_client, "test/deepcache", width=48, height=64, num_inference_steps=4,
-             seed=8)
+    generate(deepcache_client, "test/deepcache", width=48, height=64, num_inference_steps=4, seed=8)
     generate(deepcache_client, "test/deepcache", **{**request, "seed": 9})
     assert np.array_equal(generate(deepcache_client, "test/deepcache", **request), first)
 
@@ -327,7 +332,11 @@ def test_the_warmup_runs_after_compiling_unless_sfast_warmup_is_false(
     calls: list[bool] = []
     # nn.Module.compile keeps the compiled call in `_compiled_call_impl` (torch 2.13).
     done = apply_optimization_flags(
-        pipe, flags, model_id="test/tiny-sd", pipeline="text-to-image", compile_backend="eager",
+        pipe,
+        flags,
+        model_id="test/tiny-sd",
+        pipeline="text-to-image",
+        compile_backend="eager",
         warmup=lambda: calls.append(pipe.unet._compiled_call_impl is not None),
     )
     assert calls == [True] * warmups  # called once, and only after the UNet was compiled
@@ -340,16 +349,18 @@ def test_deepcache_applies_to_image_to_image_too(app_factory, tiny_sd):
 
     entries = [
         model_entry("image-to-image", tiny_sd, "test/i2i-plain"),
-        model_entry("image-to-image", tiny_sd, "test/i2i-deepcache",
-                    optimization_flags={"DEEPCACHE": True}),
+        model_entry(
+            "image-to-image", tiny_sd, "test/i2i-deepcache", optimization_flags={"DEEPCACHE": True}
+        ),
     ]
     fields = {"prompt": "x", "num_inference_steps": 6, "strength": 1.0, "seed": 3}
     with running_client(app_factory(entries)) as client:
         calls = {}
         for model_id in ("test/i2i-plain", "test/i2i-deepcache"):
             with counting_calls(Transformer2DModel) as counted:
-                response = post_image(client, "/image-to-image", png_bytes(64, 64),
-                                      model_id=model_id, **fields)
+                response = post_image(
+                    client, "/image-to-image", png_bytes(64, 64), model_id=model_id, **fields
+                )
             assert response.status_code == 200, response.text
             calls[model_id] = len(counted)
     assert calls == {"test/i2i-plain": 6 * 6, "test/i2i-deepcache": 2 * 6}

@@ -79,8 +79,9 @@ def test_image_to_image_counts_input_pixels_times_images():
 
 
 def test_image_to_image_output_settings_do_not_change_its_units():
-    request = form(ImageToImageForm, prompt="x", image=upload(), strength="0.500000",
-                   num_inference_steps="10")
+    request = form(
+        ImageToImageForm, prompt="x", image=upload(), strength="0.500000", num_inference_steps="10"
+    )
     assert request_units(request, RequestFacts(640, 480)) == 307_200
 
 

@@ -39,12 +39,32 @@ OURS_BY_SPEC_NAME: dict[str, type[BaseModel]] = {
     **{
         name: getattr(schemas, name)
         for name in (
-            "TextToImageParams", "TextToSpeechParams", "LiveVideoToVideoParams", "LLMRequest",
-            "LLMMessage", "LLMResponse", "LLMChoice", "LLMTokenUsage", "Media", "MediaURL",
-            "ImageResponse", "VideoResponse", "TextResponse", "Chunk", "MasksResponse",
-            "ImageToTextResponse", "AudioResponse", "LiveVideoToVideoResponse", "HealthCheck",
-            "GPUComputeInfo", "GPUUtilizationInfo", "HardwareInformation", "HardwareStats",
-            "Version", "APIError", "HTTPError",
+            "TextToImageParams",
+            "TextToSpeechParams",
+            "LiveVideoToVideoParams",
+            "LLMRequest",
+            "LLMMessage",
+            "LLMResponse",
+            "LLMChoice",
+            "LLMTokenUsage",
+            "Media",
+            "MediaURL",
+            "ImageResponse",
+            "VideoResponse",
+            "TextResponse",
+            "Chunk",
+            "MasksResponse",
+            "ImageToTextResponse",
+            "AudioResponse",
+            "LiveVideoToVideoResponse",
+            "HealthCheck",
+            "GPUComputeInfo",
+            "GPUUtilizationInfo",
+            "HardwareInformation",
+            "HardwareStats",
+            "Version",
+            "APIError",
+            "HTTPError",
         )
     },
 }
@@ -116,7 +136,7 @@ def test_our_openapi_has_the_specs_paths_and_methods(our_openapi):
 
 
 def _request_schema(document: dict[str, Any], operation: dict[str, Any]) -> tuple[str, dict]:
-    (media_type, content), = operation["requestBody"]["content"].items()
+    ((media_type, content),) = operation["requestBody"]["content"].items()
     ref = content["schema"]["$ref"].rsplit("/", 1)[-1]
     return media_type, document["components"]["schemas"][ref]
 

@@ -137,8 +137,9 @@ def test_llm_refusals():
     sampling = llm.Sampling()
     check = llm.check_inputs
     assert refused(check, messages=[], sampling=sampling) == "messages must not be empty."
-    assert refused(check, messages=[user, {"role": "robot", "content": "x"}],
-                   sampling=sampling).startswith("messages[1].role must be one of")
+    assert refused(
+        check, messages=[user, {"role": "robot", "content": "x"}], sampling=sampling
+    ).startswith("messages[1].role must be one of")
     surrogate = [user, {"role": "assistant", "content": "bad \ud800"}]
     assert refused(check, messages=surrogate, sampling=sampling).startswith(
         "messages[1].content is not valid text"

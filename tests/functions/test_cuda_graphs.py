@@ -22,8 +22,9 @@ class Replay:
 
     def replay(self) -> None:
         fresh = self.call()
-        for static, new in zip(pytree.tree_leaves(self.outputs), pytree.tree_leaves(fresh),
-                               strict=True):
+        for static, new in zip(
+            pytree.tree_leaves(self.outputs), pytree.tree_leaves(fresh), strict=True
+        ):
             static.copy_(new + self.corrupt)
 
 

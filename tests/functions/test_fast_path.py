@@ -17,8 +17,9 @@ from functions.text_to_image import TextToImage, profile_for
 
 
 def generate(handle: TextToImage, seed: int) -> np.ndarray:
-    result = handle.generate(prompt="a red fox", height=64, width=64, num_inference_steps=1,
-                             seed=seed)
+    result = handle.generate(
+        prompt="a red fox", height=64, width=64, num_inference_steps=1, seed=seed
+    )
     return np.asarray(result.images[0]).astype(np.int16)
 
 
@@ -30,8 +31,9 @@ def load_fast(folder, options=None, **load) -> TextToImage:
 
 @pytest.fixture(scope="module")
 def stock_and_fast(tiny_sdxl):
-    load = dict(device=torch.device("cpu"), dtype=torch.float32,
-                profile=profile_for("test/sdxl-turbo"))
+    load = dict(
+        device=torch.device("cpu"), dtype=torch.float32, profile=profile_for("test/sdxl-turbo")
+    )
     return TextToImage.load(tiny_sdxl, **load), load_fast(tiny_sdxl, **load)
 
 
@@ -72,8 +74,9 @@ def test_device_look_ups_are_pinned_until_moved(tiny_sdxl):
 
 
 def test_float16_vae_stays_float32_and_output_differs_only_by_rounding(tiny_sdxl):
-    load = dict(device=torch.device("cpu"), dtype=torch.float16,
-                profile=profile_for("test/sdxl-turbo"))
+    load = dict(
+        device=torch.device("cpu"), dtype=torch.float16, profile=profile_for("test/sdxl-turbo")
+    )
     stock = TextToImage.load(tiny_sdxl, **load)
     fast = load_fast(tiny_sdxl, **load)
     assert fast.pipe.vae.dtype == torch.float32
@@ -90,8 +93,10 @@ def test_pixels_rounded_like_diffusers():
     images = torch.rand(2, 3, 17, 9)
     images[0, 0, 0, :4] = torch.tensor([0.5 / 255, 1.5 / 255, 2.5 / 255, 1.0])
     ours = [np.asarray(image) for image in images_from_tensor(images)]
-    theirs = [np.asarray(image) for image in VaeImageProcessor.numpy_to_pil(
-        VaeImageProcessor.pt_to_numpy(images))]
+    theirs = [
+        np.asarray(image)
+        for image in VaeImageProcessor.numpy_to_pil(VaeImageProcessor.pt_to_numpy(images))
+    ]
     for mine, reference in zip(ours, theirs, strict=True):
         np.testing.assert_array_equal(mine, reference)
     grey = images_from_tensor(images[:, :1])
@@ -167,16 +172,23 @@ def test_options_are_checked(options, message):
 
 
 def test_bfloat16_vae_decodes_with_float32_range(tiny_sdxl):
-    handle = load_fast(tiny_sdxl, FastPathOptions(resident_vae_dtype="bfloat16"),
-                       device=torch.device("cpu"), dtype=torch.float16)
+    handle = load_fast(
+        tiny_sdxl,
+        FastPathOptions(resident_vae_dtype="bfloat16"),
+        device=torch.device("cpu"),
+        dtype=torch.float16,
+    )
     assert handle.pipe.vae.dtype == torch.bfloat16
     pixels = generate(handle, 3)
     assert pixels.shape == (64, 64, 3) and pixels.std() > 0
 
 
 def test_compile_cache_goes_where_asked(tmp_path, monkeypatch):
-    for name in ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE",
-                 "TORCHINDUCTOR_AUTOGRAD_CACHE"):
+    for name in (
+        "TORCHINDUCTOR_CACHE_DIR",
+        "TORCHINDUCTOR_FX_GRAPH_CACHE",
+        "TORCHINDUCTOR_AUTOGRAD_CACHE",
+    ):
         monkeypatch.delenv(name, raising=False)
     use_compile_cache(tmp_path / "inductor")
     import os

@@ -22,7 +22,7 @@ from functions.media import (
 def decode_data_url(url: str) -> Image.Image:
     prefix = "data:image/png;base64,"
     assert url.startswith(prefix)
-    png = base64.b64decode(url[len(prefix):], validate=True)
+    png = base64.b64decode(url[len(prefix) :], validate=True)
     Image.open(io.BytesIO(png)).verify()  # chunk CRCs and structure
     return Image.open(io.BytesIO(png))
 

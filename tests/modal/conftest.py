@@ -32,8 +32,13 @@ def define_in_process() -> Callable[..., InProcessClasses]:
         pipelines = {**PIPELINES, **{glue.pipeline: glue for glue in glues}}
         stream_queue = InProcessQueue()
         classes = define_gpu_classes(
-            modal.App(app.PLAN.app_name), plan, module=app.__name__, image=app.image,
-            volume=app.volume, stream_queue=stream_queue, pipelines=pipelines,
+            modal.App(app.PLAN.app_name),
+            plan,
+            module=app.__name__,
+            image=app.image,
+            volume=app.volume,
+            stream_queue=stream_queue,
+            pipelines=pipelines,
         )
         return InProcessClasses(classes, stream_queue, **options)
 
@@ -55,8 +60,13 @@ def in_process_classes(
 @pytest.fixture(scope="session")
 def tiny_llm_modal_app(tiny_llm: Path, tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     """modal_app.py deployed (imported) with one tiny chat LLM on local disk."""
-    entry = {"pipeline": "llm", "model_id": "test/tiny-llm", "warm": True, "capacity": 1,
-             "runner": {"model_path": str(tiny_llm), "modal": {"gpu": "T4"}}}
+    entry = {
+        "pipeline": "llm",
+        "model_id": "test/tiny-llm",
+        "warm": True,
+        "capacity": 1,
+        "runner": {"model_path": str(tiny_llm), "modal": {"gpu": "T4"}},
+    }
     path = tmp_path_factory.mktemp("modal-llm") / "aiModels.json"
     path.write_text(json.dumps([entry]))
     return import_modal_app({"ADAPTER_MODELS_CONFIG": str(path)})

@@ -80,10 +80,12 @@ def test_a_warm_schedule_adds_a_scheduled_function(tiny_sd, tmp_path):
 
 
 def test_containers_rebuild_the_same_classes_from_the_deploys_models(tiny_modal_app):
-    inside = import_modal_app({
-        MODELS_JSON_ENV: tiny_modal_app.MODELS_JSON,
-        "ADAPTER_MODELS_CONFIG": "/nonexistent/aiModels.json",
-    })
+    inside = import_modal_app(
+        {
+            MODELS_JSON_ENV: tiny_modal_app.MODELS_JSON,
+            "ADAPTER_MODELS_CONFIG": "/nonexistent/aiModels.json",
+        }
+    )
     assert list(inside.GPU_CLASSES) == list(tiny_modal_app.GPU_CLASSES) == [TINY, ONE_SECOND]
     assert [c.cls_options() for c in inside.PLAN.classes] == [
         c.cls_options() for c in tiny_modal_app.PLAN.classes
@@ -96,11 +98,20 @@ def test_a_tiny_pipeline_runs_through_the_modal_classs_local_execution(
     model = in_process_classes().target(TINY).obj
     # A sync method runs the class's enter methods (the load) first.
     assert model.check.local() == {
-        "model": "text-to-image/test/tiny-sd", "class": TINY, "device": "cpu", "gpu": "",
+        "model": "text-to-image/test/tiny-sd",
+        "class": TINY,
+        "device": "cpu",
+        "gpu": "",
         "load_s": model.check.local()["load_s"],
     }
-    request = TextToImageParams(prompt="a lighthouse", width=64, height=48,
-                                num_inference_steps=2, seed=11, num_images_per_prompt=2)
+    request = TextToImageParams(
+        prompt="a lighthouse",
+        width=64,
+        height=48,
+        num_inference_steps=2,
+        seed=11,
+        num_images_per_prompt=2,
+    )
     response = asyncio.run(model.run.local(over_the_wire(request)))
     assert [image.seed for image in response.images] == [11, 12]
     assert decode(response.images[0].url).size == (64, 48)
@@ -155,7 +166,9 @@ def test_prepared_multipart_request_crosses_modals_serializer():
     assert isinstance(arrived, ImageToImageForm)
     assert arrived.image == upload
     assert (arrived.image.filename, arrived.prompt, arrived.strength) == (
-        "in.png", "make it blue", 0.5,
+        "in.png",
+        "make it blue",
+        0.5,
     )
 
 

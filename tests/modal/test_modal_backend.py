@@ -107,8 +107,9 @@ def web_app(tiny_modal_app, classes, token=WEB_TOKEN):
 
 
 def web_client(tiny_modal_app, classes):
-    return TestClient(web_app(tiny_modal_app, classes),
-                      headers={"Authorization": f"Bearer {WEB_TOKEN}"})
+    return TestClient(
+        web_app(tiny_modal_app, classes), headers={"Authorization": f"Bearer {WEB_TOKEN}"}
+    )
 
 
 def test_the_deployed_adapter_refuses_to_start_without_a_token(tiny_modal_app, classes):
@@ -123,8 +124,9 @@ def test_the_deployed_adapter_refuses_to_start_without_a_token(tiny_modal_app, c
 def test_requests_run_in_their_models_modal_class(tiny_modal_app, classes):
     with web_client(tiny_modal_app, classes) as client:
         assert wait_until_settled(client) == "OK"
-        response = client.post("/text-to-image", json={**SMALL, "seed": 4,
-                                                       "num_images_per_prompt": 2})
+        response = client.post(
+            "/text-to-image", json={**SMALL, "seed": 4, "num_images_per_prompt": 2}
+        )
         assert response.status_code == 200, response.text
         assert [image["seed"] for image in response.json()["images"]] == [4, 5]
         other = client.post("/text-to-image", json={**SMALL, "model_id": "test/one-second-sd"})
@@ -162,9 +164,7 @@ def test_modal_refusing_the_call_is_a_500_that_names_why(tiny_modal_app, classes
     assert "App 'livepeer-ai-runner' not found" in response.json()["detail"]["msg"]
 
 
-def test_a_job_past_its_classs_time_limit_is_a_500_and_stops(
-    tiny_modal_app, gated_classes, gated
-):
+def test_a_job_past_its_classs_time_limit_is_a_500_and_stops(tiny_modal_app, gated_classes, gated):
     with web_client(tiny_modal_app, gated_classes) as client:
         response = client.post("/text-to-image", json={**SMALL, "model_id": "test/one-second-sd"})
         assert response.status_code == 500
@@ -345,8 +345,12 @@ def test_a_streamed_answer_stops_on_the_gpu_when_its_client_leaves(
     a spawned call writing to a Queue, and closing it cancels that call."""
     glue = ParkedLLM(park_at=8)
     classes = define_in_process(tiny_llm_modal_app, glue)
-    request = LLMRequest(messages=[{"role": "user", "content": "Write a poem about the sea."}],
-                         temperature=0, max_tokens=200, stream=True)
+    request = LLMRequest(
+        messages=[{"role": "user", "content": "Write a poem about the sea."}],
+        temperature=0,
+        max_tokens=200,
+        stream=True,
+    )
 
     async def scenario(backend, model):
         stream = backend.stream(model, request)

@@ -36,19 +36,44 @@ REPO = Path(__file__).resolve().parents[2]
 
 ENTRIES = [
     {
-        "pipeline": "text-to-image", "model_id": "SG161222/RealVisXL_V4.0_Lightning",
-        "warm": True, "capacity": 4, "token": "secret-1", "price_per_unit": 1e-08,
-        "runner": {"modal": {
-            "gpu": "L40S", "gpu_fallbacks": ["A100-80GB", "H100"], "buffer_containers": 1,
-            "scaledown_window": 900, "max_concurrent_inputs": 2, "timeout": 120,
-        }},
+        "pipeline": "text-to-image",
+        "model_id": "SG161222/RealVisXL_V4.0_Lightning",
+        "warm": True,
+        "capacity": 4,
+        "token": "secret-1",
+        "price_per_unit": 1e-08,
+        "runner": {
+            "modal": {
+                "gpu": "L40S",
+                "gpu_fallbacks": ["A100-80GB", "H100"],
+                "buffer_containers": 1,
+                "scaledown_window": 900,
+                "max_concurrent_inputs": 2,
+                "timeout": 120,
+            }
+        },
     },
-    {"pipeline": "text-to-image", "model_id": "stabilityai/sdxl-turbo", "capacity": 1,
-     "runner": {"modal": {"gpu": "L4", "snapshot": "gpu", "max_containers": 3}}},
-    {"pipeline": "text-to-image", "model_id": "acme/day-model", "warm": True, "capacity": 2,
-     "runner": {"modal": {"snapshot": "off", "warm_schedule": [
-         {"hours_utc": "8-20", "min_containers": 2}, {"hours_utc": "22-2"},
-     ]}}},
+    {
+        "pipeline": "text-to-image",
+        "model_id": "stabilityai/sdxl-turbo",
+        "capacity": 1,
+        "runner": {"modal": {"gpu": "L4", "snapshot": "gpu", "max_containers": 3}},
+    },
+    {
+        "pipeline": "text-to-image",
+        "model_id": "acme/day-model",
+        "warm": True,
+        "capacity": 2,
+        "runner": {
+            "modal": {
+                "snapshot": "off",
+                "warm_schedule": [
+                    {"hours_utc": "8-20", "min_containers": 2},
+                    {"hours_utc": "22-2"},
+                ],
+            }
+        },
+    },
 ]
 
 
@@ -93,7 +118,8 @@ def test_each_entry_becomes_a_gpu_class_with_its_settings():
     assert lightning.env == {"HF_HUB_OFFLINE": "1"}
     # Every option of the class in one place: the configured ones and its whole environment.
     assert plan.gpu_class_options(lightning) == {
-        **lightning.cls_options(), "env": {"HF_HUB_OFFLINE": "1", **plan.container_env},
+        **lightning.cls_options(),
+        "env": {"HF_HUB_OFFLINE": "1", **plan.container_env},
     }
 
 
@@ -101,8 +127,9 @@ def test_gpu_classes_run_with_settings_baked_into_the_plan_not_read_in_the_conta
     monkeypatch,
 ):
     deploy = Settings(limits=Limits(max_video_frames=9), compile_mode="max-autotune")
-    plan = build_plan(merge_entries(parse_entries(ENTRIES)), "[]", deploy,
-                      ModalDeploySettings(), NOON)
+    plan = build_plan(
+        merge_entries(parse_entries(ENTRIES)), "[]", deploy, ModalDeploySettings(), NOON
+    )
     # The container's own environment says otherwise: the plan's settings do not read it.
     monkeypatch.setenv("ADAPTER_DEVICE", "cpu")
     monkeypatch.setenv("ADAPTER_MAX_VIDEO_FRAMES", "3")
@@ -111,7 +138,10 @@ def test_gpu_classes_run_with_settings_baked_into_the_plan_not_read_in_the_conta
     assert baked == plan.gpu_settings
     # CUDA named, never probed before a snapshot; the weights and compiled kernels on the Volume.
     assert (baked.device, baked.model_dir, baked.compile_cache_dir) == (
-        "cuda", Path("/models"), Path("/models/.compile-cache"))
+        "cuda",
+        Path("/models"),
+        Path("/models/.compile-cache"),
+    )
     assert (baked.limits.max_video_frames, baked.compile_mode) == (9, "max-autotune")
     # What modal_app.py reads again in each container, set explicitly by the deploy.
     assert plan.container_env["ADAPTER_MAX_VIDEO_FRAMES"] == "9"
@@ -134,7 +164,14 @@ def test_warm_schedule_sets_min_containers_by_utc_hour():
     plan = plan_of(ENTRIES, now=NOON)
     day = plan.classes[2]
     assert [day.min_containers_at(NOON.replace(hour=h)) for h in (7, 8, 19, 20, 21, 22, 1, 2)] == [
-        0, 2, 2, 0, 0, 1, 1, 0,
+        0,
+        2,
+        2,
+        0,
+        0,
+        1,
+        1,
+        0,
     ]
     # Deployed with the value of the deploy's hour; the scheduled function follows the clock.
     assert day.cls_options()["min_containers"] == 2
@@ -149,7 +186,9 @@ def test_web_function_settings_and_environment():
     assert plan.app_name == "my-runner"
     assert plan.web.label == "my-runner"
     assert plan.web.function_options() == {
-        "min_containers": 1, "max_containers": 1, "scaledown_window": 300,
+        "min_containers": 1,
+        "max_containers": 1,
+        "scaledown_window": 300,
         "timeout": plan.web.timeout,
     }
     assert plan.web.env["ADAPTER_MAX_INFERENCE_STEPS"] == "12"
@@ -184,8 +223,10 @@ def test_tokens_stay_on_the_operators_machine_and_containers_rebuild_the_same_pl
     rebuilt = build_plan(models, text, Settings(), ModalDeploySettings(), NOON)
 
     def shape(plan):
-        return [(c.name, c.cls_options(), c.max_concurrent_inputs, c.model.model_id)
-                for c in plan.classes]
+        return [
+            (c.name, c.cls_options(), c.max_concurrent_inputs, c.model.model_id)
+            for c in plan.classes
+        ]
 
     assert shape(rebuilt) == shape(plan_of(ENTRIES))
     assert all(c.model.tokens == () for c in rebuilt.classes)
@@ -210,8 +251,12 @@ def test_committed_sample_is_what_modal_app_deploys_by_default(tmp_path):
     ],
 )
 def test_plan_refuses_settings_that_break_warm(modal, message):
-    entry = {"pipeline": "text-to-image", "model_id": "a/b", "warm": True,
-             "runner": {"modal": modal}}
+    entry = {
+        "pipeline": "text-to-image",
+        "model_id": "a/b",
+        "warm": True,
+        "runner": {"modal": modal},
+    }
     with pytest.raises(ConfigError, match=message):
         plan_of([entry])
 
@@ -243,8 +288,10 @@ def test_class_names_are_identifiers_within_modals_limit_and_never_collide():
     name = class_name(Pipeline.IMAGE_TO_VIDEO, long_id)
     assert len(name) <= 64 and name.isidentifier() and name.startswith("ImageToVideo__")
     assert name != class_name(Pipeline.IMAGE_TO_VIDEO, long_id + "-v2")
-    clash = [{"pipeline": "text-to-image", "model_id": "a/b-c"},
-             {"pipeline": "text-to-image", "model_id": "a/b_c"}]
+    clash = [
+        {"pipeline": "text-to-image", "model_id": "a/b-c"},
+        {"pipeline": "text-to-image", "model_id": "a/b_c"},
+    ]
     with pytest.raises(ConfigError, match="map to the same Modal class"):
         plan_of(clash)
 
@@ -256,12 +303,21 @@ def test_image_installs_exactly_the_projects_dependencies():
 
 def test_download_targets_are_the_models_and_checkers_without_their_own_files():
     entries = [
-        {"pipeline": "text-to-image", "model_id": "org/fp16-model",
-         "runner": {"safety_checker": "CompVis/stable-diffusion-safety-checker"}},
-        {"pipeline": "text-to-image", "model_id": "org/bf16-model",
-         "runner": {"torch_dtype": "bfloat16"}},
-        {"pipeline": "text-to-image", "model_id": "org/own-files",
-         "runner": {"model_path": "/models/own"}},
+        {
+            "pipeline": "text-to-image",
+            "model_id": "org/fp16-model",
+            "runner": {"safety_checker": "CompVis/stable-diffusion-safety-checker"},
+        },
+        {
+            "pipeline": "text-to-image",
+            "model_id": "org/bf16-model",
+            "runner": {"torch_dtype": "bfloat16"},
+        },
+        {
+            "pipeline": "text-to-image",
+            "model_id": "org/own-files",
+            "runner": {"model_path": "/models/own"},
+        },
     ]
     models = merge_entries(parse_entries(entries))
     targets = download_targets(plan_classes(models, NOON))
@@ -273,35 +329,65 @@ def test_download_targets_are_the_models_and_checkers_without_their_own_files():
 
 
 SDXL_REPO = [
-    ".gitattributes", "README.md", "01.png", "model_index.json", "sd_xl_base_1.0.safetensors",
-    "scheduler/scheduler_config.json", "text_encoder/config.json",
-    "text_encoder/model.fp16.safetensors", "text_encoder/model.safetensors",
-    "text_encoder/pytorch_model.bin", "tokenizer/merges.txt", "tokenizer/vocab.json",
-    "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors",
-    "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_flax_model.msgpack",
-    "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "vae_decoder/model.onnx",
+    ".gitattributes",
+    "README.md",
+    "01.png",
+    "model_index.json",
+    "sd_xl_base_1.0.safetensors",
+    "scheduler/scheduler_config.json",
+    "text_encoder/config.json",
+    "text_encoder/model.fp16.safetensors",
+    "text_encoder/model.safetensors",
+    "text_encoder/pytorch_model.bin",
+    "tokenizer/merges.txt",
+    "tokenizer/vocab.json",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.fp16.safetensors",
+    "unet/diffusion_pytorch_model.safetensors",
+    "unet/diffusion_flax_model.msgpack",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+    "vae_decoder/model.onnx",
 ]
 
 
 def test_download_takes_only_the_weights_a_pipeline_loads():
     assert select_files(SDXL_REPO, prefer_fp16=True) == [
-        "model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json",
-        "text_encoder/model.fp16.safetensors", "tokenizer/merges.txt", "tokenizer/vocab.json",
-        "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors",
+        "model_index.json",
+        "scheduler/scheduler_config.json",
+        "text_encoder/config.json",
+        "text_encoder/model.fp16.safetensors",
+        "tokenizer/merges.txt",
+        "tokenizer/vocab.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
         # vae has no fp16 variant: its full weights are the only ones.
-        "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
     ]
     full = select_files(SDXL_REPO, prefer_fp16=False)
     assert "unet/diffusion_pytorch_model.safetensors" in full
     assert not any(name.endswith(".fp16.safetensors") for name in full)
-    llm = ["config.json", "generation_config.json", "model-00001-of-00002.safetensors",
-           "model-00002-of-00002.safetensors", "model.safetensors.index.json",
-           "pytorch_model.bin", "tokenizer.json", "original/consolidated.00.pth"]
+    llm = [
+        "config.json",
+        "generation_config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "tokenizer.json",
+        "original/consolidated.00.pth",
+    ]
     assert select_files(llm, prefer_fp16=True) == [
-        "config.json", "generation_config.json", "model-00001-of-00002.safetensors",
-        "model-00002-of-00002.safetensors", "model.safetensors.index.json", "tokenizer.json",
+        "config.json",
+        "generation_config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
     ]
     # A repo with .bin weights only keeps them.
     assert select_files(["config.json", "pytorch_model.bin"], prefer_fp16=True) == [
-        "config.json", "pytorch_model.bin",
+        "config.json",
+        "pytorch_model.bin",
     ]

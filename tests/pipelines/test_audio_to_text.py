@@ -68,7 +68,9 @@ def test_tidy_chunks_keeps_times_in_order_within_the_audio():
     ]
     tidy = tidy_chunks(raw, seconds=3.0)
     assert [(c.start, c.end, c.text) for c in tidy] == [
-        (0.5, 3.0, "a"), (3.0, 3.0, "b"), (3.0, 3.0, "c")
+        (0.5, 3.0, "a"),
+        (3.0, 3.0, "b"),
+        (3.0, 3.0, "c"),
     ]
 
 
@@ -91,8 +93,15 @@ def test_every_format_is_transcribed_over_http(client, kind):
 @pytest.mark.filterwarnings("ignore:std\\(\\).*degrees of freedom:UserWarning")
 @pytest.mark.parametrize(
     ("value", "mode"),
-    [("true", "sentence"), ("sentence", "sentence"), ("1", "sentence"), ("TRUE", "sentence"),
-     ("false", "none"), ("0", "none"), ("word", "word")],
+    [
+        ("true", "sentence"),
+        ("sentence", "sentence"),
+        ("1", "sentence"),
+        ("TRUE", "sentence"),
+        ("false", "none"),
+        ("0", "none"),
+        ("word", "word"),
+    ],
 )
 def test_return_timestamps_values_as_the_runner_reads_them(client, value, mode):
     response = transcribe(client, wav(3.0), return_timestamps=value)
@@ -195,4 +204,3 @@ def test_word_timestamps_are_refused_beyond_the_runners_bound(client, monkeypatc
     assert response.status_code == 400
     assert "Word timestamps are only supported" in response.json()["detail"]["msg"]
     assert transcribe(client, wav(3.0), return_timestamps="sentence").status_code == 200
-

@@ -53,8 +53,9 @@ def test_transparent_pixels_show_over_white_in_every_alpha_mode():
 
 
 def test_cmyk_jpeg_and_palette_images_become_rgb():
-    cmyk = decode_image(encode(Image.new("CMYK", (16, 16), (0, 255, 255, 0)), "JPEG"),
-                        max_pixels=LIMIT)
+    cmyk = decode_image(
+        encode(Image.new("CMYK", (16, 16), (0, 255, 255, 0)), "JPEG"), max_pixels=LIMIT
+    )
     assert cmyk.mode == "RGB"
     red, green, blue = rgb_at(cmyk, 8, 8)
     assert red > 200 and green < 60 and blue < 60
@@ -114,8 +115,7 @@ def test_declared_pixels_are_checked_before_decoding():
     with pytest.raises(ImageTooLargeError) as error:
         decode_image(png_header_claiming(5000, 4000), max_pixels=LIMIT, limit_name="max_x")
     assert str(error.value) == (
-        "The uploaded image declares 5000x4000 = 20000000 pixels, over the limit "
-        f"max_x={LIMIT}."
+        f"The uploaded image declares 5000x4000 = 20000000 pixels, over the limit max_x={LIMIT}."
     )
     # Over Pillow's own bomb limit, its refusal is reported the same way.
     with pytest.raises(ImageTooLargeError, match=f"over the limit max_input_pixels={LIMIT}"):

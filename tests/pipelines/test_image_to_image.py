@@ -22,8 +22,12 @@ def base_url(tmp_path_factory, tiny_sd, tiny_sdxl, tiny_pix2pix, flagging_checke
         model_entry("image-to-image", tiny_pix2pix, "test/pix2pix"),
         # A Turbo model by its name: guidance is forced to 0 whatever the request says.
         model_entry("image-to-image", tiny_sd, "test/sd-turbo"),
-        model_entry("image-to-image", tiny_sd, "test/sd-flagged",
-                    runner={"safety_checker": str(flagging_checker)}),
+        model_entry(
+            "image-to-image",
+            tiny_sd,
+            "test/sd-flagged",
+            runner={"safety_checker": str(flagging_checker)},
+        ),
     ]
     with serve(make_app(tmp, entries, limits={"max_pixels_per_image": 96 * 96})) as url:
         yield url
@@ -44,9 +48,16 @@ def transform(http, model_id, image=None, **fields):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_returns_one_png_per_image_of_the_input_size_with_consecutive_seeds(http, family):
-    images = transform(http, f"test/{family}", seed=1234, num_images_per_prompt=3,
-                       strength=0.8, guidance_scale=7.5, image_guidance_scale=1.5,
-                       safety_check=True)
+    images = transform(
+        http,
+        f"test/{family}",
+        seed=1234,
+        num_images_per_prompt=3,
+        strength=0.8,
+        guidance_scale=7.5,
+        image_guidance_scale=1.5,
+        safety_check=True,
+    )
     assert [image["seed"] for image in images] == [1234, 1235, 1236]
     assert [image["nsfw"] for image in images] == [False, False, False]
     for image in images:

@@ -20,10 +20,18 @@ def base_url(tmp_path_factory, tiny_svd, flagging_checker):
     tmp = tmp_path_factory.mktemp("image-to-video")
     entries = [
         model_entry("image-to-video", tiny_svd, "test/svd", runner={"default": True}),
-        model_entry("image-to-video", tiny_svd, "test/svd-2-frames",
-                    runner={"num_frames": 2, "decode_chunk_size": 1}),
-        model_entry("image-to-video", tiny_svd, "test/svd-flagged",
-                    runner={"safety_checker": str(flagging_checker)}),
+        model_entry(
+            "image-to-video",
+            tiny_svd,
+            "test/svd-2-frames",
+            runner={"num_frames": 2, "decode_chunk_size": 1},
+        ),
+        model_entry(
+            "image-to-video",
+            tiny_svd,
+            "test/svd-flagged",
+            runner={"safety_checker": str(flagging_checker)},
+        ),
     ]
     with serve(make_app(tmp, entries)) as url:
         yield url
@@ -47,8 +55,9 @@ def video_pixels(frames):
 
 
 def test_returns_one_video_of_the_models_frames_at_the_requested_size(http):
-    frames = animate(http, seed=42, fps=8, motion_bucket_id=100, noise_aug_strength=0.02,
-                     safety_check=True)
+    frames = animate(
+        http, seed=42, fps=8, motion_bucket_id=100, noise_aug_strength=0.02, safety_check=True
+    )
     assert len(frames) == 1
     assert len(frames[0]) == 3  # the tiny model's own num_frames
     for frame in frames[0]:
@@ -118,7 +127,10 @@ def test_a_model_making_more_frames_than_max_video_frames_does_not_load(
 def test_decode_chunk_size_fits_a_share_of_the_free_memory():
     def chunk(free_gib, height=576, width=1024, frames=25, dtype=torch.float16):
         return choose_decode_chunk_size(
-            num_frames=frames, height=height, width=width, dtype=dtype,
+            num_frames=frames,
+            height=height,
+            width=width,
+            dtype=dtype,
             free_bytes=None if free_gib is None else int(free_gib * GIB),
         )
 
@@ -145,8 +157,9 @@ def test_a_gone_client_stops_the_video_between_steps(tiny_svd):
         return True
 
     with pytest.raises(GenerationCancelled):
-        video.generate(image=noise_image(), height=48, width=64, num_inference_steps=3,
-                       should_stop=should_stop)
+        video.generate(
+            image=noise_image(), height=48, width=64, num_inference_steps=3, should_stop=should_stop
+        )
     assert len(calls) == 1
 
 
@@ -160,8 +173,14 @@ def test_decoding_in_chunks_gives_the_pipelines_own_frames(tiny_svd):
         video.decode_chunk_size = chunk
         ours = video.generate(image=image, height=48, width=64, num_inference_steps=2, seed=5)
         theirs = video.pipe(
-            image, height=48, width=64, num_frames=video.num_frames, num_inference_steps=2,
-            fps=6, decode_chunk_size=chunk, generator=torch.Generator("cpu").manual_seed(5),
+            image,
+            height=48,
+            width=64,
+            num_frames=video.num_frames,
+            num_inference_steps=2,
+            fps=6,
+            decode_chunk_size=chunk,
+            generator=torch.Generator("cpu").manual_seed(5),
             output_type="pil",
         ).frames
         assert [np.asarray(frame).tolist() for frame in ours.frames[0]] == [
@@ -174,8 +193,9 @@ def test_a_gone_client_stops_the_video_between_decode_chunks(tiny_svd):
     from functions.image_to_video import ImageToVideo
     from tests.support.livepeer_multipart import noise_image
 
-    video = ImageToVideo.load(tiny_svd, device=torch.device("cpu"), dtype=torch.float32,
-                              decode_chunk_size=1)
+    video = ImageToVideo.load(
+        tiny_svd, device=torch.device("cpu"), dtype=torch.float32, decode_chunk_size=1
+    )
     decoded = []
     decode = video.pipe.vae.decode
 
@@ -186,8 +206,13 @@ def test_a_gone_client_stops_the_video_between_decode_chunks(tiny_svd):
     video.pipe.vae.decode = counting_decode
     # The client leaves once the first chunk (of the model's 3 frames) is decoding.
     with pytest.raises(GenerationCancelled):
-        video.generate(image=noise_image(), height=48, width=64, num_inference_steps=2,
-                       should_stop=lambda: bool(decoded))
+        video.generate(
+            image=noise_image(),
+            height=48,
+            width=64,
+            num_inference_steps=2,
+            should_stop=lambda: bool(decoded),
+        )
     assert len(decoded) == 1
 
 
@@ -198,8 +223,9 @@ def test_a_gone_client_stops_the_video_within_a_chunk_of_every_frame(tiny_svd):
 
     # One chunk decodes the whole video (the choice where memory allows): the decoder checks
     # between its layers.
-    video = ImageToVideo.load(tiny_svd, device=torch.device("cpu"), dtype=torch.float32,
-                              decode_chunk_size=3)
+    video = ImageToVideo.load(
+        tiny_svd, device=torch.device("cpu"), dtype=torch.float32, decode_chunk_size=3
+    )
     decoder = video.pipe.vae.decoder
     layers_run = []
     hook = decoder.conv_out.register_forward_hook(lambda *_: layers_run.append(True))
@@ -207,8 +233,13 @@ def test_a_gone_client_stops_the_video_within_a_chunk_of_every_frame(tiny_svd):
     start = decoder.register_forward_pre_hook(lambda *_: decoding.append(True))
     try:
         with pytest.raises(GenerationCancelled):
-            video.generate(image=noise_image(), height=48, width=64, num_inference_steps=2,
-                           should_stop=lambda: bool(decoding))
+            video.generate(
+                image=noise_image(),
+                height=48,
+                width=64,
+                num_inference_steps=2,
+                should_stop=lambda: bool(decoding),
+            )
     finally:
         hook.remove()
         start.remove()

@@ -78,7 +78,8 @@ def test_temperature_zero_is_deterministic_and_sampling_varies(client):
     assert chat(client, **GREEDY)["choices"][0]["message"]["content"] == first
     sampled = {
         chat(client, messages=MESSAGES, temperature=1.5, top_p=1.0, top_k=-1, max_tokens=12)[
-            "choices"][0]["message"]["content"]
+            "choices"
+        ][0]["message"]["content"]
         for _ in range(4)
     }
     assert len(sampled) > 1
@@ -114,7 +115,7 @@ def stopping_llm(tiny_llm, tokenizer, tmp_path_factory):
     prompt = chat_model.prompt_ids(MESSAGES)
     generated = chat_model.model.generate(
         torch.tensor([prompt]), max_new_tokens=4, do_sample=False
-    )[0, len(prompt):].tolist()
+    )[0, len(prompt) :].tolist()
     stop_token = generated[3]
     first = generated.index(stop_token)
     config = GenerationConfig.from_pretrained(path)

@@ -112,9 +112,11 @@ def first_event(lines) -> dict:
 
 def test_events_arrive_while_the_answer_is_being_generated(tmp_path, tiny_llm, gated):
     body = {**GREEDY, "max_tokens": 40, "stream": True}
-    with serve(app_with_glue(tmp_path, [llm_entry(tiny_llm)], gated)) as url, httpx.Client(
-        base_url=url, timeout=60
-    ) as http, http.stream("POST", "/llm", json=body) as response:
+    with (
+        serve(app_with_glue(tmp_path, [llm_entry(tiny_llm)], gated)) as url,
+        httpx.Client(base_url=url, timeout=60) as http,
+        http.stream("POST", "/llm", json=body) as response,
+    ):
         assert response.status_code == 200
         lines = response.iter_lines()
         first = first_event(lines)
@@ -132,9 +134,7 @@ def test_events_arrive_while_the_answer_is_being_generated(tmp_path, tiny_llm, g
     assert not gated.saw_stop.is_set()
 
 
-def test_a_client_leaving_mid_stream_stops_generation_and_frees_the_slot(
-    tmp_path, tiny_llm, gated
-):
+def test_a_client_leaving_mid_stream_stops_generation_and_frees_the_slot(tmp_path, tiny_llm, gated):
     app = app_with_glue(tmp_path, [llm_entry(tiny_llm)], gated)
     limiter = app.state.service.limiters["llm/test/tiny-llm"]
     body = {**GREEDY, "max_tokens": 40, "stream": True}

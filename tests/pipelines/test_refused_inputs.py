@@ -64,9 +64,7 @@ def test_an_image_under_the_smallest_size_is_a_400_naming_the_minimum(
     client, route, fields, width, height
 ):
     response = post_image(client, route, png_bytes(width, height), **fields)
-    assert refused(response) == (
-        f"The image must be at least 16x16 pixels, got {width}x{height}."
-    )
+    assert refused(response) == (f"The image must be at least 16x16 pixels, got {width}x{height}.")
 
 
 def test_a_text_to_image_size_under_the_minimum_is_a_clear_400(client):
@@ -111,14 +109,26 @@ def test_a_lone_surrogate_in_an_llm_message_is_a_400_naming_it(client, stream):
 @pytest.mark.parametrize(
     ("route", "body", "message"),
     [
-        ("/text-to-image", {"prompt": "x", "width": 2048, "height": 1024},
-         "2048x1024 is 2097152 pixels, over the limit ADAPTER_MAX_PIXELS_PER_IMAGE=1048576."),
-        ("/text-to-image", {"prompt": "x", "num_images_per_prompt": 9},
-         "num_images_per_prompt=9 is over the limit ADAPTER_MAX_IMAGES_PER_REQUEST=4."),
-        ("/text-to-image", {"prompt": "x", "num_inference_steps": 101},
-         "num_inference_steps=101 is over the limit ADAPTER_MAX_INFERENCE_STEPS=100."),
-        ("/llm", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5000},
-         "max_tokens=5000 is over the limit ADAPTER_MAX_LLM_TOKENS=4096."),
+        (
+            "/text-to-image",
+            {"prompt": "x", "width": 2048, "height": 1024},
+            "2048x1024 is 2097152 pixels, over the limit ADAPTER_MAX_PIXELS_PER_IMAGE=1048576.",
+        ),
+        (
+            "/text-to-image",
+            {"prompt": "x", "num_images_per_prompt": 9},
+            "num_images_per_prompt=9 is over the limit ADAPTER_MAX_IMAGES_PER_REQUEST=4.",
+        ),
+        (
+            "/text-to-image",
+            {"prompt": "x", "num_inference_steps": 101},
+            "num_inference_steps=101 is over the limit ADAPTER_MAX_INFERENCE_STEPS=100.",
+        ),
+        (
+            "/llm",
+            {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5000},
+            "max_tokens=5000 is over the limit ADAPTER_MAX_LLM_TOKENS=4096.",
+        ),
     ],
 )
 def test_each_limit_names_its_environment_variable(client, route, body, message):

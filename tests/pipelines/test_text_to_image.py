@@ -17,8 +17,13 @@ def client(request, app_factory, tiny_sd, tiny_sdxl):
 
 
 def generate(client, **fields):
-    body = {"prompt": "a lighthouse at dusk", "width": 64, "height": 48,
-            "num_inference_steps": 2, **fields}
+    body = {
+        "prompt": "a lighthouse at dusk",
+        "width": 64,
+        "height": 48,
+        "num_inference_steps": 2,
+        **fields,
+    }
     response = client.post("/text-to-image", json=body)
     assert response.status_code == 200, response.text
     return response.json()["images"]
@@ -63,8 +68,13 @@ def test_sizes_must_be_multiples_of_eight(client):
 
 
 def test_sdxl_takes_a_second_prompt_after_a_bar_and_sd_refuses_it(app_factory, tiny_sd, tiny_sdxl):
-    body = {"prompt": "a cat | oil painting", "width": 64, "height": 64,
-            "num_inference_steps": 1, "seed": 3}
+    body = {
+        "prompt": "a cat | oil painting",
+        "width": 64,
+        "height": 64,
+        "num_inference_steps": 1,
+        "seed": 3,
+    }
     with running_client(app_factory([sd_entry(tiny_sdxl)])) as client:
         response = client.post("/text-to-image", json=body)
         assert response.status_code == 200, response.text

@@ -16,8 +16,12 @@ def base_url(tmp_path_factory, tiny_upscaler, flagging_checker):
     tmp = tmp_path_factory.mktemp("upscale")
     entries = [
         model_entry("upscale", tiny_upscaler, "test/x4", runner={"default": True}),
-        model_entry("upscale", tiny_upscaler, "test/x4-flagged",
-                    runner={"safety_checker": str(flagging_checker)}),
+        model_entry(
+            "upscale",
+            tiny_upscaler,
+            "test/x4-flagged",
+            runner={"safety_checker": str(flagging_checker)},
+        ),
     ]
     limits = {"max_upscale_input_pixels": 64 * 64}
     with serve(make_app(tmp, entries, limits=limits)) as url:
@@ -96,6 +100,7 @@ def test_a_gone_client_stops_the_upscale_between_steps(tiny_upscaler):
         return True
 
     with pytest.raises(GenerationCancelled):
-        upscaler.generate(prompt="x", image=noise_image(), num_inference_steps=3,
-                          should_stop=should_stop)
+        upscaler.generate(
+            prompt="x", image=noise_image(), num_inference_steps=3, should_stop=should_stop
+        )
     assert len(steps_seen) == 1

@@ -61,8 +61,16 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_table_prints_cost_and_prices_without_touching_the_file(models_file, capsys):
     code, out, err = run(
-        capsys, "table", models_file, "--model", "stabilityai/sdxl-turbo",
-        "--seconds-per-job", "0.181", *WARM_POOL, "--eth-usd", "3000",
+        capsys,
+        "table",
+        models_file,
+        "--model",
+        "stabilityai/sdxl-turbo",
+        "--seconds-per-job",
+        "0.181",
+        *WARM_POOL,
+        "--eth-usd",
+        "3000",
     )
     assert code == 0, err
     # 2 s billed per job (one H100 all hour for 1800 jobs) = 0.002197275 USD for 262,144 px.
@@ -76,8 +84,17 @@ def test_table_prints_cost_and_prices_without_touching_the_file(models_file, cap
 
 def test_write_puts_prices_in_place_and_leaves_everything_else(models_file, capsys):
     code, out, err = run(
-        capsys, "table", models_file, "--seconds-per-job", "0.5", *WARM_POOL,
-        "--currency", "wei", "--eth-usd", "2500", "--write",
+        capsys,
+        "table",
+        models_file,
+        "--seconds-per-job",
+        "0.5",
+        *WARM_POOL,
+        "--currency",
+        "wei",
+        "--eth-usd",
+        "2500",
+        "--write",
     )
     assert code == 0, err
     assert "wrote prices of 2 entries" in out
@@ -110,9 +127,17 @@ def test_writing_again_gives_the_same_file(models_file, capsys):
 
 
 def test_unpriced_fields_keep_their_exact_text(models_file, capsys):
-    code, _, err = run(capsys, "table", models_file, "--model",
-                       "meta-llama/Meta-Llama-3.1-8B-Instruct", "--seconds-per-job", "2",
-                       *WARM_POOL, "--write")
+    code, _, err = run(
+        capsys,
+        "table",
+        models_file,
+        "--model",
+        "meta-llama/Meta-Llama-3.1-8B-Instruct",
+        "--seconds-per-job",
+        "2",
+        *WARM_POOL,
+        "--write",
+    )
     assert code == 0, err
     # The entry not priced keeps 1.9073484e-08 exactly as written, not 1.9073484E-8.
     assert '"price_per_unit": 1.9073484e-08,' in models_file.read_text()
@@ -126,8 +151,10 @@ def test_unpriced_fields_keep_their_exact_text(models_file, capsys):
         ('{"pipeline": "llm"}', "expected a JSON array"),
         ('[{"model_id": "m"}]', "field 'pipeline'"),
         ('[{"pipeline": "text-to-pixels", "model_id": "m"}]', "field 'pipeline'"),
-        ('[{"pipeline": "llm", "model_id": "m", "price_per_unit": "0.5e-2USD"}]',
-         "field 'price_per_unit'"),
+        (
+            '[{"pipeline": "llm", "model_id": "m", "price_per_unit": "0.5e-2USD"}]',
+            "field 'price_per_unit'",
+        ),
         ('[{"pipeline": "llm", "model_id": "m", "pixels_per_unit": 0}]', "field 'pixels_per_unit'"),
         ('[{"pipeline": "llm", "model_id": "m", "model_id": "n"}]', "'model_id' appears twice"),
     ],
@@ -150,8 +177,9 @@ def test_a_failed_write_keeps_the_original_and_leaves_no_temporary_file(
         raise OSError("disk full")
 
     monkeypatch.setattr(aimodels.os, "replace", broken_replace)
-    code, _, err = run(capsys, "table", models_file, "--seconds-per-job", "1", *WARM_POOL,
-                       "--write")
+    code, _, err = run(
+        capsys, "table", models_file, "--seconds-per-job", "1", *WARM_POOL, "--write"
+    )
     assert code == 2 and "disk full" in err
     assert models_file.read_text() == AIMODELS
     assert [p.name for p in models_file.parent.iterdir()] == ["aiModels.json"]
@@ -162,8 +190,10 @@ def test_a_failed_write_keeps_the_original_and_leaves_no_temporary_file(
     [
         (["--gpu", "RTX-9090"], "unknown GPU 'RTX-9090': known GPUs are T4, L4, A10"),
         (["--gpu", "H100", "--gpu-price", "0"], "GPU price must be positive"),
-        (["--gpu", "H100", "--min-containers", "1", "--jobs-per-hour", "-5"],
-         "jobs per hour must be positive"),
+        (
+            ["--gpu", "H100", "--min-containers", "1", "--jobs-per-hour", "-5"],
+            "jobs per hour must be positive",
+        ),
         (["--gpu", "H100", "--min-containers", "1"], "give the expected jobs per hour"),
         (["--gpu", "H100", "--scaledown-window", "60"], "cold start seconds"),
         (["--min-containers", "1", "--jobs-per-hour", "60"], "which GPU"),
@@ -174,8 +204,16 @@ def test_a_failed_write_keeps_the_original_and_leaves_no_temporary_file(
     ],
 )
 def test_bad_inputs_are_clear_errors_never_a_price(models_file, capsys, argv, message):
-    code, out, err = run(capsys, "table", models_file, "--model", "stabilityai/sdxl-turbo",
-                         "--seconds-per-job", "0.2", *argv)
+    code, out, err = run(
+        capsys,
+        "table",
+        models_file,
+        "--model",
+        "stabilityai/sdxl-turbo",
+        "--seconds-per-job",
+        "0.2",
+        *argv,
+    )
     assert code == 2 and message in err, err
     assert "price_per_unit" not in out
 
@@ -195,9 +233,16 @@ def test_an_entry_without_measurements_is_named(models_file, tmp_path, capsys):
 
 def measurement(gpu: str, seconds: float, **fields) -> dict:
     return {
-        "pipeline": "text-to-image", "model_id": "stabilityai/sdxl-turbo", "gpu": gpu,
-        "request": {"width": 1024, "height": 1024}, "seconds_per_job": seconds, "runs": 10,
-        "cold_start_seconds": 29.1, "measured_at": "2026-11-22", "source": "test", **fields,
+        "pipeline": "text-to-image",
+        "model_id": "stabilityai/sdxl-turbo",
+        "gpu": gpu,
+        "request": {"width": 1024, "height": 1024},
+        "seconds_per_job": seconds,
+        "runs": 10,
+        "cold_start_seconds": 29.1,
+        "measured_at": "2026-11-22",
+        "source": "test",
+        **fields,
     }
 
 
@@ -205,10 +250,24 @@ def test_measurements_give_one_row_per_gpu_and_writing_needs_a_choice(
     models_file, tmp_path, capsys
 ):
     results = tmp_path / "results.json"
-    results.write_text(json.dumps({"format": RESULTS_FORMAT, "results": [
-        measurement("H100", 0.5), measurement("L40S", 1.2)]}))
-    common = ["table", models_file, "--model", "stabilityai/sdxl-turbo", "--results", results,
-              "--scaledown-window", "120"]
+    results.write_text(
+        json.dumps(
+            {
+                "format": RESULTS_FORMAT,
+                "results": [measurement("H100", 0.5), measurement("L40S", 1.2)],
+            }
+        )
+    )
+    common = [
+        "table",
+        models_file,
+        "--model",
+        "stabilityai/sdxl-turbo",
+        "--results",
+        results,
+        "--scaledown-window",
+        "120",
+    ]
     code, out, _ = run(capsys, *common)
     assert code == 0
     assert "\n  H100 " in out and "\n  L40S " in out and "1,048,576" in out
@@ -225,12 +284,18 @@ def test_measurements_give_one_row_per_gpu_and_writing_needs_a_choice(
     ("document", "message"),
     [
         ({"format": "other/9", "results": []}, "field 'format'"),
-        ({"format": RESULTS_FORMAT, "results": [measurement("H100", 0)]},
-         "results.0.seconds_per_job"),
-        ({"format": RESULTS_FORMAT, "results": [measurement("H100", 1, pipeline="x")]},
-         "results.0.pipeline"),
-        ({"format": RESULTS_FORMAT, "results": [measurement("H100", 1, extra=1)]},
-         "results.0.extra"),
+        (
+            {"format": RESULTS_FORMAT, "results": [measurement("H100", 0)]},
+            "results.0.seconds_per_job",
+        ),
+        (
+            {"format": RESULTS_FORMAT, "results": [measurement("H100", 1, pipeline="x")]},
+            "results.0.pipeline",
+        ),
+        (
+            {"format": RESULTS_FORMAT, "results": [measurement("H100", 1, extra=1)]},
+            "results.0.extra",
+        ),
     ],
 )
 def test_invalid_results_files_are_refused(models_file, tmp_path, capsys, document, message):
@@ -250,20 +315,38 @@ def test_units_command_counts_as_go_livepeer(capsys):
     assert code == 2 and "input image's width and height" in err
 
 
-def test_calibrate_times_the_real_pipeline_and_the_table_prices_from_it(
-    tiny_sd, tmp_path, capsys
-):
+def test_calibrate_times_the_real_pipeline_and_the_table_prices_from_it(tiny_sd, tmp_path, capsys):
     models = tmp_path / "aiModels.json"
-    models.write_text(json.dumps([{
-        "pipeline": "text-to-image", "model_id": "test/tiny-sd", "warm": True,
-        "runner": {"model_path": str(tiny_sd)},
-    }]))
+    models.write_text(
+        json.dumps(
+            [
+                {
+                    "pipeline": "text-to-image",
+                    "model_id": "test/tiny-sd",
+                    "warm": True,
+                    "runner": {"model_path": str(tiny_sd)},
+                }
+            ]
+        )
+    )
     results = tmp_path / "bench" / "results.json"
     code, out, err = run(
-        capsys, "calibrate", models, "--model", "test/tiny-sd", "--device", "cpu",
-        "--request", '{"prompt": "a lighthouse", "width": 64, "height": 64, '
+        capsys,
+        "calibrate",
+        models,
+        "--model",
+        "test/tiny-sd",
+        "--device",
+        "cpu",
+        "--request",
+        '{"prompt": "a lighthouse", "width": 64, "height": 64, '
         '"num_inference_steps": 1, "seed": 1}',
-        "--runs", "2", "--warmup", "0", "--results", results,
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--results",
+        results,
     )
     assert code == 0, err
     [result] = load_results(results)
@@ -271,8 +354,19 @@ def test_calibrate_times_the_real_pipeline_and_the_table_prices_from_it(
     assert result.seconds_per_job > 0 and result.cold_start_seconds >= result.seconds_per_job
     assert result.request["width"] == 64 and "4,096 units per job" in out
     code, out, err = run(
-        capsys, "table", models, "--results", results, "--gpu", "CPU",
-        "--gpu-price", "0.0001", "--min-containers", "1", "--jobs-per-hour", "60",
+        capsys,
+        "table",
+        models,
+        "--results",
+        results,
+        "--gpu",
+        "CPU",
+        "--gpu-price",
+        "0.0001",
+        "--min-containers",
+        "1",
+        "--jobs-per-hour",
+        "60",
     )
     assert code == 0, err
     assert "4,096" in out and "measured " in out
@@ -282,9 +376,19 @@ def test_calibrate_times_the_real_pipeline_and_the_table_prices_from_it(
 
 def test_the_module_runs_as_a_command():
     completed = subprocess.run(
-        [sys.executable, "-m", "pricing", "units", "text-to-speech", "--request",
-         '{"text": "héllo"}'],
-        capture_output=True, text=True, cwd=REPO, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pricing",
+            "units",
+            "text-to-speech",
+            "--request",
+            '{"text": "héllo"}',
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout == "5000\n"

@@ -73,9 +73,7 @@ def test_a_warm_pool_is_shared_by_the_jobs_of_an_hour():
 
 def test_a_load_beyond_the_warm_pool_is_billed_by_its_busy_seconds_and_says_so():
     # 36000 jobs x 0.5 s = 18000 busy seconds an hour, more than 2 containers x 3600 s.
-    cost = job_cost(
-        deployment(min_containers=2), Workload(D("0.5"), 100, jobs_per_hour=D(36000))
-    )
+    cost = job_cost(deployment(min_containers=2), Workload(D("0.5"), 100, jobs_per_hour=D(36000)))
     assert cost.billed_s == D("0.5")
     assert "more than min_containers=2" in cost.warnings[0]
 

@@ -61,12 +61,13 @@ def encoded(kind: str, seconds: float, with_video: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-def _encode_audio(container: av.container.OutputContainer, stream: av.AudioStream,
-                  samples: np.ndarray, rate: int) -> None:
+def _encode_audio(
+    container: av.container.OutputContainer, stream: av.AudioStream, samples: np.ndarray, rate: int
+) -> None:
     sample_format = stream.codec_context.codec.audio_formats[0].name
     frame_size = stream.codec_context.frame_size or 1024
     for start in range(0, samples.shape[1], frame_size):
-        block = samples[:, start:start + frame_size]
+        block = samples[:, start : start + frame_size]
         # Planar formats take one row per channel; packed ones interleave them in one row.
         data = block if sample_format.endswith("p") else block.T.reshape(1, -1)
         if sample_format.startswith("s16"):

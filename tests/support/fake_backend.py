@@ -149,8 +149,13 @@ def fake_model_id(pipeline: Pipeline) -> str:
 def fake_entries(pipelines: list[Pipeline] | None = None, **fields: Any) -> list[dict[str, Any]]:
     """One aiModels.json entry per pipeline (all of them by default), for a fake backend."""
     return [
-        {"pipeline": pipeline.value, "model_id": fake_model_id(pipeline), "warm": True,
-         "capacity": 1, **fields}
+        {
+            "pipeline": pipeline.value,
+            "model_id": fake_model_id(pipeline),
+            "warm": True,
+            "capacity": 1,
+            **fields,
+        }
         for pipeline in (pipelines or list(Pipeline))
     ]
 

@@ -13,7 +13,7 @@ PREFIX = "data:image/png;base64,"
 
 def decode(url: str) -> Image.Image:
     assert url.startswith(PREFIX), url[:40]
-    image = Image.open(io.BytesIO(base64.b64decode(url[len(PREFIX):])))
+    image = Image.open(io.BytesIO(base64.b64decode(url[len(PREFIX) :])))
     assert image.format == "PNG"
     image.load()
     return image

@@ -74,14 +74,26 @@ class InProcessQueue:
     def _partition(self, key: str | None) -> asyncio.Queue[Any]:
         return self.partitions.setdefault(key or "", asyncio.Queue())
 
-    async def _put_many(self, vs: list[Any], block: bool = True,
-                        timeout: float | None = None, *, partition: str | None = None,
-                        partition_ttl: int = 24 * 3600) -> None:
+    async def _put_many(
+        self,
+        vs: list[Any],
+        block: bool = True,
+        timeout: float | None = None,
+        *,
+        partition: str | None = None,
+        partition_ttl: int = 24 * 3600,
+    ) -> None:
         for value in vs:
             self._partition(partition).put_nowait(over_the_wire(value))
 
-    async def _get_many(self, n_values: int, block: bool = True, timeout: float | None = None,
-                        *, partition: str | None = None) -> list[Any]:
+    async def _get_many(
+        self,
+        n_values: int,
+        block: bool = True,
+        timeout: float | None = None,
+        *,
+        partition: str | None = None,
+    ) -> list[Any]:
         items = self._partition(partition)
         try:
             got = [await asyncio.wait_for(items.get(), timeout)]
@@ -200,11 +212,23 @@ def import_modal_app(env: Mapping[str, str]) -> ModuleType:
 def tiny_entries(model_path: Path) -> list[dict[str, Any]]:
     """Two models over one tiny SD folder: a warm one, and a cold one with a 1 s time limit."""
     return [
-        {"pipeline": "text-to-image", "model_id": "test/tiny-sd", "warm": True, "capacity": 2,
-         "runner": {"default": True, "model_path": str(model_path),
-                    "modal": {"gpu": "T4", "timeout": 600}}},
-        {"pipeline": "text-to-image", "model_id": "test/one-second-sd", "capacity": 1,
-         "runner": {"model_path": str(model_path), "modal": {"timeout": 1, "snapshot": "off"}}},
+        {
+            "pipeline": "text-to-image",
+            "model_id": "test/tiny-sd",
+            "warm": True,
+            "capacity": 2,
+            "runner": {
+                "default": True,
+                "model_path": str(model_path),
+                "modal": {"gpu": "T4", "timeout": 600},
+            },
+        },
+        {
+            "pipeline": "text-to-image",
+            "model_id": "test/one-second-sd",
+            "capacity": 1,
+            "runner": {"model_path": str(model_path), "modal": {"timeout": 1, "snapshot": "off"}},
+        },
     ]
 
 

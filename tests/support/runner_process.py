@@ -28,11 +28,17 @@ class RunnerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
-            key: value for key, value in os.environ.items()
+            key: value
+            for key, value in os.environ.items()
             if not key.startswith("ADAPTER_") and key not in ("AUTH_TOKEN", "MODEL_DIR")
         }
-        self.env |= {"ADAPTER_DEMO_DIR": str(workdir / "demo"), "HF_HUB_OFFLINE": "1",
-                     "OMP_NUM_THREADS": "1", "ADAPTER_DEVICE": "cpu", **env}
+        self.env |= {
+            "ADAPTER_DEMO_DIR": str(workdir / "demo"),
+            "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+            "ADAPTER_DEVICE": "cpu",
+            **env,
+        }
         if entries is not None:
             config = workdir / "runner-aiModels.json"
             config.write_text(json.dumps(entries))
@@ -45,7 +51,11 @@ class RunnerProcess:
         with self.log_path.open("a", encoding="utf-8") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "adapter.main:app", "--port", str(self.port)],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
