@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapter import __version__
 from contract.aimodels import ModelEntry, RunnerSettings
+from contract.optimization_flags import CompileMode
 from contract.pipelines import Pipeline
 
 MIB = 1024 * 1024
@@ -265,12 +266,10 @@ class Settings(BaseSettings):
         description="torch.compile backend for SFAST: `inductor` generates fast kernels; "
         "`eager` only captures graphs (no speed-up; to check quickly that a model traces).",
     )
-    compile_mode: Literal[
-        "default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"
-    ] = Field(
+    compile_mode: CompileMode = Field(
         "default",
         description="torch.compile mode (inductor's) for models with the SFAST (or "
-        "TORCH_COMPILE) flag; see README.md, Optimization flags.",
+        "TORCH_COMPILE) flag; see docs/optimization-flags.md.",
     )
     compile_cache_dir: Path | None = Field(
         None,

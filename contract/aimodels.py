@@ -9,6 +9,7 @@ message naming the entry and the field.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from pydantic import (
 
 from contract.errors import ConfigError, OptimizationFlagError
 from contract.modal_settings import ModalSettings
-from contract.optimization_flags import parse_optimization_flags
+from contract.optimization_flags import OptimizationFlags, parse_optimization_flags
 from contract.pipelines import PIPELINE_SPECS, Pipeline
 
 logger = logging.getLogger(__name__)
@@ -153,7 +154,10 @@ class ServedModel:
     capacity: int
     tokens: tuple[str, ...]
     runner: RunnerSettings
+    # As the entries give them (forwarded and reported as they are), and as parsed, once, at
+    # start: what the loaders act on.
     optimization_flags: dict[str, OptimizationFlagValue]
+    flags: OptimizationFlags = dataclasses.field(default_factory=OptimizationFlags)
 
     @property
     def max_in_flight(self) -> int:
@@ -276,7 +280,7 @@ def merge_entries(entries: list[ModelEntry], source: str = "aiModels.json") -> l
         runner = with_runner[0].runner if with_runner else first.runner
         try:
             flags = _merge_flags([entry for _, entry in group])
-            runner = _check_flags(flags, pipeline, model_id, first.warm, runner, where)
+            runner, parsed = _check_flags(flags, pipeline, model_id, first.warm, runner, where)
         except ConfigError as exc:
             problems.append(str(exc))
             continue
@@ -290,6 +294,7 @@ def merge_entries(entries: list[ModelEntry], source: str = "aiModels.json") -> l
                 tokens=tuple(sorted({entry.token for _, entry in group if entry.token})),
                 runner=runner,
                 optimization_flags=flags,
+                flags=parsed,
             )
         )
     if problems:
@@ -319,8 +324,9 @@ def _check_flags(
     warm: bool,
     runner: RunnerSettings,
     where: str,
-) -> RunnerSettings:
-    """Check a model's optimization flags; returns its runner settings with BFLOAT16 applied."""
+) -> tuple[RunnerSettings, OptimizationFlags]:
+    """Check a model's optimization flags; returns its runner settings with BFLOAT16 applied,
+    and the flags as parsed."""
     try:
         parsed = parse_optimization_flags(flags, pipeline=pipeline.value, model_id=model_id)
     except OptimizationFlagError as exc:
@@ -339,7 +345,7 @@ def _check_flags(
                 f"{runner.torch_dtype!r}; keep one"
             )
         runner = runner.model_copy(update={"torch_dtype": "bfloat16"})
-    return runner
+    return runner, parsed
 
 
 def _check_defaults(served: list[ServedModel], source: str) -> None:

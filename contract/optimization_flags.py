@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from contract.errors import OptimizationFlagError
 from contract.model_families import is_few_step_distilled
@@ -61,6 +62,10 @@ IGNORED_RUNNER_FLAGS = frozenset(
         "BACKEND",
     }
 )
+
+# torch.compile's modes (inductor's), for SFAST (ADAPTER_COMPILE_MODE) and the fast path.
+CompileMode = Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"]
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 
 DEEPCACHE_INTERVAL = 3  # as the runner sets it: full UNet on one step of every three
 

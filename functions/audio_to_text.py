@@ -95,7 +95,7 @@ class SpeechToText:
         should_stop: Callable[[], bool] | None = None,
     ) -> Transcription:
         """Transcribe 16 kHz mono float32 samples, for arguments `check_inputs` accepted."""
-        from functions.stopping import stop_when_asked
+        from functions.cancel import stop_when_asked
 
         seconds = samples.size / SAMPLE_RATE
 

@@ -1,5 +1,6 @@
-"""Stopping a generation whose caller has gone: between denoising steps, between the chunks of
-a decode, and between the layers of one long forward pass."""
+"""Stopping a generation whose caller has gone: between denoising steps (either diffusers
+callback), between the chunks of a decode, between the layers of one long forward pass, and at
+the next token of a transformers `generate`. The one place every pipeline stops from."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
+    from transformers import StoppingCriteriaList
 
 StopCheck = Callable[[], bool]
 
@@ -33,6 +35,31 @@ def stop_between_steps(should_stop: StopCheck | None) -> Callable[..., dict[str,
         return tensors
 
     return on_step_end
+
+
+def stop_between_legacy_steps(should_stop: StopCheck | None) -> Callable[..., None]:
+    """The same for a pipeline that still takes the older per-step `callback` (the x4 upscaler)."""
+
+    def on_step(_step: int, _timestep: Any, _latents: Any) -> None:
+        raise_if_asked(should_stop)
+
+    return on_step
+
+
+def stop_when_asked(should_stop: StopCheck | None) -> StoppingCriteriaList:
+    """Criteria for transformers' `generate(stopping_criteria=...)`, met for every sequence once
+    `should_stop()` is true (generation ends at its next token); empty when nothing can ask."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StopWhenAsked(StoppingCriteria):
+        def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+            stop = bool(should_stop is not None and should_stop())
+            return torch.full(
+                (input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device
+            )
+
+    return StoppingCriteriaList([StopWhenAsked()] if should_stop else [])
 
 
 @contextmanager

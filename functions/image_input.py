@@ -89,13 +89,6 @@ def decode_image(
     return _to_rgb(_upright(image), field)
 
 
-def encode_png(image: Image.Image) -> bytes:
-    """Lossless bytes of a decoded image, quick to write (it travels to a backend once)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
 def _too_large(
     field: str, size: tuple[int, int] | None, max_pixels: int, limit_name: str
 ) -> ImageTooLargeError:

@@ -188,7 +188,7 @@ class ChatModel:
     ) -> dict[str, Any]:
         import torch
 
-        from functions.stopping import stop_when_asked
+        from functions.cancel import stop_when_asked
 
         max_new_tokens = sampling.max_tokens
         if self.context_tokens is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contract.errors import InputError
-from functions.cancel import GenerationCancelled
+from functions.cancel import stop_between_legacy_steps
 from functions.inputs import check_image_size, check_seed, check_text, inference_mode
 from functions.loading import load_pipeline_of_class
 from functions.text_to_image import GeneratedImages, prompt_slots, split_prompt
@@ -110,11 +110,6 @@ class Upscale:
         # 3. Seed 0 means random, as in the runner.
         seed = seed or random.randint(0, 2**32 - 1)
 
-        def stop_between_steps(_step: int, _timestep: Any, _latents: torch.Tensor) -> None:
-            # This pipeline still takes the older per-step callback.
-            if should_stop is not None and should_stop():
-                raise GenerationCancelled()
-
         # 4. Denoise at the input's resolution and decode four times larger.
         images: list[Image.Image] = self.pipe(
             **prompts,
@@ -122,7 +117,7 @@ class Upscale:
             num_inference_steps=steps,
             generator=torch.Generator("cpu").manual_seed(seed),
             output_type="pil",
-            callback=stop_between_steps,
+            callback=stop_between_legacy_steps(should_stop),
             callback_steps=1,
         ).images
 

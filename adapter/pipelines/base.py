@@ -106,7 +106,7 @@ class PipelineRunner(ABC):
         a pipeline with a warm-up of its own overrides this. The configuration refuses flags on
         pipelines that take none, so other handles never get here with flags.
         """
-        if model.optimization_flags:
+        if model.flags.sfast or model.flags.deepcache:
             from adapter.pipelines.optimization import optimize_pipeline
 
             optimize_pipeline(handle.pipe, model, settings)

@@ -58,8 +58,8 @@ def _decode_and_encode(
         ImageInputError,
         ImageTooLargeError,
         decode_image,
-        encode_png,
     )
+    from functions.media import image_png
 
     try:
         image = decode_image(data, max_pixels=max_pixels, limit_name=limit_name, field=field)
@@ -67,4 +67,4 @@ def _decode_and_encode(
         raise LimitExceededError(str(exc)) from exc
     except ImageInputError as exc:
         raise BadRequestError(str(exc)) from exc
-    return encode_png(image), image.size
+    return image_png(image), image.size

@@ -25,7 +25,7 @@ def optimize_pipeline(
 
     return apply_optimization_flags(
         pipe,
-        model.optimization_flags,
+        model.flags,
         model_id=model.model_id,
         pipeline=model.pipeline.value,
         compile_backend=settings.compile_backend,

@@ -27,11 +27,7 @@ def fast_path_for(model: ServedModel, device: torch.device) -> Any:
     from functions.speed.fast_path import default_fast_path
 
     options = default_fast_path(device) if model.runner.fast_path else None
-    compiling = any(
-        str(model.optimization_flags.get(flag, "")).lower() == "true"
-        for flag in ("SFAST", "TORCH_COMPILE")
-    )
-    if options is not None and compiling:
+    if options is not None and model.flags.sfast:
         # A module compiled in place (the SFAST flag) must not have our graph code traced into
         # it; the compiler's own CUDA graphs (mode reduce-overhead) take their place.
         options = replace(options, cuda_graphs=False)

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from contract.optimization_flags import COMPILE_MODES
+
 logger = logging.getLogger(__name__)
 
 # Modes of torch.compile that we let an operator choose; "default" when not chosen. On an H100
@@ -30,7 +32,6 @@ logger = logging.getLogger(__name__)
 # reuses its output buffers on the next call, so a scheduler that keeps a raw UNet output across
 # steps (PNDM, the SD 1.5 default, does without classifier-free guidance) would read overwritten
 # memory (torch raises an error then).
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
 # "inductor" generates kernels (Triton on CUDA, C++ on the CPU): the speed-up. "eager" only
 # captures the graphs (TorchDynamo) and runs them as they are: no speed-up, but it shows in
 # seconds whether a model traces, where generating CPU kernels takes minutes.
@@ -56,6 +57,13 @@ def _fuse_qkv(pipe: Any) -> bool:
     # diffusers fuses only AutoencoderKL's attention; other VAEs (SVD's) keep theirs.
     fuse(unet=True, vae=isinstance(getattr(pipe, "vae", None), AutoencoderKL))
     return True
+
+
+def compile_method(module: torch.nn.Module, method: str, mode: str | None) -> None:
+    """Replace `module.method` by its torch.compile'd self, specialised per shape (the fast
+    path's way: `dynamic=False`, one graph per shape, as CUDA graphs need anyway)."""
+    compiled = torch.compile(getattr(module, method), mode=mode, dynamic=False)
+    object.__setattr__(module, method, compiled)
 
 
 def compile_pipeline(pipe: Any, backend: str = "inductor", mode: str = "default") -> list[str]:

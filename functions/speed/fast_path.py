@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from contract.optimization_flags import COMPILE_MODES
+from functions.speed.compile import compile_method
 from functions.speed.cuda_graphs import graph_method, when_moved
 
 logger = logging.getLogger(__name__)
@@ -50,7 +52,6 @@ GRAPH_SAFE_VAE_PIPELINES = UPCAST_DECODE_PIPELINES | {"StableDiffusionPipeline"}
 COMPILE_MODES_WITH_GRAPHS = frozenset({"reduce-overhead", "max-autotune"})
 _PIN = "_fast_path_device"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
 
 
 @dataclass(frozen=True)
@@ -200,9 +201,7 @@ def _compile(
     if vae is not None:
         targets.append((vae, "decode"))
     for module, method in targets:
-        # dynamic=False: one specialised graph per shape, as CUDA graphs need anyway.
-        compiled = torch.compile(getattr(module, method), mode=options.compile_mode, dynamic=False)
-        object.__setattr__(module, method, compiled)
+        compile_method(module, method, options.compile_mode)
     return [(module, method) for module, method in targets]
 
 

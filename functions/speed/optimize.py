@@ -7,22 +7,18 @@ Each pipeline's loader calls `apply_optimization_flags` once, after `from_pretra
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from contract.optimization_flags import (
-    DEEPCACHE_INTERVAL,
-    OptimizationFlags,
-    parse_optimization_flags,
-)
+from contract.optimization_flags import DEEPCACHE_INTERVAL, OptimizationFlags
 
 logger = logging.getLogger(__name__)
 
 
 def apply_optimization_flags(
     pipe: Any,
-    flags: OptimizationFlags | Mapping[str, object],
+    flags: OptimizationFlags,
     *,
     model_id: str,
     pipeline: str,
@@ -33,12 +29,10 @@ def apply_optimization_flags(
 ) -> list[str]:
     """Apply SFAST (with its warm-up) or DEEPCACHE to `pipe` in place; returns what was done.
 
-    `flags` is an entry's raw `optimization_flags` or their parsed form; BFLOAT16 is not applied
-    here (it chooses the dtype the weights are loaded in). Raises ValueError when the pipeline
-    has nothing a flag can work on (e.g. DEEPCACHE on a transformer model).
+    `flags` are parsed once, with the configuration (`ServedModel.flags`); BFLOAT16 is not
+    applied here (it chooses the dtype the weights are loaded in). Raises ValueError when the
+    pipeline has nothing a flag can work on (e.g. DEEPCACHE on a transformer model).
     """
-    if not isinstance(flags, OptimizationFlags):
-        flags = parse_optimization_flags(flags, pipeline=pipeline, model_id=model_id)
     done: list[str] = []
     if flags.sfast:
         from functions.speed.compile import compile_pipeline

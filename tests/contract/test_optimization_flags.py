@@ -20,8 +20,8 @@ from adapter.settings import Settings
 from contract.aimodels import ServedModel, merge_entries, parse_entries
 from contract.errors import ConfigError
 from contract.model_families import is_few_step_distilled
-from contract.optimization_flags import OptimizationFlags, parse_optimization_flags
-from functions.speed.compile import COMPILE_BACKENDS, COMPILE_MODES, compile_pipeline
+from contract.optimization_flags import COMPILE_MODES, OptimizationFlags, parse_optimization_flags
+from functions.speed.compile import COMPILE_BACKENDS, compile_pipeline
 from functions.speed.deep_cache import enable_deep_cache
 from functions.text_to_image import ModelProfile, profile_for
 from tests.support.apps import model_entry, running_client, sd_entry
@@ -333,7 +333,7 @@ def test_the_warmup_runs_after_compiling_unless_sfast_warmup_is_false(
     # nn.Module.compile keeps the compiled call in `_compiled_call_impl` (torch 2.13).
     done = apply_optimization_flags(
         pipe,
-        flags,
+        parse_optimization_flags(flags, pipeline="text-to-image", model_id="test/tiny-sd"),
         model_id="test/tiny-sd",
         pipeline="text-to-image",
         compile_backend="eager",
