@@ -47,6 +47,8 @@ IMAGE_PACKAGES = (
     "av>=18.1,<19",
     "nvidia-ml-py>=13",
     "prometheus-client==0.26.0",
+    "websockets==17.4",
+    "coincurve==21.0.0",
 )
 LOCAL_PACKAGES = ("adapter", "contract", "functions", "modal_deploy", "pricing")
 PYTHON_VERSION = "3.11"

@@ -24,6 +24,15 @@ ROOT = Path(__file__).resolve().parents[2]
 # The service's packages; functions/ (plain inference) and pricing/ (a CLI tool) have errors of
 # their own that never reach HTTP as such.
 SERVICE_PACKAGES = ("adapter", "contract", "modal_deploy")
+# A door's own wire signals, not errors of the service: each carries an answer already in that
+# door's shape (OpenAI's error object, a workerbee reply, FastAPI's 422 list on the Live Runner
+# door) or hands a tree error through FastAPI's body reader. Anything else belongs in the tree.
+DOOR_SIGNALS = {
+    "adapter/live_runner/bodies.py: RequestValidationFailed",
+    "adapter/openai/errors.py: OpenAIError",
+    "adapter/web/timeouts.py: BodyTimedOut",
+    "adapter/workerbee/jobs.py: JobError",
+}
 
 
 def exception_classes(path: Path) -> list[str]:
@@ -45,7 +54,8 @@ def test_every_error_of_the_service_is_in_contract_errors():
         if path != ROOT / "contract" / "errors.py"
         for name in exception_classes(path)
     }
-    assert not outside, "errors outside contract/errors.py"
+    assert outside <= DOOR_SIGNALS, "errors outside contract/errors.py"
+    assert DOOR_SIGNALS <= outside, "a door signal listed here is gone: drop it from the list"
 
 
 def test_contract_errors_imports_no_web_framework():
