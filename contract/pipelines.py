@@ -6,6 +6,7 @@ models in `contract.schemas`, its glue in `adapter/pipelines/`, its inference in
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
@@ -77,6 +78,13 @@ class PipelineSpec(BaseModel):
     failure_msg: str = ""
     # A diffusers UNet pipeline: the runner compiles it (SFAST) and caches it (DEEPCACHE).
     diffusion: bool = False
+    # Livepeer's recommended price in USD per unit of work (its docs), where it gives one.
+    recommended_usd_per_unit: Decimal | None = None
+
+    @property
+    def uploads_image(self) -> bool:
+        """Whether the request carries an image file (its units may depend on the image)."""
+        return self.body == "multipart" and "image" in self.request.model_fields
 
     @property
     def failure_message(self) -> str:
@@ -88,6 +96,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
     for spec in (
         PipelineSpec(
             pipeline=Pipeline.TEXT_TO_IMAGE,
+            recommended_usd_per_unit=Decimal("1.9073484e-08"),
             default_timeout_s=300.0,
             unit_name="output pixel",
             diffusion=True,
@@ -100,6 +109,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         ),
         PipelineSpec(
             pipeline=Pipeline.IMAGE_TO_IMAGE,
+            recommended_usd_per_unit=Decimal("1.9073484e-08"),
             default_timeout_s=300.0,
             unit_name="input pixel x image",
             diffusion=True,
@@ -112,6 +122,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         ),
         PipelineSpec(
             pipeline=Pipeline.IMAGE_TO_VIDEO,
+            recommended_usd_per_unit=Decimal("1.3563368e-08"),
             default_timeout_s=900.0,
             unit_name="output pixel x frame",
             diffusion=True,
@@ -124,6 +135,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         ),
         PipelineSpec(
             pipeline=Pipeline.UPSCALE,
+            recommended_usd_per_unit=Decimal("1.9073484e-08"),
             default_timeout_s=300.0,
             unit_name="input pixel",
             diffusion=True,
@@ -136,6 +148,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         ),
         PipelineSpec(
             pipeline=Pipeline.AUDIO_TO_TEXT,
+            recommended_usd_per_unit=Decimal("2e-08"),
             default_timeout_s=900.0,
             unit_name="millisecond of audio",
             request=AudioToTextForm,
@@ -148,6 +161,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         ),
         PipelineSpec(
             pipeline=Pipeline.SEGMENT_ANYTHING_2,
+            recommended_usd_per_unit=Decimal("3.22e-11"),
             default_timeout_s=120.0,
             unit_name="input pixel",
             request=SegmentAnything2Form,
@@ -159,6 +173,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         ),
         PipelineSpec(
             pipeline=Pipeline.LLM,
+            recommended_usd_per_unit=Decimal("8e-08"),
             default_timeout_s=600.0,
             unit_name="max_tokens token",
             failure_msg="Internal server error during LLM processing.",
@@ -173,6 +188,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         ),
         PipelineSpec(
             pipeline=Pipeline.IMAGE_TO_TEXT,
+            recommended_usd_per_unit=Decimal("2.5e-10"),
             default_timeout_s=120.0,
             unit_name="input pixel",
             request=ImageToTextForm,

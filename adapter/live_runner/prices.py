@@ -24,7 +24,7 @@ from pathlib import Path
 
 from contract.aimodels import ModelEntry, ServedModel
 from contract.errors import ConfigError, UnitsError
-from contract.pipelines import Pipeline
+from contract.pipelines import PIPELINE_SPECS, Pipeline
 from contract.units import RequestFacts, request_units
 from pricing.cost import Deployment, PricingError, Workload, job_cost
 from pricing.gpus import UnknownGpuError, gpu_price, parse_gpu
@@ -34,26 +34,6 @@ from pricing.results import Measurement, ResultsError, find_measurements, load_r
 
 DEFAULT_INPUT_SIDE = 512
 DEFAULT_AUDIO_SECONDS = 60
-# Livepeer's recommended prices in USD per unit of work (its docs; RUNNER-CONTRACT.md §9).
-LIVEPEER_RECOMMENDED_USD_PER_UNIT: dict[Pipeline, Decimal] = {
-    Pipeline.TEXT_TO_IMAGE: Decimal("1.9073484e-08"),
-    Pipeline.IMAGE_TO_IMAGE: Decimal("1.9073484e-08"),
-    Pipeline.UPSCALE: Decimal("1.9073484e-08"),
-    Pipeline.IMAGE_TO_VIDEO: Decimal("1.3563368e-08"),
-    Pipeline.AUDIO_TO_TEXT: Decimal("2e-08"),
-    Pipeline.IMAGE_TO_TEXT: Decimal("2.5e-10"),
-    Pipeline.SEGMENT_ANYTHING_2: Decimal("3.22e-11"),
-    Pipeline.LLM: Decimal("8e-08"),
-}
-_IMAGE_INPUT = frozenset(
-    {
-        Pipeline.IMAGE_TO_IMAGE,
-        Pipeline.UPSCALE,
-        Pipeline.SEGMENT_ANYTHING_2,
-        Pipeline.IMAGE_TO_TEXT,
-        Pipeline.IMAGE_TO_VIDEO,
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -79,7 +59,7 @@ class Quote:
 
 def default_facts(pipeline: Pipeline) -> RequestFacts:
     """What the default request of a pipeline uploads, for its units."""
-    if pipeline in _IMAGE_INPUT:
+    if PIPELINE_SPECS[pipeline].uploads_image:
         return RequestFacts(input_width=DEFAULT_INPUT_SIDE, input_height=DEFAULT_INPUT_SIDE)
     if pipeline is Pipeline.AUDIO_TO_TEXT:
         return RequestFacts(audio_duration_ms=DEFAULT_AUDIO_SECONDS * 1000)
@@ -167,7 +147,7 @@ def quote(
     )
     source = "aiModels.json price"
     if usd_per_unit is None and model.runner.demo:
-        usd_per_unit = LIVEPEER_RECOMMENDED_USD_PER_UNIT.get(model.pipeline)
+        usd_per_unit = PIPELINE_SPECS[model.pipeline].recommended_usd_per_unit
         source = "demo model: Livepeer's recommended price"
     if usd_per_unit is None:
         raise PricingError(
