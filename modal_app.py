@@ -7,7 +7,7 @@ examples/aiModels.modal.json). Weights come from the Volume that `modal run moda
 fills; the adapter's bearer token from the Secret `livepeer-runner-auth` (AUTH_TOKEN). Every
 setting is computed as plain data in modal_deploy/plan.py; this file reads the environment (on
 the deploying machine, and again in each container, where the deploy set it explicitly) and
-only wires Modal objects. See README.md, "Serving on Modal".
+only wires Modal objects. See docs/modal.md.
 """
 
 from __future__ import annotations

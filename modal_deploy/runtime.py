@@ -14,7 +14,7 @@ Loading is split for Modal's memory snapshots (`runner.modal.snapshot`):
   GBs from the Volume and building the modules. After each restore only the move to the GPU is
   left. No CUDA call happens before the snapshot (CPU snapshots have no GPU then).
 - "gpu": the model loads straight onto the GPU before Modal's GPU snapshot (alpha; see
-  README.md, "Cold starts and memory snapshots", for its reliability caveats).
+  docs/modal.md for its reliability caveats).
 - "off": one load after start.
 Compiling and warming up (the worker's `finish`) happen on the final device, after any snapshot.
 

@@ -5,7 +5,7 @@
     python -m pricing calibrate aiModels.json --model stabilityai/sdxl-turbo --runs 10
     python -m pricing units text-to-image --request '{"width": 1024, "height": 1024}'
 
-See README.md, "Pricing", for the cost model and a worked example.
+See docs/pricing.md for the cost model and a worked example.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _facts(args: argparse.Namespace) -> RequestFacts:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pricing",
-        description="What to charge for each model of an aiModels.json (README.md, Pricing).",
+        description="What to charge for each model of an aiModels.json (docs/pricing.md).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
