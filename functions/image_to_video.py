@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 # Memory the decode of one frame takes per output pixel, for SVD-XT's VAE in float16: going
 # from 4 to 8 frames per chunk at 576x1024 grew the reserved memory by 10.2 GiB on an H100
-# (H100, stock diffusers, 2026-11-22), 2.55 GiB a frame, 4640 bytes a pixel; rounded up.
+# (measured 2026-11-22), 2.55 GiB a frame, 4640 bytes a pixel; rounded up.
 DECODE_BYTES_PER_PIXEL_FP16 = 4700
 # Width of the first block of SVD's VAE decoder, whose full-resolution activations dominate.
 REFERENCE_DECODER_WIDTH = 128

@@ -25,7 +25,8 @@ Format (JSON; `bench/results/` is git-ignored, so results stay on the machine th
     }
 
 A job's seconds are what the container is busy for it: the pipeline plus encoding the response
-(a PNG data URL costs as much as a fast GPU step, H100 probe 2026-11-22), as `PipelineRunner.run` does.
+(a PNG data URL costs as much as a fast GPU step on an H100, measured 2026-11-22), as
+`PipelineRunner.run` does.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 TorchInductor caches compiled graphs (the FX graph cache, the AOTAutograd cache) and the Triton
 kernels beneath them in one directory. Pointed at a persistent disk (a Modal Volume holding the
 weights), a new container finds them and loads kernels in seconds instead of compiling for
-minutes (93 s for SDXL's UNet on an H100, H100 probe 2026-11-22); Dynamo still traces the model's
+minutes (93 s for SDXL's UNet on an H100, 2026-11-22); Dynamo still traces the model's
 Python code in each new process.
 """
 

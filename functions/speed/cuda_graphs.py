@@ -2,8 +2,8 @@
 
 An eager SDXL UNet on an H100 is bound by the CPU issuing its kernels: 68-91 ms per call at
 512x512 against 13.8 ms when the same kernels are replayed from a CUDA graph
-(H100, stock diffusers, 2026-11-22). A graph records the kernels of one call once and replays them with one
-launch; capturing costs about as much as three eager calls, and no compiler is involved, so a
+(measured 2026-11-22). A graph records the kernels of one call once and replays them with
+one launch; capturing costs about as much as three eager calls, and no compiler is involved, so a
 new process pays nothing like torch.compile's minutes.
 
 A graph replays the exact kernels on fixed memory, so `GraphedCall`:

@@ -1,6 +1,6 @@
 """The fast path: what makes a loaded diffusers pipeline faster on a GPU, output unchanged.
 
-Stock diffusers on an H100 leaves the GPU idle most of a one-step call (H100, stock diffusers, 2026-11-22): the
+Stock diffusers on an H100 leaves the GPU idle most of a one-step call (measured 2026-11-22): the
 CPU issuing kernels, the VAE cast to float32 and back on every call, device look-ups that walk
 every submodule, float pixels converted on the CPU. `apply_fast_path` changes, in place:
 
@@ -14,7 +14,7 @@ every submodule, float pixels converted on the CPU. `apply_fast_path` changes, i
 3. `pin_devices`: the pipeline's device look-ups answer at once instead of walking thousands
    of submodules per call.
 4. `cudnn_benchmark`: cuDNN picks its fastest convolution per shape (once per shape).
-5. Off by default, as they did not help end to end on an H100 (H100, stock diffusers, 2026-11-22) or change
+5. Off by default, as they did not help end to end on an H100 (2026-11-22) or change
    numerics by more than rounding: `channels_last`, `fuse_qkv`, `compile_mode` (torch.compile
    of the denoiser and VAE decoder, its cache in `compile_cache_dir`).
 

@@ -134,7 +134,7 @@ def test_decode_chunk_size_fits_a_share_of_the_free_memory():
             free_bytes=None if free_gib is None else int(free_gib * GIB),
         )
 
-    # SVD-XT decodes a 576x1024 frame in about 2.6 GiB of float16 (H100, stock diffusers, 2026-11-22).
+    # SVD-XT decodes a 576x1024 frame in about 2.6 GiB of float16 (H100, 2026-11-22).
     assert chunk(140) == 25  # an H200: every frame at once
     assert chunk(19) == 5  # a 24 GiB card after the weights
     assert chunk(19, dtype=torch.float32) == 2
