@@ -154,8 +154,7 @@ class ServedModel:
     capacity: int
     tokens: tuple[str, ...]
     runner: RunnerSettings
-    # As the entries give them (forwarded and reported as they are), and as parsed, once, at
-    # start: what the loaders act on.
+    # As the entries give them (merged), and as parsed once at start: what the loaders act on.
     optimization_flags: dict[str, OptimizationFlagValue]
     flags: OptimizationFlags = dataclasses.field(default_factory=OptimizationFlags)
 

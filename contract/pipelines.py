@@ -30,6 +30,7 @@ from contract.schemas import (
     TextResponse,
     TextToImageParams,
     TextToSpeechParams,
+    Upload,
     UpscaleForm,
     VideoResponse,
 )
@@ -82,9 +83,16 @@ class PipelineSpec(BaseModel):
     recommended_usd_per_unit: Decimal | None = None
 
     @property
+    def upload_fields(self) -> tuple[str, ...]:
+        """The request model's file fields (none for the JSON pipelines)."""
+        return tuple(
+            name for name, info in self.request.model_fields.items() if info.annotation is Upload
+        )
+
+    @property
     def uploads_image(self) -> bool:
         """Whether the request carries an image file (its units may depend on the image)."""
-        return self.body == "multipart" and "image" in self.request.model_fields
+        return "image" in self.upload_fields
 
     @property
     def failure_message(self) -> str:

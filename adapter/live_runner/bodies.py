@@ -38,27 +38,13 @@ class RequestValidationFailed(Exception):
         self.errors = errors
 
 
-# What a request model's file fields are annotated with; adapted with `as_upload` below when
-# uploads become a plain value.
-UPLOAD_TYPES: tuple[type, ...] = (Upload,)
-
-
-def upload_fields(spec: PipelineSpec) -> tuple[str, ...]:
-    """The request model's file fields (none for the JSON pipelines)."""
-    return tuple(
-        name
-        for name, info in spec.request.model_fields.items()
-        if isinstance(info.annotation, type) and issubclass(info.annotation, UPLOAD_TYPES)
-    )
-
-
 def max_body_bytes(spec: PipelineSpec, limits: Limits) -> tuple[int, int]:
     """(any body, JSON body) byte limits of the app's route.
 
     A JSON pipeline keeps the batch routes' JSON limit. An upload pipeline's JSON body may carry
     its file as base64 (4/3 of its bytes), so its JSON limit is that of the multipart upload.
     """
-    if not upload_fields(spec):
+    if not spec.upload_fields:
         return limits.max_request_bytes, limits.max_json_request_bytes
     as_base64 = -(-limits.max_request_bytes // 3) * 4 + _JSON_OVERHEAD_BYTES
     return as_base64, as_base64
@@ -119,7 +105,7 @@ def _from_json(spec: PipelineSpec, raw: bytes, limits: Limits) -> dict[str, Any]
         raise BadRequestError(f"The body is not valid JSON: {exc}.") from None
     if not isinstance(data, dict):
         raise BadRequestError(f"The body must be a JSON object, got {type(data).__name__}.")
-    files = upload_fields(spec)
+    files = spec.upload_fields
     if not files:
         return data
     return {
@@ -141,9 +127,9 @@ def is_json(content_type: str) -> bool:
 async def read_request(request: Request, spec: PipelineSpec, limits: Limits) -> RequestModel:
     """The request model of the body, JSON or (for upload pipelines) multipart."""
     content_type = _content_type(request)
-    if content_type == "multipart/form-data" and upload_fields(spec):
+    if content_type == "multipart/form-data" and spec.upload_fields:
         form = await request.form(
-            max_files=len(upload_fields(spec)) + 1, max_part_size=limits.max_request_bytes
+            max_files=len(spec.upload_fields) + 1, max_part_size=limits.max_request_bytes
         )
         data: dict[str, Any] = dict(form.items())
     elif is_json(content_type):
@@ -153,7 +139,7 @@ async def read_request(request: Request, spec: PipelineSpec, limits: Limits) -> 
         else:
             data = _from_json(spec, raw, limits)
     else:
-        accepted = "application/json" + (" or multipart/form-data" if upload_fields(spec) else "")
+        accepted = "application/json" + (" or multipart/form-data" if spec.upload_fields else "")
         raise UnsupportedMediaError(
             f"Content-Type {content_type!r} is not accepted here: send {accepted}."
         )

@@ -16,7 +16,7 @@ def optimize_pipeline(
     settings: Settings,
     warmup: Callable[[], object] | None = None,
 ) -> list[str]:
-    """Apply `model.optimization_flags` (SFAST, DEEPCACHE) to its loaded diffusers pipeline.
+    """Apply `model.flags` (SFAST, DEEPCACHE) to its loaded diffusers pipeline.
 
     `warmup` runs one generation at the pipeline's default request size; it is called after
     compiling when SFAST_WARMUP is on (the default). Returns what was applied.

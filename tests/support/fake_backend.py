@@ -8,7 +8,6 @@ and records what it was asked, so a test can check what reached the backend.
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import threading
 import time
@@ -42,17 +41,12 @@ from contract.schemas import (
     TextResponse,
     VideoResponse,
 )
-
-
-def png_data_url(width: int = 8, height: int = 8) -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 40, 40)).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+from functions.media import png_data_url
 
 
 def valid_response(pipeline: Pipeline, model_id: str = "fake") -> BaseModel:
     """A response of the pipeline's schema, as a real backend would return one."""
-    media = Media(url=png_data_url(), seed=42, nsfw=False)
+    media = Media(url=png_data_url(Image.new("RGB", (8, 8), (200, 40, 40))), seed=42, nsfw=False)
     match pipeline:
         case Pipeline.TEXT_TO_IMAGE | Pipeline.IMAGE_TO_IMAGE | Pipeline.UPSCALE:
             return ImageResponse(images=[media])
