@@ -155,6 +155,32 @@ class ClientDisconnectedError(RunnerError):
     """The client went away before the answer was ready; no one reads this answer."""
 
 
+class NotFoundError(RunnerError):
+    """A job (or one of its output files) that does not exist, or is not the caller's."""
+
+    status_code = 404
+
+
+class ConflictError(RunnerError):
+    """The job is not in a state that allows it (cancel of an ended job, enhance of a failed
+    one)."""
+
+    status_code = 409
+
+
+class QueueFullError(RunnerError):
+    """The jobs queue (or the caller's share of it) is full: try again after `retry_after_s`."""
+
+    status_code = 429
+
+    def __init__(self, msg: str, retry_after_s: int) -> None:
+        super().__init__(msg)
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.msg, self.retry_after_s)
+
+
 def error_body(msg: str) -> dict[str, dict[str, str]]:
     """The runner contract's error body (`HTTPError` in its spec)."""
     return {"detail": {"msg": msg}}

@@ -1,0 +1,86 @@
+"""The job store's interface; SQLite (one process) and PostgreSQL (several replicas) behave
+the same, and one test module runs against both."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from adapter.jobs.model import (
+    JobPage,
+    JobQuery,
+    JobRecord,
+    JobStatus,
+    NewJob,
+    OutputFile,
+    WebhookDelivery,
+)
+
+
+class JobStore(Protocol):
+    async def open(self) -> None:
+        """Connect and apply any schema migrations not yet applied."""
+
+    async def close(self) -> None: ...
+
+    async def create(self, job: NewJob) -> tuple[JobRecord, bool]:
+        """Store a queued job; with an idempotency key already used by the same owner, the
+        existing job and False instead."""
+
+    async def get(self, job_id: str) -> JobRecord | None: ...
+
+    async def list(self, query: JobQuery) -> JobPage: ...
+
+    async def queue_position(self, job_id: str) -> int | None:
+        """How many queued jobs are ahead of this one (0: next); None unless it is queued."""
+
+    async def count_queued(self, owner: str | None = None) -> int: ...
+
+    async def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
+        """Take the next queued job, fair between owners, as running under a lease."""
+
+    async def renew(self, job_id: str, worker_id: str, lease_s: float) -> JobRecord | None:
+        """Extend the lease; the row (its cancel_requested tells the runner to stop) or None
+        when this worker no longer holds the job."""
+
+    async def report_progress(self, job_id: str, worker_id: str, step: int, total: int) -> None: ...
+
+    async def set_call_id(self, job_id: str, worker_id: str, call_id: str) -> None: ...
+
+    async def finish(
+        self,
+        job_id: str,
+        worker_id: str,
+        status: JobStatus,
+        *,
+        outputs: tuple[OutputFile, ...] = (),
+        result_data: dict[str, Any] | None = None,
+        error: str | None = None,
+        webhook_payload: dict[str, Any] | None = None,
+    ) -> JobRecord | None:
+        """End a job this worker holds; its webhook event (if any) is queued in the same
+        transaction. None when the worker lost the job (another replica took it over)."""
+
+    async def requeue(self, job_id: str, worker_id: str, error: str) -> JobRecord | None:
+        """Give a held job back to the queue after a retryable failure (failed past its
+        attempts)."""
+
+    async def request_cancel(self, job_id: str) -> JobRecord:
+        """queued -> canceled at once; running -> cancel_requested; a job already ended
+        raises contract.errors.ConflictError (unknown: NotFoundError)."""
+
+    async def recover(self, now: datetime) -> list[JobRecord]:
+        """Running jobs whose lease expired: queued again, or failed with a reason past their
+        attempts. Returns the jobs it changed."""
+
+    async def purge(self, finished_before: datetime) -> list[str]:
+        """Delete ended jobs finished before the time; their ids (the caller deletes outputs)."""
+
+    async def due_deliveries(self, now: datetime, limit: int) -> list[WebhookDelivery]: ...
+
+    async def delivered(self, delivery_id: int) -> None: ...
+
+    async def reschedule_delivery(
+        self, delivery_id: int, next_attempt_at: datetime | None, error: str
+    ) -> None:
+        """After a failed attempt: try again at the time, or give up (None)."""
