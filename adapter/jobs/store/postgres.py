@@ -234,9 +234,9 @@ class PostgresJobStore:
         async def run(conn: Conn) -> JobRecord | None:
             # SKIP LOCKED: a row another replica is claiming right now is passed over.
             rows = await self._rows(conn, f"{sql.CLAIM} FOR UPDATE OF j SKIP LOCKED")
-            if not rows:
+            job = await self._fetch(conn, rows[0]["id"]) if rows else None
+            if job is None:
                 return None
-            job = decode(rows[0])
             changes = transitions.claimed(job, worker_id, lease_s, self._clock())
             return await self._change(conn, job, changes)
 

@@ -246,9 +246,9 @@ class SqliteJobStore:
     async def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
         def run(conn: sqlite3.Connection) -> JobRecord | None:
             row = conn.execute(sql.CLAIM).fetchone()
-            if row is None:
+            job = None if row is None else self._fetch(conn, row[0])
+            if job is None:
                 return None
-            job = decode(row)
             return self._change(
                 conn, job, transitions.claimed(job, worker_id, lease_s, self._clock())
             )
