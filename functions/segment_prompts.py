@@ -20,6 +20,8 @@ from typing import Any
 from contract.errors import InputError
 
 Points = tuple[tuple[float, float], ...]
+# The model computes in float32 at most: a larger number would become infinite there.
+FLOAT32_MAX = 3.4028234663852886e38
 Mask = tuple[tuple[float, ...], ...]
 
 
@@ -53,8 +55,11 @@ def _json(field: str, text: str | None) -> Any:
 def _number(field: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputError(f"{field} must hold only numbers, got {json.dumps(value)[:40]}.")
-    if not math.isfinite(value):
-        raise InputError(f"{field} must hold only finite numbers, got {value}.")
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise InputError(
+            f"{field} must hold only finite numbers (float32: at most {FLOAT32_MAX:.4g} in "
+            f"size), got {value}."
+        )
     return float(value)
 
 

@@ -14,6 +14,8 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from functions.cancel import GenerationCancelled
 from functions.segment_anything_2 import (
@@ -259,6 +261,7 @@ def test_bad_boxes_are_a_400(http, box, message):
         ({"point_coords": "null", "point_labels": "[1]"}, "point_labels was given without"),
         ({"point_coords": "[[1, 2, 3]]", "point_labels": "[1]"}, "point_coords must be an Nx2"),
         ({"point_coords": "[[NaN, 2]]", "point_labels": "[1]"}, "only finite numbers"),
+        ({**POINT, "mask_input": json.dumps([[[1e300] * 16] * 16])}, "only finite numbers"),
         ({"point_coords": "[" * 100_000, "point_labels": "[1]"}, "Error parsing JSON"),
         ({**POINT, "mask_input": "[[0.0, 1.0]]"}, "mask_input must be a 1xHxW array"),
         ({**POINT, "mask_input": "[[[0.0, 1.0], [2.0]]]"}, "every row as long"),
@@ -315,3 +318,53 @@ def test_a_folder_without_a_transformers_sam2_is_refused_saying_why(tmp_path):
     with pytest.raises(ValueError, match="no transformers SAM 2 model") as caught:
         SegmentAnything2.load(tmp_path, device=torch.device("cpu"), dtype=torch.float32)
     assert "sam2_hiera_large.pt" in str(caught.value)
+
+
+# --- anything in the prompt fields is a 200 or a clear 400, never a 500 ----------------------
+
+_NUMBERS = st.one_of(
+    st.integers(-5, 70),
+    st.floats(-2.0, 70.0, allow_nan=False),
+    st.sampled_from([0, 1, 0.5, 1e308, -0.0]),
+)
+_JSON = st.recursive(
+    st.one_of(_NUMBERS, st.booleans(), st.none(), st.text(max_size=3)),
+    lambda inner: st.lists(inner, max_size=4),
+    max_leaves=12,
+)
+_FIELD = st.one_of(
+    st.none(),
+    _JSON.map(json.dumps),
+    st.text(max_size=12),
+    st.sampled_from(["NaN", "[[NaN, 1]]", "[[1e999, 1]]", "[[20, 12]]", "[1]", "[1, 2, 30, 40]"]),
+)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(
+    point_coords=_FIELD,
+    point_labels=_FIELD,
+    box=_FIELD,
+    mask_input=_FIELD,
+    normalize_coords=st.booleans(),
+)
+def test_any_prompt_fields_get_a_200_or_a_400(
+    http, point_coords, point_labels, box, mask_input, normalize_coords
+):
+    fields = {
+        name: value
+        for name, value in (
+            ("point_coords", point_coords),
+            ("point_labels", point_labels),
+            ("box", box),
+            ("mask_input", mask_input),
+        )
+        if value is not None
+    }
+    body = png_bytes(WIDTH, HEIGHT)
+    response = post_image(http, ROUTE, body, normalize_coords=normalize_coords, **fields)
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 400:
+        assert response.json()["detail"]["msg"]
+    else:
+        parsed(response.json())
