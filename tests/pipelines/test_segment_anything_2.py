@@ -24,7 +24,7 @@ from functions.segment_anything_2 import (
     check_inputs,
     masks_response_strings,
 )
-from tests.support.apps import make_app, model_entry, serve
+from tests.support.apps import make_app, model_entry, running_client, serve
 from tests.support.livepeer_multipart import noise_image, png_bytes, post_image
 
 ROUTE = "/segment-anything-2"
@@ -285,6 +285,12 @@ def test_a_corrupt_image_is_a_400(http):
     assert "not an image" in refused(http, image=b"hello", **POINT)
 
 
+def test_an_image_under_the_smallest_size_of_every_image_route_is_a_400(http):
+    assert refused(http, image=png_bytes(8, 20), box="[1, 1, 4, 4]") == (
+        "The image must be at least 16x16 pixels, got 8x20."
+    )
+
+
 def test_limits_on_image_pixels_and_points_name_their_settings(http):
     assert refused(http, image=png_bytes(81, 60), **POINT) == (
         "The uploaded image declares 81x60 = 4860 pixels, over the limit "
@@ -294,6 +300,23 @@ def test_limits_on_image_pixels_and_points_name_their_settings(http):
     assert refused(http, point_coords=six, point_labels=json.dumps([1] * 6)) == (
         "point_coords holds 6 points, over the limit ADAPTER_MAX_SEGMENT_POINTS=5."
     )
+
+
+def test_go_livepeers_units_are_the_input_images_pixels(tmp_path, tiny_sam2):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    app = make_app(tmp_path, [model_entry("segment-anything-2", tiny_sam2, "test/tiny-sam2")])
+    with running_client(app) as client:
+        assert post_image(client, ROUTE, png_bytes(40, 30), **POINT).status_code == 200
+        assert post_image(client, ROUTE, png_bytes(40, 30)).status_code == 400
+        text = client.get("/metrics").text
+    units = {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "runner_units_total"
+    }
+    assert units == {(("model", "test/tiny-sam2"), ("pipeline", "segment-anything-2")): 40 * 30}
 
 
 # --- the model outside HTTP ------------------------------------------------------------------
