@@ -22,6 +22,7 @@ MIB = 1024 * 1024
 DEMO_MODEL_ID = "demo/tiny-sd"
 DEMO_WHISPER_ID = "demo/tiny-whisper"
 DEMO_LLM_ID = "demo/tiny-llm"
+DEMO_SAM2_ID = "demo/tiny-sam2"
 
 
 class Limits(BaseSettings):
@@ -69,6 +70,17 @@ class Limits(BaseSettings):
     )
     max_video_frames: int = Field(
         25, gt=0, description="Most frames an image-to-video model may make per request."
+    )
+    # segment-anything-2: its answer holds 3 x width x height numbers as text (about 66 MB of
+    # JSON at 1024x1024 with return_logits), and each point is a token of its mask decoder.
+    max_segment_input_pixels: int = Field(
+        1024 * 1024,
+        gt=0,
+        description="Most pixels of an image sent to /segment-anything-2 (the answer's masks "
+        "have its size, as text).",
+    )
+    max_segment_points: int = Field(
+        64, gt=0, description="Most point prompts (point_coords) of one segment-anything-2 request."
     )
 
 
@@ -352,4 +364,5 @@ def demo_entries(settings: Settings) -> list[ModelEntry]:
         demo(Pipeline.UPSCALE, "demo/tiny-sd-x4-upscaler", "tiny-sd-x4-upscaler"),
         demo(Pipeline.AUDIO_TO_TEXT, DEMO_WHISPER_ID, "tiny-whisper", steps=None),
         demo(Pipeline.LLM, DEMO_LLM_ID, "tiny-llm", steps=None),
+        demo(Pipeline.SEGMENT_ANYTHING_2, DEMO_SAM2_ID, "tiny-sam2", steps=None),
     ]

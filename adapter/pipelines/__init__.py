@@ -14,6 +14,7 @@ from adapter.pipelines.base import PipelineRunner
 from adapter.pipelines.image_to_image import ImageToImageRunner
 from adapter.pipelines.image_to_video import ImageToVideoRunner
 from adapter.pipelines.llm import LLMRunner
+from adapter.pipelines.segment_anything_2 import SegmentAnything2Runner
 from adapter.pipelines.text_to_image import TextToImageRunner
 from adapter.pipelines.upscale import UpscaleRunner
 from contract.errors import ConfigError
@@ -28,6 +29,7 @@ PIPELINES: dict[Pipeline, PipelineRunner] = {
         UpscaleRunner(),
         AudioToTextRunner(),
         LLMRunner(),
+        SegmentAnything2Runner(),
     )
 }
 

@@ -43,5 +43,18 @@ def test_the_demo_serves_every_pipeline_with_models_it_builds(tmp_path):
         transcript = client.post("/audio-to-text", content=body, headers=headers)
         assert transcript.status_code == 200, transcript.text
 
+        response = post_image(
+            client, "/segment-anything-2", png_bytes(), point_coords="[[8, 8]]", point_labels="[1]"
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["scores"].count(",") == 2  # three masks
+
     built = sorted(path.name for path in settings.demo_dir.iterdir())
-    assert built == ["tiny-llm", "tiny-sd", "tiny-sd-x4-upscaler", "tiny-svd", "tiny-whisper"]
+    assert built == [
+        "tiny-llm",
+        "tiny-sam2",
+        "tiny-sd",
+        "tiny-sd-x4-upscaler",
+        "tiny-svd",
+        "tiny-whisper",
+    ]
