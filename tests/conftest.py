@@ -126,3 +126,24 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def pg_url() -> Any:
+    """A URL of the test PostgreSQL server whose search path is a fresh schema of this test
+    alone (dropped after it); skips the test when the server cannot be reached."""
+    from tests.support.jobs_store import (
+        create_pg_schema,
+        drop_pg_schema,
+        pg_unreachable_reason,
+        schema_url,
+    )
+
+    reason = pg_unreachable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    schema = create_pg_schema()
+    try:
+        yield schema_url(schema)
+    finally:
+        drop_pg_schema(schema)
