@@ -41,6 +41,7 @@ import httpx
 from adapter import __version__
 from adapter.jobs.model import WebhookDelivery
 from adapter.jobs.store.base import JobStore
+from adapter.jobs.store.common import DELIVERY_HOLD_S
 from contract.errors import BadRequestError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,13 @@ class WebhookSender:
         if timeout_s <= 0 or max_attempts < 1 or concurrency < 1 or backoff_base_s < 0:
             raise ConfigError(
                 "Webhook settings: the timeout, attempts and concurrency must be positive."
+            )
+        if timeout_s >= DELIVERY_HOLD_S:
+            # The store holds a fetched event this long; a longer attempt would let another
+            # replica send it too.
+            raise ConfigError(
+                f"ADAPTER_JOBS_WEBHOOK_TIMEOUT_S must be under {DELIVERY_HOLD_S:g} s, not "
+                f"{timeout_s:g}."
             )
         self.store = store
         self.secret = secret

@@ -137,6 +137,8 @@ def test_settings_that_could_never_deliver_are_refused(tmp_path: Path) -> None:
             WebhookSender(store, secret=SECRET, **bad)
     with pytest.raises(ConfigError, match="ADAPTER_JOBS_WEBHOOK_SECRET"):
         WebhookSender(store, secret="")
+    with pytest.raises(ConfigError, match="ADAPTER_JOBS_WEBHOOK_TIMEOUT_S"):
+        WebhookSender(store, secret=SECRET, timeout_s=60)
 
 
 # --- delivery to real receivers -----------------------------------------------------------
