@@ -24,6 +24,11 @@ AUDIO_DEMUXERS = (
 )
 
 
+# lpms estimates the length of these from the file's size and bitrate when FFmpeg gives none.
+BITRATE_FORMATS = frozenset({"mp3", "wav", "aac"})
+MICROSECONDS = 1_000_000  # FFmpeg's AV_TIME_BASE
+
+
 class AudioDecodeError(ValueError):
     """The bytes hold no audio that can be decoded (unknown format, corrupt, no audio track)."""
 
@@ -87,3 +92,42 @@ def decode_audio(data: bytes, *, max_seconds: float, keep_samples: bool = True) 
         raise AudioDecodeError("the file holds no audio samples")
     samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
     return DecodedAudio(samples=samples.astype(np.float32, copy=False), seconds=count / SAMPLE_RATE)
+
+
+class _Pipe(io.BytesIO):
+    """The upload as go-livepeer hands it to FFmpeg: through a pipe, which cannot seek, so FFmpeg
+    reads neither the file's end nor its size (which is why Ogg has no length there)."""
+
+    def seekable(self) -> bool:
+        return False
+
+
+def livepeer_seconds(data: bytes) -> int:
+    """The whole seconds go-livepeer's orchestrator bills an audio upload for; 0 when it cannot
+    measure it (it then refuses the request: "Unable to calculate duration").
+
+    As lpms `GetCodecInfoBytes` (ffmpeg/ffmpeg.go, ffmpeg/extras.c): the container's duration
+    from FFmpeg reading a pipe, truncated to whole seconds; when that is 0 for MP3, WAV or ADTS
+    AAC, bytes x 8 / the audio stream's bitrate, tags and cover art included. Not the decoded
+    length: a 29.9996 s FLAC is 29 s there, an Ogg file nothing.
+    """
+    import av
+
+    try:
+        with av.open(
+            _Pipe(data),
+            mode="r",
+            options={"format_whitelist": AUDIO_DEMUXERS},
+            metadata_errors="ignore",
+        ) as container:
+            duration = container.duration  # None: AV_NOPTS_VALUE
+            name = container.format.name
+            audio = next((s for s in container.streams if s.type == "audio"), None)
+            bit_rate = audio.codec_context.bit_rate if audio is not None else 0
+    except av.FFmpegError:
+        return 0  # "Error getting codec info"
+    # C's int64 division truncates toward zero.
+    seconds = int(duration / MICROSECONDS) if duration is not None else 0
+    if seconds == 0 and bit_rate and bit_rate > 0 and name in BITRATE_FORMATS:
+        seconds = len(data) * 8 // bit_rate
+    return max(seconds, 0)

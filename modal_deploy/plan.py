@@ -49,6 +49,7 @@ IMAGE_PACKAGES = (
     "prometheus-client==0.26.0",
     "websockets==17.4",
     "coincurve==21.0.0",
+    "boto3==1.44.8",
     "psycopg[binary]==3.3.9",
     "psycopg-pool==3.3.3",
 )
