@@ -162,6 +162,7 @@ class InProcessClasses:
         self.spawn_gate = spawn_gate
         self.get_wait_cap_s = get_wait_cap_s
         self.calls: list[InProcessCall] = []
+        self.compile_cache_commits: list[str] = []
         self.queue = stream_queue
         self.classes = dict(classes)
         self._targets: dict[str, InProcessTarget] = {}
