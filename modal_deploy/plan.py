@@ -161,7 +161,7 @@ class WebPlan:
     min_containers: int
     timeout: int
     env: dict[str, str] = field(default_factory=dict)
-    cpu: float = 0.5
+    cpu: float = 0.25
     memory_mb: int = 1024
     # One container: the adapter's per-model capacity limits then hold for the whole app.
     max_containers: int = 1

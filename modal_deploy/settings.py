@@ -32,10 +32,10 @@ SAMPLE_MODELS_FILE = Path(__file__).resolve().parent.parent / "examples" / "aiMo
 # The web container's reservation, sized by bench/modal_web.py (2026-12-01, 2-CPU AMD EPYC
 # build machine; docs/modal.md): a 1024x1024 PNG uploaded and answered costs the adapter
 # 0.039 CPU-seconds and ~4 MiB while in flight (JSON in, PNG out: 0.005 s, ~2 MiB), over
-# ~165 MiB idle. Half a core then serves ~12 such requests a second (more when Modal has
-# spare CPU: the request is a floor), above what the GPU classes behind it finish; 1 GiB holds
-# 100 requests in flight with room to spare.
-WEB_CPU_DEFAULT = 0.5
+# ~165 MiB idle. A quarter core then serves ~6 such requests a second (more when Modal has
+# spare CPU: the request is a floor, not a limit), what a few GPU containers finishing a job
+# each 0.5 s send back; 1 GiB holds 100 requests in flight with room to spare.
+WEB_CPU_DEFAULT = 0.25
 WEB_MEMORY_MB_DEFAULT = 1024
 
 

@@ -199,7 +199,7 @@ def test_web_function_settings_and_environment():
         "max_containers": 1,
         "scaledown_window": 300,
         "timeout": plan.web.timeout,
-        "cpu": 0.5,  # sized by bench/modal_web.py (ADAPTER_MODAL_WEB_CPU)
+        "cpu": 0.25,  # sized by bench/modal_web.py (ADAPTER_MODAL_WEB_CPU)
         "memory": 1024,  # ADAPTER_MODAL_WEB_MEMORY_MB
     }
     assert plan.web.env["ADAPTER_MAX_INFERENCE_STEPS"] == "12"
