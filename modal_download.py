@@ -29,7 +29,7 @@ from modal_deploy.weights import download_targets
 
 DEPLOY = ModalDeploySettings()
 APP_NAME = f"{Settings().modal_app}-download"
-ENV = download_env(DEPLOY, Settings().modal_app)
+ENV: dict[str, str | None] = {**download_env(DEPLOY, Settings().modal_app)}
 app = modal.App(APP_NAME)
 volume = modal.Volume.from_name(DEPLOY.volume, create_if_missing=True)
 hf_secrets = [modal.Secret.from_name(DEPLOY.hf_secret)] if DEPLOY.hf_secret else []

@@ -79,9 +79,8 @@ def web_app(size: int, capacity: int, hold_s: float) -> Any:
             assert isinstance(result, BaseModel)
             return result
 
-        async def stream(self, model: ServedModel, request: RequestModel) -> AsyncIterator[Any]:
-            raise NotImplementedError
-            yield  # an async generator
+        def stream(self, model: ServedModel, request: RequestModel) -> AsyncIterator[Any]:
+            raise NotImplementedError("nothing streams here")
 
         async def close(self) -> None:
             return None

@@ -39,6 +39,7 @@ import logging
 import warnings
 from collections.abc import Callable, Mapping
 from contextlib import suppress
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import modal
@@ -98,7 +99,7 @@ class GpuModel:
     settings: ClassVar[Settings]
     pipelines: ClassVar[Mapping[Pipeline, PipelineRunner]]
     stream_queue: ClassVar[Any]  # a modal.Queue (see stream_into)
-    commit_compile_cache: ClassVar[Callable[[], None]]
+    compile_cache_commit: ClassVar[Callable[[], None]]  # a staticmethod: no self
     modal_cls: ClassVar[Any]  # the modal.Cls of this class, to lower its own warm pool
     worker: ModelWorker
     stood_down = False
@@ -138,7 +139,7 @@ class GpuModel:
             return
         if self.worker.state is ModelState.READY:
             try:
-                self.commit_compile_cache()
+                type(self).compile_cache_commit()
             except Exception as exc:  # a cache not kept costs a compile later, not a request
                 logger.warning("%s: compile cache not committed: %r", self.plan.name, exc)
 
@@ -271,7 +272,7 @@ def define_gpu_classes(
     the caller binds each returned class as a module global of that name.
     """
     classes: dict[str, Any] = {}
-    volumes = {
+    volumes: dict[str | PurePosixPath, modal.Volume | modal.CloudBucketMount] = {
         MODELS_MOUNT: volume.with_mount_options(read_only=True),
         COMPILE_CACHE_MOUNT: compile_cache,
     }
@@ -283,7 +284,7 @@ def define_gpu_classes(
             "settings": plan.gpu_settings,
             "pipelines": pipelines,
             "stream_queue": stream_queue,
-            "commit_compile_cache": staticmethod(commit),
+            "compile_cache_commit": staticmethod(commit),
             "__module__": module,
             "__qualname__": class_plan.name,
         }
@@ -292,7 +293,7 @@ def define_gpu_classes(
         classes[class_plan.name] = app.cls(
             image=image, volumes=volumes, **plan.gpu_class_options(class_plan)
         )(concurrent)
-        user_cls.modal_cls = classes[class_plan.name]
+        setattr(user_cls, "modal_cls", classes[class_plan.name])  # noqa: B010 (a built type)
     return classes
 
 
