@@ -169,6 +169,8 @@ def _serve(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         server.terminate()
         server.wait(timeout=20)
+        if server.stderr is not None:
+            server.stderr.close()
 
 
 def main(argv: list[str] | None = None) -> None:
