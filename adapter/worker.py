@@ -222,7 +222,10 @@ class ModelWorker:
     def _unavailable_msg(self) -> str:
         msg = f"Model {self.model.model_id} failed to load: {self._error}"
         if self.gave_up:
-            msg += f" (tried {self.load_attempts} times; not tried again until a restart)"
+            msg += (
+                f" (tried {self.load_attempts} times, ADAPTER_MAX_LOAD_ATTEMPTS; not tried "
+                "again until a restart)"
+            )
         return msg
 
     # --- loading (on the model's thread) ----------------------------------------------------

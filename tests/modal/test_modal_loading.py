@@ -103,10 +103,15 @@ def test_a_models_loads_are_bounded_then_it_stays_failed(tmp_path, tiny_sd):
     with pytest.raises(ModelUnavailableError, match=r"missing does not exist$"):
         worker.load()
     assert not worker.gave_up
-    with pytest.raises(ModelUnavailableError, match=r"does not exist \(tried 2 times; not"):
+    with pytest.raises(
+        ModelUnavailableError,
+        match=r"does not exist \(tried 2 times, ADAPTER_MAX_LOAD_ATTEMPTS; not",
+    ):
         worker.load()  # the last one: its error says so
     assert worker.gave_up and worker.state is ModelState.FAILED
-    with pytest.raises(ModelUnavailableError, match="tried 2 times; not tried again"):
+    with pytest.raises(
+        ModelUnavailableError, match="tried 2 times, ADAPTER_MAX_LOAD_ATTEMPTS; not tried again"
+    ):
         worker.load()
     assert not worker.start_load()  # nor on the model's thread (the local backend's retry)
     assert worker.load_attempts == 2
