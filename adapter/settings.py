@@ -262,6 +262,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest a request waits, holding its slot, for its model to finish loading.",
     )
+    max_load_attempts: int = Field(
+        3,
+        ge=1,
+        description="Loads of one model tried before it stays FAILED (/health ERROR) until "
+        "the process restarts; on Modal, per container, which then stays up answering 500 "
+        "and lowers its class's warm pool to 0 instead of crash-looping billed GPUs.",
+    )
     declared_statuses_only: bool = Field(
         True,
         description="Answer on the runner's routes only the statuses the spec declares for "
