@@ -22,6 +22,8 @@ MIB = 1024 * 1024
 DEMO_MODEL_ID = "demo/tiny-sd"
 DEMO_WHISPER_ID = "demo/tiny-whisper"
 DEMO_LLM_ID = "demo/tiny-llm"
+DEMO_BLIP_ID = "demo/tiny-blip"
+DEMO_VITS_ID = "demo/tiny-vits"
 
 
 class Limits(BaseSettings):
@@ -69,6 +71,13 @@ class Limits(BaseSettings):
     )
     max_video_frames: int = Field(
         25, gt=0, description="Most frames an image-to-video model may make per request."
+    )
+    # image-to-text and text-to-speech
+    max_caption_tokens: int = Field(
+        40, gt=0, description="Most tokens an image-to-text caption adds after its prompt."
+    )
+    max_tts_chars: int = Field(
+        1000, gt=0, description="Longest text-to-speech text, in characters (code points)."
     )
 
 
@@ -352,4 +361,7 @@ def demo_entries(settings: Settings) -> list[ModelEntry]:
         demo(Pipeline.UPSCALE, "demo/tiny-sd-x4-upscaler", "tiny-sd-x4-upscaler"),
         demo(Pipeline.AUDIO_TO_TEXT, DEMO_WHISPER_ID, "tiny-whisper", steps=None),
         demo(Pipeline.LLM, DEMO_LLM_ID, "tiny-llm", steps=None),
+        # image-to-text and text-to-speech
+        demo(Pipeline.IMAGE_TO_TEXT, DEMO_BLIP_ID, "tiny-blip", steps=None),
+        demo(Pipeline.TEXT_TO_SPEECH, DEMO_VITS_ID, "tiny-vits", steps=None),
     ]

@@ -12,9 +12,11 @@ from pydantic import BaseModel
 from adapter.pipelines.audio_to_text import AudioToTextRunner
 from adapter.pipelines.base import PipelineRunner
 from adapter.pipelines.image_to_image import ImageToImageRunner
+from adapter.pipelines.image_to_text import ImageToTextRunner
 from adapter.pipelines.image_to_video import ImageToVideoRunner
 from adapter.pipelines.llm import LLMRunner
 from adapter.pipelines.text_to_image import TextToImageRunner
+from adapter.pipelines.text_to_speech import TextToSpeechRunner
 from adapter.pipelines.upscale import UpscaleRunner
 from contract.errors import ConfigError
 from contract.pipelines import Pipeline
@@ -28,6 +30,9 @@ PIPELINES: dict[Pipeline, PipelineRunner] = {
         UpscaleRunner(),
         AudioToTextRunner(),
         LLMRunner(),
+        # image-to-text and text-to-speech
+        ImageToTextRunner(),
+        TextToSpeechRunner(),
     )
 }
 
