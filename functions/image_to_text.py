@@ -64,7 +64,7 @@ class ImageCaptioner:
                 f"{folder} holds a {kind or 'model of no declared type'!r} model; image-to-text "
                 "serves BLIP captioning models (BlipForConditionalGeneration)"
             )
-        model = BlipForConditionalGeneration.from_pretrained(folder, dtype=dtype)
+        model: Any = BlipForConditionalGeneration.from_pretrained(folder, dtype=dtype)
         processor = BlipProcessor.from_pretrained(folder)
         return cls(model.to(device).eval(), processor, device, dtype, max_new_tokens)
 

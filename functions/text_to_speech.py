@@ -92,7 +92,7 @@ class TextToSpeech:
                 f"{folder} holds a {kind or 'model of no declared type'!r} model; "
                 "text-to-speech serves VITS models (VitsModel, e.g. facebook/mms-tts-eng)"
             )
-        model = VitsModel.from_pretrained(folder, dtype=dtype)
+        model: Any = VitsModel.from_pretrained(folder, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         return cls(model.to(device).eval(), tokenizer, device)
 
@@ -108,8 +108,7 @@ class TextToSpeech:
             # The tokenizer keeps only its alphabet's characters (mms-tts-eng: a-z, digits,
             # space, ' and -, after lower-casing).
             raise InputError(
-                "The text has no character this model can speak (its alphabet: "
-                f"{self.alphabet()})."
+                f"The text has no character this model can speak (its alphabet: {self.alphabet()})."
             )
         with stop_inside(self.model, should_stop):
             waveform = self.model(**{k: v.to(self.device) for k, v in inputs.items()}).waveform

@@ -73,6 +73,7 @@ class PipelineRunner(ABC):
     def check_model(self, model: ServedModel) -> None:
         """Refuse at start (ConfigError) an entry this glue cannot load, where its model id
         says so; called by the backends that load models (local, Modal). None by default."""
+        return None
 
     @abstractmethod
     def load(
