@@ -83,6 +83,7 @@ class TextToSpeech:
     @classmethod
     def load(cls, folder: Path, *, device: torch.device, dtype: torch.dtype) -> TextToSpeech:
         from transformers import AutoTokenizer, VitsModel
+        from transformers.utils import is_phonemizer_available
 
         kind = model_type(folder)
         if kind == PARLER_MODEL_TYPE:
@@ -92,8 +93,15 @@ class TextToSpeech:
                 f"{folder} holds a {kind or 'model of no declared type'!r} model; "
                 "text-to-speech serves VITS models (VitsModel, e.g. facebook/mms-tts-eng)"
             )
-        model: Any = VitsModel.from_pretrained(folder, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(folder)
+        if getattr(tokenizer, "phonemize", False) and not is_phonemizer_available():
+            # VITS checkpoints trained on phonemes (kakao-enterprise/vits-*) need espeak.
+            raise ValueError(
+                f"{folder} holds a VITS model whose tokenizer phonemizes its input, which "
+                "needs the phonemizer package and espeak-ng (not installed); MMS-TTS models "
+                "(facebook/mms-tts-*) read characters"
+            )
+        model: Any = VitsModel.from_pretrained(folder, dtype=dtype)
         return cls(model.to(device).eval(), tokenizer, device)
 
     @property

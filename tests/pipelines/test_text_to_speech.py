@@ -248,6 +248,16 @@ def test_a_folder_that_holds_no_vits_model_is_refused_at_load(tmp_path):
         TextToSpeech.load(folder, device=torch.device("cpu"), dtype=torch.float32)
 
 
+def test_a_vits_model_that_phonemizes_is_refused_at_load_without_phonemizer(tmp_path):
+    folder = build_tiny_vits(tmp_path / "vits-phonemes")
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["phonemize"] = True
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="needs the phonemizer package and espeak-ng"):
+        TextToSpeech.load(folder, device=torch.device("cpu"), dtype=torch.float32)
+
+
 # --- the model and the WAV -----------------------------------------------------------------
 
 
