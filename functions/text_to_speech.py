@@ -83,7 +83,7 @@ class TextToSpeech:
     @classmethod
     def load(cls, folder: Path, *, device: torch.device, dtype: torch.dtype) -> TextToSpeech:
         from transformers import AutoTokenizer, VitsModel
-        from transformers.utils import is_phonemizer_available
+        from transformers.utils.import_utils import is_phonemizer_available
 
         kind = model_type(folder)
         if kind == PARLER_MODEL_TYPE:
