@@ -23,6 +23,8 @@ DEMO_MODEL_ID = "demo/tiny-sd"
 DEMO_WHISPER_ID = "demo/tiny-whisper"
 DEMO_LLM_ID = "demo/tiny-llm"
 DEMO_SAM2_ID = "demo/tiny-sam2"
+DEMO_BLIP_ID = "demo/tiny-blip"
+DEMO_VITS_ID = "demo/tiny-vits"
 
 
 class Limits(BaseSettings):
@@ -81,6 +83,12 @@ class Limits(BaseSettings):
     )
     max_segment_points: int = Field(
         64, gt=0, description="Most point prompts (point_coords) of one segment-anything-2 request."
+    )
+    max_caption_tokens: int = Field(
+        40, gt=0, description="Most tokens an image-to-text caption adds after its prompt."
+    )
+    max_tts_chars: int = Field(
+        1000, gt=0, description="Longest text-to-speech text, in characters (code points)."
     )
 
 
@@ -372,4 +380,6 @@ def demo_entries(settings: Settings) -> list[ModelEntry]:
         demo(Pipeline.AUDIO_TO_TEXT, DEMO_WHISPER_ID, "tiny-whisper", steps=None),
         demo(Pipeline.LLM, DEMO_LLM_ID, "tiny-llm", steps=None),
         demo(Pipeline.SEGMENT_ANYTHING_2, DEMO_SAM2_ID, "tiny-sam2", steps=None),
+        demo(Pipeline.IMAGE_TO_TEXT, DEMO_BLIP_ID, "tiny-blip", steps=None),
+        demo(Pipeline.TEXT_TO_SPEECH, DEMO_VITS_ID, "tiny-vits", steps=None),
     ]

@@ -4,11 +4,14 @@ to the 16 kHz mono float32 samples speech models take.
 PyAV bundles FFmpeg's libraries in its wheel, so nothing outside Python is needed. The format is
 found from the bytes, never from a file name. Decoding stops as soon as the audio runs past
 `max_seconds`, so a small file that expands to hours of audio costs no more than the limit.
+Text-to-speech's answers go the other way: float samples to a 16-bit PCM WAV data URL.
 """
 
 from __future__ import annotations
 
+import base64
 import io
+import wave
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,3 +134,26 @@ def livepeer_seconds(data: bytes) -> int:
     if seconds == 0 and bit_rate and bit_rate > 0 and name in BITRATE_FORMATS:
         seconds = len(data) * 8 // bit_rate
     return max(seconds, 0)
+# --- encoding (text-to-speech answers) -----------------------------------------------------
+
+WAV_SAMPLE_WIDTH = 2  # bytes: 16-bit PCM, as the runner's soundfile writes a WAV by default
+
+
+def encode_wav(samples: np.ndarray, sampling_rate: int) -> bytes:
+    """A mono 16-bit PCM WAV of float samples in [-1, 1] (values beyond are clipped)."""
+    if samples.ndim != 1:
+        raise ValueError(f"samples must be mono (one dimension), got shape {samples.shape}")
+    pcm = np.round(np.clip(samples.astype(np.float32), -1.0, 1.0) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(WAV_SAMPLE_WIDTH)
+        out.setframerate(sampling_rate)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def wav_data_url(samples: np.ndarray, sampling_rate: int) -> str:
+    """A `data:audio/wav;base64,...` URL, the form the runner's text-to-speech answers take."""
+    data = base64.b64encode(encode_wav(samples, sampling_rate)).decode("ascii")
+    return "data:audio/wav;base64," + data

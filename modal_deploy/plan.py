@@ -277,6 +277,7 @@ def plan_class(model: ServedModel, now: datetime) -> ClassPlan:
             f"{model.key}: field 'pipeline': {model.pipeline.value!r} has no implementation to "
             "run on Modal yet"
         )
+    PIPELINES[model.pipeline].check_model(model)
     settings = model.runner.modal
     schedule = tuple(settings.warm_schedule)
     if settings.min_containers is not None:

@@ -333,10 +333,10 @@ def test_a_stream_arrives_while_the_runner_generates_and_leaving_stops_it(
         gated.gate.set()
 
 
-def test_a_pipeline_without_an_implementation_here_is_still_forwarded(tmp_path, runner):
-    """image-to-text has no implementation in this package, but the http backend can front a
-    runner that has one: the request is forwarded, and that runner's answer (here our own
-    runner's refusal) comes back with the contract's status and body."""
+def test_an_upstream_refusal_comes_back_as_the_contract_says(tmp_path, runner):
+    """The http backend forwards a model it does not load itself; the upstream's answer (here
+    a runner that does not serve image-to-text refusing it) comes back with the contract's
+    status and body."""
     entry = {
         "pipeline": "image-to-text",
         "model_id": "Salesforce/blip-image-captioning-large",
