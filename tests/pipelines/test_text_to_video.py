@@ -207,3 +207,19 @@ def test_the_route_is_in_our_openapi_outside_the_runner_contract(http):
     schema = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     assert schema.endswith("/TextToVideoParams")
     assert {"400", "401", "413", "422", "500", "503"} <= set(operation["responses"])
+
+
+def test_auto_on_a_gpu_means_bfloat16_with_a_float32_vae(tiny_wan, tmp_path):
+    from adapter.pipelines.text_to_video import TextToVideoRunner
+    from contract.aimodels import merge_entries, parse_entries
+    from tests.support.apps import make_settings
+
+    (model,) = merge_entries(parse_entries([model_entry("text-to-video", tiny_wan, "test/wan")]))
+    # What the worker hands a GPU load under torch_dtype "auto": float16 (here on the CPU).
+    handle = TextToVideoRunner().load(
+        model, tiny_wan, torch.device("cpu"), torch.float16, make_settings(tmp_path)
+    )
+    pipe = handle.pipe
+    assert (pipe.transformer.dtype, pipe.text_encoder.dtype) == (torch.bfloat16, torch.bfloat16)
+    assert pipe.vae.dtype == torch.float32
+    assert len(handle.generate(prompt="x", height=16, width=16, num_frames=1).frames) == 1
