@@ -176,6 +176,32 @@ def test_a_gone_client_stops_the_video_between_steps(tiny_wan):
     assert len(steps) == 2
 
 
+def test_a_gone_client_stops_the_video_inside_the_vae_decode(tiny_wan):
+    from functions.cancel import GenerationCancelled
+    from functions.text_to_video import TextToVideo
+
+    video = TextToVideo.load(tiny_wan, device=torch.device("cpu"), dtype=torch.float32)
+    decoder = video.pipe.vae.decoder
+    decoding, finished = [], []
+    start = decoder.register_forward_pre_hook(lambda *_: decoding.append(True))
+    end = decoder.register_forward_hook(lambda *_: finished.append(True))
+    try:
+        with pytest.raises(GenerationCancelled):
+            video.generate(
+                prompt="a fox",
+                height=32,
+                width=32,
+                num_frames=9,
+                num_inference_steps=2,
+                should_stop=lambda: bool(decoding),
+            )
+    finally:
+        start.remove()
+        end.remove()
+    assert decoding and not finished  # stopped within the decoder's first pass
+    assert not any(layer._forward_pre_hooks for layer in decoder.modules())  # no check left
+
+
 def test_a_client_leaving_a_long_video_frees_the_model(base_url, http):
     quick_started = time.monotonic()
     generate(http, seed=1)
