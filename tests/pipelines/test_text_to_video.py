@@ -206,7 +206,7 @@ def test_a_client_leaving_a_long_video_frees_the_model(base_url, http):
     quick_started = time.monotonic()
     generate(http, seed=1)
     quick = time.monotonic() - quick_started
-    # Half a minute of steps and more on a CPU (each a few hundred ms at this size).
+    # Most of a minute of steps on a CPU (each about half a second at this size).
     long = {"prompt": "a fox", "height": 256, "width": 256, "num_frames": 33}
     long |= {"num_inference_steps": 100}
     leaving = httpx.Client(base_url=base_url, timeout=httpx.Timeout(60, read=1.0))
@@ -215,8 +215,9 @@ def test_a_client_leaving_a_long_video_frees_the_model(base_url, http):
     behind_started = time.monotonic()
     generate(http, seed=2)
     behind = time.monotonic() - behind_started
-    # Had the abandoned video run on, the next would have waited half a minute.
-    assert behind < 2 * quick + 3.0, f"{behind:.2f} s behind an abandoned video, {quick:.2f} alone"
+    # Had the abandoned video run on, the next would have waited most of a minute; stopped at
+    # its next step, a few seconds at most (a step on a busy CPU).
+    assert behind < 2 * quick + 10.0, f"{behind:.2f} s behind an abandoned video, {quick:.2f} alone"
 
 
 def test_units_are_pixels_times_frames_our_own_rule():
