@@ -25,6 +25,7 @@ DEMO_LLM_ID = "demo/tiny-llm"
 DEMO_SAM2_ID = "demo/tiny-sam2"
 DEMO_BLIP_ID = "demo/tiny-blip"
 DEMO_VITS_ID = "demo/tiny-vits"
+DEMO_VIDEO_ID = "demo/tiny-wan"
 
 
 class Limits(BaseSettings):
@@ -71,7 +72,10 @@ class Limits(BaseSettings):
         description="Most pixels of an image sent to /upscale (the output has 16 times as many).",
     )
     max_video_frames: int = Field(
-        25, gt=0, description="Most frames an image-to-video model may make per request."
+        81,
+        gt=0,
+        description="Most frames of one video: a text-to-video request's num_frames, and the "
+        "frames an image-to-video model makes (a model over it does not load).",
     )
     # segment-anything-2: its answer holds 3 x width x height numbers as text (about 66 MB of
     # JSON at 1024x1024 with return_logits), and each point is a token of its mask decoder.
@@ -382,4 +386,5 @@ def demo_entries(settings: Settings) -> list[ModelEntry]:
         demo(Pipeline.SEGMENT_ANYTHING_2, DEMO_SAM2_ID, "tiny-sam2", steps=None),
         demo(Pipeline.IMAGE_TO_TEXT, DEMO_BLIP_ID, "tiny-blip", steps=None),
         demo(Pipeline.TEXT_TO_SPEECH, DEMO_VITS_ID, "tiny-vits", steps=None),
+        demo(Pipeline.TEXT_TO_VIDEO, DEMO_VIDEO_ID, "tiny-wan"),
     ]

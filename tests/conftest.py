@@ -28,6 +28,7 @@ from functions.tiny.stable_diffusion import (
     build_tiny_sdxl,
 )
 from functions.tiny.text_models import build_tiny_llm, build_tiny_whisper
+from functions.tiny.video_models import build_tiny_wan
 from tests.support.apps import make_app
 from tests.support.fake_backend import FakeBackend, fake_app
 from tests.support.s3_server import S3Server
@@ -89,6 +90,11 @@ def tiny_llm(model_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sam2(model_root: Path) -> Path:
     return build_tiny_sam2(model_root / "tiny-sam2")
+
+
+@pytest.fixture(scope="session")
+def tiny_wan(model_root: Path) -> Path:
+    return build_tiny_wan(model_root / "tiny-wan")
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from adapter.pipelines.llm import LLMRunner
 from adapter.pipelines.segment_anything_2 import SegmentAnything2Runner
 from adapter.pipelines.text_to_image import TextToImageRunner
 from adapter.pipelines.text_to_speech import TextToSpeechRunner
+from adapter.pipelines.text_to_video import TextToVideoRunner
 from adapter.pipelines.upscale import UpscaleRunner
 from contract.errors import ConfigError
 from contract.pipelines import Pipeline
@@ -34,6 +35,7 @@ PIPELINES: dict[Pipeline, PipelineRunner] = {
         SegmentAnything2Runner(),
         ImageToTextRunner(),
         TextToSpeechRunner(),
+        TextToVideoRunner(),
     )
 }
 

@@ -56,6 +56,14 @@ def test_the_demo_serves_every_pipeline_with_models_it_builds(tmp_path):
         assert speech.status_code == 200, speech.text
         assert speech.json()["audio"]["url"].startswith("data:audio/wav;base64,")
 
+
+        video = client.post(
+            "/text-to-video", json={"prompt": "x", "width": 48, "height": 32, "num_frames": 5}
+        )
+        assert video.status_code == 200, video.text
+        assert video.json()["video"]["url"].startswith("data:video/mp4;base64,")
+        assert (video.json()["num_frames"], video.json()["width"]) == (5, 48)
+
     built = sorted(path.name for path in settings.demo_dir.iterdir())
     assert built == [
         "tiny-blip",
@@ -65,5 +73,6 @@ def test_the_demo_serves_every_pipeline_with_models_it_builds(tmp_path):
         "tiny-sd-x4-upscaler",
         "tiny-svd",
         "tiny-vits",
+        "tiny-wan",
         "tiny-whisper",
     ]
