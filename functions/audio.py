@@ -134,6 +134,8 @@ def livepeer_seconds(data: bytes) -> int:
     if seconds == 0 and bit_rate and bit_rate > 0 and name in BITRATE_FORMATS:
         seconds = len(data) * 8 // bit_rate
     return max(seconds, 0)
+
+
 # --- encoding (text-to-speech answers) -----------------------------------------------------
 
 WAV_SAMPLE_WIDTH = 2  # bytes: 16-bit PCM, as the runner's soundfile writes a WAV by default

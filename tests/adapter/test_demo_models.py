@@ -56,7 +56,6 @@ def test_the_demo_serves_every_pipeline_with_models_it_builds(tmp_path):
         assert speech.status_code == 200, speech.text
         assert speech.json()["audio"]["url"].startswith("data:audio/wav;base64,")
 
-
         video = client.post(
             "/text-to-video", json={"prompt": "x", "width": 48, "height": 32, "num_frames": 5}
         )
