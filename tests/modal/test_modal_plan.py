@@ -467,4 +467,4 @@ def test_text_to_video_gets_its_gpu_class_timeout_and_download():
     assert plan.name == "TextToVideo__Wan_AI_Wan2_1_T2V_1_3B_Diffusers"
     assert plan.name == class_name(Pipeline.TEXT_TO_VIDEO, entry["model_id"])
     assert (plan.gpu, plan.run_timeout) == ("L40S", 1800)
-    assert [t.repo_id for t in download_targets((plan,))] == [entry["model_id"]]
+    assert [t.repo_id for t in download_targets((plan.model,))] == [entry["model_id"]]
