@@ -114,3 +114,24 @@ def tiny_modal_app(tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> A
     path = tmp_path_factory.mktemp("modal") / "aiModels.json"
     path.write_text(json.dumps(tiny_entries(tiny_sd)))
     return import_modal_app({"ADAPTER_MODELS_CONFIG": str(path)})
+
+
+@pytest.fixture
+def pg_url() -> Any:
+    """A URL of the test PostgreSQL server whose search path is a fresh schema of this test
+    alone (dropped after it); skips the test when the server cannot be reached."""
+    from tests.support.jobs_store import (
+        create_pg_schema,
+        drop_pg_schema,
+        pg_unreachable_reason,
+        schema_url,
+    )
+
+    reason = pg_unreachable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    schema = create_pg_schema()
+    try:
+        yield schema_url(schema)
+    finally:
+        drop_pg_schema(schema)
