@@ -4,7 +4,7 @@ built over them or over the fake backend. Fixtures only: helpers live in tests/s
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from functions.tiny.stable_diffusion import (
 from functions.tiny.text_models import build_tiny_llm, build_tiny_whisper
 from tests.support.apps import make_app
 from tests.support.fake_backend import FakeBackend, fake_app
+from tests.support.s3_server import S3Server
 
 # Two cores are shared with everything else CI runs; one intra-op thread keeps runs steady.
 torch.set_num_threads(1)
@@ -135,3 +136,14 @@ def pg_url() -> Any:
         yield schema_url(schema)
     finally:
         drop_pg_schema(schema)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (moto's) in its own process, for the whole session."""
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
