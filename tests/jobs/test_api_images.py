@@ -80,8 +80,9 @@ def test_enhance_reruns_the_prompt_and_seed_with_more_steps(client):
 
 def test_the_same_idempotency_key_returns_the_first_job(client):
     headers = {"Idempotency-Key": "abc-1"}
-    first = client.post("/v1/jobs", json={"pipeline": "text-to-image", "params": T2I}, headers=headers)
-    again = client.post("/v1/jobs", json={"pipeline": "text-to-image", "params": T2I}, headers=headers)
+    body = {"pipeline": "text-to-image", "params": T2I}
+    first = client.post("/v1/jobs", json=body, headers=headers)
+    again = client.post("/v1/jobs", json=body, headers=headers)
     assert first.status_code == again.status_code == 202
     assert first.json()["id"] == again.json()["id"]
     assert again.headers["idempotent-replayed"] == "true"

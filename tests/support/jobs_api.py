@@ -27,12 +27,14 @@ def jobs_settings(tmp_path: Path, **overrides: Any) -> JobsSettings:
 
 
 def jobs_app(
-    tmp_path: Path, entries: list[dict[str, Any]], jobs: dict[str, Any] | None = None, **settings: Any
+    tmp_path: Path,
+    entries: list[dict[str, Any]],
+    jobs: dict[str, Any] | None = None,
+    **settings: Any,
 ) -> FastAPI:
     """The app over the local backend with the jobs door on."""
-    return make_app(
-        tmp_path, entries, jobs=jobs_settings(tmp_path, **(jobs or {})), data_dir=tmp_path, **settings
-    )
+    door = jobs_settings(tmp_path, **(jobs or {}))
+    return make_app(tmp_path, entries, jobs=door, data_dir=tmp_path, **settings)
 
 
 def wait_for(
