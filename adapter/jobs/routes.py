@@ -117,7 +117,7 @@ async def _read_form(request: Request) -> tuple[dict[str, Any], dict[str, Upload
 
 async def read_submission(request: Request) -> tuple[JobSubmission, dict[str, Upload]]:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type == "multipart/form-data":
+    if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         fields, uploads = await _read_form(request)
     elif media_type in ("application/json", ""):
         raw = await request.body()
