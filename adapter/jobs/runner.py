@@ -187,7 +187,12 @@ class JobRunner:
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
                 self._wake.clear()
                 continue
-            await self.run_job(job)
+            try:
+                await self.run_job(job)
+            except Exception:
+                # The store failed as the job ended: its lease runs out and recovery queues it
+                # again; this loop goes on claiming.
+                logger.exception("jobs: ending %s failed", job.id)
 
     async def _recover(self) -> None:
         for job in await self.store.recover(datetime.now(UTC)):
