@@ -289,6 +289,9 @@ class JobRunner:
     async def _failed(self, job: JobRecord, error: BaseException) -> None:
         message = error.msg if isinstance(error, RunnerError) else "The job failed unexpectedly."
         if retryable(error):
+            # A Modal call of this attempt is over (or gone): the next attempt spawns its own.
+            with suppress(Exception):
+                await self.store.set_call_id(job.id, self.worker_id, "")
             await self._give_back(job, message)
             self.wake()
         else:
