@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from contract.aimodels import ServedModel
 from contract.errors import BadRequestError, InferenceError, InputError, RunnerError
 from contract.pipelines import PIPELINE_SPECS
-from functions.cancel import GenerationCancelled
+from functions.cancel import GenerationCancelled, OnStep
 
 logger = logging.getLogger("adapter.worker")  # the worker's log, where operators look
 
@@ -23,10 +23,12 @@ OUT_OF_MEMORY_MSG = "GPU out of memory."
 
 class StopFlag:
     """What a job's `should_stop` asks: whether its caller has gone, or (with a time limit)
-    the job has run longer than its limit since it reached the model's thread."""
+    the job has run longer than its limit since it reached the model's thread. Its `on_step`,
+    when given, hears of each denoising step (functions.cancel.report_step)."""
 
-    def __init__(self, time_limit_s: float | None = None) -> None:
+    def __init__(self, time_limit_s: float | None = None, on_step: OnStep | None = None) -> None:
         self.time_limit_s = time_limit_s
+        self.on_step = on_step
         self._event = threading.Event()
         self._deadline: float | None = None
 

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from pydantic import BaseModel
 
-from adapter.backends.base import Backend, ModelState
+from adapter.backends.base import Backend, ModelState, RunHooks
 from adapter.capacity import CapacityLimiter
 from adapter.metrics import RequestRecord, RunnerMetrics
 from adapter.pipelines import glue_for
@@ -98,9 +98,12 @@ class RunnerService:
                 with record.running():
                     yield model, prepared.request, record
 
-    async def handle(self, spec: PipelineSpec, request: RequestModel) -> BaseModel:
+    async def handle(
+        self, spec: PipelineSpec, request: RequestModel, hooks: RunHooks | None = None
+    ) -> BaseModel:
+        """Serve one request; `hooks` are a job's (its progress, its remote call)."""
         async with self._admitted(spec, request) as (model, prepared, _):
-            return await self.backend.run(model, prepared)
+            return await self.backend.run(model, prepared, hooks)
 
     async def stream(self, spec: PipelineSpec, request: RequestModel) -> AsyncIterator[BaseModel]:
         """Like `handle`, chunk by chunk; the slot is held until the stream ends or is closed

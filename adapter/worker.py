@@ -37,7 +37,7 @@ from contract.errors import (
     ModelUnavailableError,
 )
 from contract.schemas import RequestModel
-from functions.cancel import GenerationCancelled
+from functions.cancel import GenerationCancelled, OnStep
 
 if TYPE_CHECKING:
     import torch
@@ -272,12 +272,17 @@ class ModelWorker:
 
     # --- serving ---------------------------------------------------------------------------
 
-    async def run(self, request: RequestModel, time_limit_s: float | None = None) -> BaseModel:
-        """Serve one request on the model's thread. Cancelled (the client went away), the job
-        ends at its next step, or never starts if still queued. `time_limit_s` bounds the run
-        from when it reaches the thread (not its wait there), with a 500 that says so."""
+    async def run(
+        self,
+        request: RequestModel,
+        time_limit_s: float | None = None,
+        on_step: OnStep | None = None,
+    ) -> BaseModel:
+        """Serve one request on the model's thread (`on_step` hears of each step, there).
+        Cancelled (the client went away), it ends at its next step, or never starts if still
+        queued. `time_limit_s` bounds it from when it reaches the thread, with a 500 saying so."""
         handle = self._require_ready()
-        stop = StopFlag(time_limit_s)
+        stop = StopFlag(time_limit_s, on_step)
 
         def job() -> BaseModel:
             stop.start_clock()

@@ -72,7 +72,9 @@ def web_app(size: int, capacity: int, hold_s: float) -> Any:
         def state(self, model: ServedModel) -> ModelState:
             return ModelState.READY
 
-        async def run(self, model: ServedModel, request: RequestModel) -> BaseModel:
+        async def run(
+            self, model: ServedModel, request: RequestModel, hooks: object = None
+        ) -> BaseModel:
             serialize((request,))  # the spawn's arguments
             await asyncio.sleep(hold_s)  # the GPU at work: requests in flight hold their memory
             result = deserialize(answer, None)  # the call's result

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -87,6 +87,9 @@ class PipelineSpec(BaseModel):
     # Livepeer's recommended price in USD per unit of work (its docs), where it gives one; for a
     # pipeline of our own, our stand-in (said where it is set). Demo models are priced by it.
     recommended_usd_per_unit: Decimal | None = None
+    # The request fields an enhanced job changes (the jobs door's "enhance": the same prompt,
+    # seed and inputs, more steps); an entry's `runner.enhance` overrides them per model.
+    enhance: dict[str, Any] = {}
     # Whether the runner's spec (ai-runner-openapi.yaml) has this route. The spec's checks skip
     # a pipeline of our own (False); it keeps the contract's error body, and declares 413 and 503
     # (extra_error_statuses) so its errors keep their own statuses: no go-livepeer client reads it.
@@ -114,6 +117,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
     for spec in (
         PipelineSpec(
             pipeline=Pipeline.TEXT_TO_IMAGE,
+            enhance={"num_inference_steps": 50},
             recommended_usd_per_unit=Decimal("1.9073484e-08"),
             default_timeout_s=300.0,
             unit_name="output pixel",
@@ -127,6 +131,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         ),
         PipelineSpec(
             pipeline=Pipeline.IMAGE_TO_IMAGE,
+            enhance={"num_inference_steps": 100},
             recommended_usd_per_unit=Decimal("1.9073484e-08"),
             default_timeout_s=300.0,
             unit_name="input pixel x image",
@@ -140,6 +145,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         ),
         PipelineSpec(
             pipeline=Pipeline.IMAGE_TO_VIDEO,
+            enhance={"num_inference_steps": 25},
             recommended_usd_per_unit=Decimal("1.3563368e-08"),
             default_timeout_s=900.0,
             unit_name="output pixel x frame",
@@ -153,6 +159,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         ),
         PipelineSpec(
             pipeline=Pipeline.UPSCALE,
+            enhance={"num_inference_steps": 75},
             recommended_usd_per_unit=Decimal("1.9073484e-08"),
             default_timeout_s=300.0,
             unit_name="input pixel",
@@ -246,6 +253,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         PipelineSpec(
             pipeline=Pipeline.TEXT_TO_VIDEO,
             runner_contract=False,
+            enhance={"num_inference_steps": 50},
             # Livepeer gives none: image-to-video's recommended price per pixel x frame.
             recommended_usd_per_unit=Decimal("1.3563368e-08"),
             # Wan 2.1 1.3B's 81 frames at 832x480 and 50 steps take minutes on one GPU.

@@ -37,6 +37,23 @@ from tests.support.s3_server import S3Server
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def jobs_off_and_data_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test writes into the real home's data folder, and apps serve no jobs door unless a
+    test turns it on (JobsSettings(enabled=True)): the other doors' tests stay as they were."""
+    saved = {name: os.environ.get(name) for name in ("ADAPTER_DATA_DIR", "ADAPTER_JOBS_ENABLED")}
+    os.environ["ADAPTER_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
+    os.environ["ADAPTER_JOBS_ENABLED"] = "false"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")
@@ -129,17 +146,6 @@ def tiny_modal_app(tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> A
     return import_modal_app({"ADAPTER_MODELS_CONFIG": str(path)})
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """A real S3-compatible server (moto's) in its own process, for the whole session."""
-    server = S3Server(tmp_path_factory.mktemp("s3"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def pg_url() -> Any:
     """A URL of the test PostgreSQL server whose search path is a fresh schema of this test
@@ -159,3 +165,14 @@ def pg_url() -> Any:
         yield schema_url(schema)
     finally:
         drop_pg_schema(schema)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (moto's) in its own process, for the whole session."""
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

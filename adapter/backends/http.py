@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from adapter.backends.base import ModelState
+from adapter.backends.base import ModelState, RunHooks
 from adapter.settings import Settings
 from contract.aimodels import ServedModel
 from contract.errors import (
@@ -191,7 +191,10 @@ class HTTPBackend:
             "POST", url, files=files, data=data, headers=headers, timeout=timeout
         )
 
-    async def run(self, model: ServedModel, request: RequestModel) -> BaseModel:
+    async def run(
+        self, model: ServedModel, request: RequestModel, hooks: RunHooks | None = None
+    ) -> BaseModel:
+        """No hook is called: the upstream runner does not report its steps."""
         spec = PIPELINE_SPECS[model.pipeline]
         with self._translate_errors(model):
             response = await self._client.send(self._build(model, request))

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from pydantic import BaseModel
 
-from adapter.backends.base import ModelState
+from adapter.backends.base import ModelState, RunHooks
 from adapter.pipelines import PIPELINES
 from adapter.pipelines.base import PipelineRunner
 from adapter.settings import Settings
@@ -86,9 +86,11 @@ class LocalBackend:
         await worker.wait_loaded(self.settings.model_load_wait_s)
         return worker
 
-    async def run(self, model: ServedModel, request: RequestModel) -> BaseModel:
+    async def run(
+        self, model: ServedModel, request: RequestModel, hooks: RunHooks | None = None
+    ) -> BaseModel:
         worker = await self._ready(model)
-        return await worker.run(request)
+        return await worker.run(request, on_step=hooks.on_step if hooks else None)
 
     async def stream(self, model: ServedModel, request: RequestModel) -> AsyncIterator[BaseModel]:
         worker = await self._ready(model)
