@@ -9,6 +9,9 @@ the contract's body and its headers (`Retry-After` stays). `declared_only=False`
 413 for a front end that understands them; other paths (new doors with contracts of their own)
 always answer the tree's own status.
 
+The jobs door (`/v1/jobs`) answers every error, its own and the framework's, with its own body
+`{"error": {"message", "type"}}` (adapter.jobs.errors) and the tree's status.
+
 Every body on those routes has the spec's shape: `{"detail": {"msg": ...}}` (`HTTPError`), and for
 422 `{"detail": [{"loc", "msg", "type", ...}]}` (`HTTPValidationError`), bodies that cannot be
 decoded at all included. Error bodies are written in ASCII JSON with no NaN, so what a client
@@ -33,8 +36,16 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import Scope
 
+from adapter.jobs.errors import (
+    door_error_body,
+    door_error_response,
+    is_jobs_path,
+    validation_message,
+)
 from contract.errors import (
+    BadRequestError,
     MalformedBodyError,
+    NotFoundError,
     RunnerError,
     ServiceUnavailableError,
     UnauthorizedError,
@@ -64,15 +75,24 @@ def route_error_statuses(pipeline: Pipeline, declared_only: bool) -> tuple[int, 
     return tuple(sorted(set(statuses)))
 
 
-def runner_operation(scope: Scope) -> Pipeline | None:
-    """The pipeline whose runner route the request is for (POST to its path), else None."""
-    if scope.get("type") != "http" or scope.get("method") != "POST":
-        return None
+def route_path(scope: Scope) -> str:
+    """The request's path as the router sees it (without uvicorn's --root-path)."""
     path: str = scope.get("path", "")
     root_path: str = scope.get("root_path", "")
     if root_path and path.startswith(root_path):
         path = path[len(root_path) :]
-    return _ROUTES.get(path.rstrip("/"))
+    return path
+
+
+def jobs_door(scope: Scope) -> bool:
+    return scope.get("type") == "http" and is_jobs_path(route_path(scope))
+
+
+def runner_operation(scope: Scope) -> Pipeline | None:
+    """The pipeline whose runner route the request is for (POST to its path), else None."""
+    if scope.get("type") != "http" or scope.get("method") != "POST":
+        return None
+    return _ROUTES.get(route_path(scope).rstrip("/"))
 
 
 def nearest_declared(status: int, declared: frozenset[int]) -> int:
@@ -149,6 +169,8 @@ class ErrorMapping:
         return nearest_declared(status, declared_statuses(pipeline))
 
     def response(self, error: RunnerError, scope: Scope) -> Response:
+        if jobs_door(scope):
+            return door_error_response(error)
         return error_response(error, self.status(error.status_code, scope))
 
     async def handle_runner_error(self, request: Request, exc: Exception) -> Response:
@@ -160,6 +182,8 @@ class ErrorMapping:
         not be read (FastAPI's 400 "There was an error parsing the body", Starlette's "Invalid
         multipart data."): the contract's shape, not a string `detail`."""
         assert isinstance(exc, HTTPException)
+        if jobs_door(request.scope):
+            return self._door_http_exception(request, exc)
         if runner_operation(request.scope) is None:
             return await http_exception_handler(request, exc)
         if isinstance(exc.__cause__, RunnerError):
@@ -173,9 +197,23 @@ class ErrorMapping:
             headers=exc.headers,
         )
 
+    def _door_http_exception(self, request: Request, exc: HTTPException) -> Response:
+        if isinstance(exc.__cause__, RunnerError):
+            return self.response(exc.__cause__, request.scope)
+        if exc.status_code == 400:
+            return self.response(MalformedBodyError(_unreadable_body_msg(exc)), request.scope)
+        if exc.status_code == 404:
+            return self.response(NotFoundError(f"No route {request.url.path}."), request.scope)
+        body = door_error_body(str(exc.detail), "http_error")
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
     async def handle_validation_error(self, request: Request, exc: Exception) -> Response:
-        """422 as the spec's HTTPValidationError (FastAPI's own list), safe to render."""
+        """422 as the spec's HTTPValidationError (FastAPI's own list), safe to render; on the
+        jobs door, a 400 naming the fields."""
         assert isinstance(exc, RequestValidationError)
+        if jobs_door(request.scope):
+            error = BadRequestError(validation_message(list(exc.errors())))
+            return self.response(error, request.scope)
         encoders: dict[Any, Callable[[Any], Any]] = {
             UploadFile: _describe_upload,
             bytes: _describe_bytes,
@@ -187,6 +225,8 @@ class ErrorMapping:
         # A bug, not a client's fault: still the contract's JSON body, which go-livepeer decodes
         # (a plain-text 500 reaches its client as neither result nor error).
         logger.error("unexpected error serving %s", request.url.path, exc_info=exc)
+        if jobs_door(request.scope):
+            return JSONResponse(door_error_body("Internal server error.", "server_error"), 500)
         pipeline = runner_operation(request.scope)
         msg = PIPELINE_SPECS[pipeline].failure_message if pipeline else "Internal server error."
         return ContractJSONResponse(error_body(msg), status_code=500)

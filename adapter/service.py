@@ -21,6 +21,7 @@ from contract.aimodels import ServedModel
 from contract.errors import UnknownModelError
 from contract.pipelines import Pipeline, PipelineSpec, requested_model_id
 from contract.schemas import HealthStatus, RequestModel
+from functions.cancel import OnStep
 
 
 class RunnerService:
@@ -98,9 +99,13 @@ class RunnerService:
                 with record.running():
                     yield model, prepared.request
 
-    async def handle(self, spec: PipelineSpec, request: RequestModel) -> BaseModel:
+    async def handle(
+        self, spec: PipelineSpec, request: RequestModel, on_step: OnStep | None = None
+    ) -> BaseModel:
+        """Serve one request; `on_step(step, total)` hears of its denoising steps where the
+        backend can tell (a job's progress), called on the model's thread."""
         async with self._admitted(spec, request) as (model, prepared):
-            return await self.backend.run(model, prepared)
+            return await self.backend.run(model, prepared, on_step)
 
     async def stream(self, spec: PipelineSpec, request: RequestModel) -> AsyncIterator[BaseModel]:
         """Like `handle`, chunk by chunk; the slot is held until the stream ends or is closed

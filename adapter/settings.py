@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapter import __version__
+from adapter.jobs.settings import JobsSettings, default_data_dir
 from contract.aimodels import ModelEntry, RunnerSettings
 from contract.optimization_flags import CompileMode
 from contract.pipelines import Pipeline
@@ -321,6 +322,11 @@ class Settings(BaseSettings):
         description="Print the whole traceback of a start-up error (otherwise one line).",
     )
     workerbee: WorkerbeeSettings = Field(default_factory=WorkerbeeSettings)
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where durable state is kept by default: the jobs database and outputs.",
+    )
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
 
 
 def demo_entries(settings: Settings) -> list[ModelEntry]:

@@ -40,7 +40,7 @@ from contract.errors import (
 )
 from contract.pipelines import PIPELINE_SPECS
 from contract.schemas import RequestModel
-from functions.cancel import GenerationCancelled
+from functions.cancel import GenerationCancelled, OnStep
 
 if TYPE_CHECKING:
     import torch
@@ -60,10 +60,11 @@ _TRANSITIONS: dict[ModelState, frozenset[ModelState]] = {
 
 class StopFlag:
     """What a job's `should_stop` asks: whether its caller has gone, or (with a time limit)
-    the job has run longer than its limit since it reached the model's thread."""
+    the job has run longer than its limit since it reached the model's thread. Its `on_step`,
+    when given, hears of each denoising step (functions.cancel.report_step)."""
 
-    def __init__(self, time_limit_s: float | None = None) -> None:
-        self.time_limit_s = time_limit_s
+    def __init__(self, time_limit_s: float | None = None, on_step: OnStep | None = None) -> None:
+        self.time_limit_s, self.on_step = time_limit_s, on_step
         self._event = threading.Event()
         self._deadline: float | None = None
 
@@ -309,12 +310,17 @@ class ModelWorker:
 
     # --- serving ---------------------------------------------------------------------------
 
-    async def run(self, request: RequestModel, time_limit_s: float | None = None) -> BaseModel:
-        """Serve one request on the model's thread. Cancelled (the client went away), the job
-        ends at its next step, or never starts if still queued. `time_limit_s` bounds the run
-        from when it reaches the thread (not its wait there), with a 500 that says so."""
+    async def run(
+        self,
+        request: RequestModel,
+        time_limit_s: float | None = None,
+        on_step: OnStep | None = None,
+    ) -> BaseModel:
+        """Serve one request on the model's thread (`on_step` hears of each step, there).
+        Cancelled (the client went away), it ends at its next step, or never starts if still
+        queued. `time_limit_s` bounds it from when it reaches the thread, with a 500 saying so."""
         handle = self._require_ready()
-        stop = StopFlag(time_limit_s)
+        stop = StopFlag(time_limit_s, on_step)
 
         def job() -> BaseModel:
             stop.start_clock()

@@ -49,7 +49,9 @@ class ReadyImageBackend:
     def state(self, model: ServedModel) -> ModelState:
         return ModelState.READY
 
-    async def run(self, model: ServedModel, request: RequestModel) -> BaseModel:
+    async def run(
+        self, model: ServedModel, request: RequestModel, on_step: object = None
+    ) -> BaseModel:
         return self.response
 
     async def stream(self, model: ServedModel, request: RequestModel) -> AsyncIterator[BaseModel]:

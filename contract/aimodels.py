@@ -119,6 +119,11 @@ class RunnerSettings(BaseModel):
         description="Image-to-video: frames the VAE decodes at once (default: as many as the "
         "free memory allows).",
     )
+    enhance: dict[str, StrictStr | StrictBool | StrictInt | StrictFloat] | None = Field(
+        None,
+        description="The request fields an enhanced job (POST /v1/jobs/{id}/enhance) changes, "
+        "e.g. {\"num_inference_steps\": 40} (default: the pipeline's, contract/pipelines.py).",
+    )
 
 
 OptimizationFlagValue = StrictStr | StrictBool | StrictInt | StrictFloat

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -81,6 +81,9 @@ class PipelineSpec(BaseModel):
     diffusion: bool = False
     # Livepeer's recommended price in USD per unit of work (its docs), where it gives one.
     recommended_usd_per_unit: Decimal | None = None
+    # The request fields an enhanced job changes (the jobs door's "enhance": the same prompt,
+    # seed and inputs, more steps); an entry's `runner.enhance` overrides them per model.
+    enhance: dict[str, Any] = {}
 
     @property
     def upload_fields(self) -> tuple[str, ...]:
@@ -104,6 +107,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
     for spec in (
         PipelineSpec(
             pipeline=Pipeline.TEXT_TO_IMAGE,
+            enhance={"num_inference_steps": 50},
             recommended_usd_per_unit=Decimal("1.9073484e-08"),
             default_timeout_s=300.0,
             unit_name="output pixel",
@@ -117,6 +121,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         ),
         PipelineSpec(
             pipeline=Pipeline.IMAGE_TO_IMAGE,
+            enhance={"num_inference_steps": 100},
             recommended_usd_per_unit=Decimal("1.9073484e-08"),
             default_timeout_s=300.0,
             unit_name="input pixel x image",
@@ -130,6 +135,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         ),
         PipelineSpec(
             pipeline=Pipeline.IMAGE_TO_VIDEO,
+            enhance={"num_inference_steps": 25},
             recommended_usd_per_unit=Decimal("1.3563368e-08"),
             default_timeout_s=900.0,
             unit_name="output pixel x frame",
@@ -143,6 +149,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         ),
         PipelineSpec(
             pipeline=Pipeline.UPSCALE,
+            enhance={"num_inference_steps": 75},
             recommended_usd_per_unit=Decimal("1.9073484e-08"),
             default_timeout_s=300.0,
             unit_name="input pixel",

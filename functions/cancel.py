@@ -1,6 +1,10 @@
 """Stopping a generation whose caller has gone: between denoising steps (either diffusers
 callback), between the chunks of a decode, between the layers of one long forward pass, and at
-the next token of a transformers `generate`. The one place every pipeline stops from."""
+the next token of a transformers `generate`. The one place every pipeline stops from.
+
+The same step callbacks report progress: a `should_stop` that also has an `on_step(step,
+total)` method (the adapter's StopFlag, for a job that shows its progress) hears of each
+finished denoising step, from the pipeline's own loop, on the thread that runs it."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ if TYPE_CHECKING:
     from transformers import StoppingCriteriaList
 
 StopCheck = Callable[[], bool]
+# Told `step` of `total` denoising steps are done (1-based: the last call has step == total).
+OnStep = Callable[[int, int], None]
 
 
 class GenerationCancelled(Exception):
@@ -25,22 +31,34 @@ def raise_if_asked(should_stop: StopCheck | None) -> None:
         raise GenerationCancelled()
 
 
-def stop_between_steps(should_stop: StopCheck | None) -> Callable[..., dict[str, Any]]:
-    """A diffusers `callback_on_step_end` that raises GenerationCancelled once asked to stop."""
+def report_step(should_stop: StopCheck | None, step: int, total: int) -> None:
+    """Tell a `should_stop` that listens for progress that `step` of `total` are done."""
+    on_step: OnStep | None = getattr(should_stop, "on_step", None)
+    if on_step is not None and total > 0:
+        on_step(min(step, total), total)
 
-    def on_step_end(
-        _pipe: Any, _step: int, _timestep: Any, tensors: dict[str, Any]
-    ) -> dict[str, Any]:
+
+def stop_between_steps(should_stop: StopCheck | None) -> Callable[..., dict[str, Any]]:
+    """A diffusers `callback_on_step_end` that reports the step and raises GenerationCancelled
+    once asked to stop. The total is the pipeline's own count of the steps it runs (after
+    img2img's strength has cut them)."""
+
+    def on_step_end(pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        report_step(should_stop, step + 1, int(getattr(pipe, "num_timesteps", 0) or 0))
         raise_if_asked(should_stop)
         return tensors
 
     return on_step_end
 
 
-def stop_between_legacy_steps(should_stop: StopCheck | None) -> Callable[..., None]:
-    """The same for a pipeline that still takes the older per-step `callback` (the x4 upscaler)."""
+def stop_between_legacy_steps(
+    should_stop: StopCheck | None, total: int = 0
+) -> Callable[..., None]:
+    """The same for a pipeline that still takes the older per-step `callback` (the x4 upscaler),
+    which does not say its step count: the caller gives it as `total`."""
 
-    def on_step(_step: int, _timestep: Any, _latents: Any) -> None:
+    def on_step(step: int, _timestep: Any, _latents: Any) -> None:
+        report_step(should_stop, step + 1, total)
         raise_if_asked(should_stop)
 
     return on_step

@@ -117,7 +117,7 @@ class Upscale:
             num_inference_steps=steps,
             generator=torch.Generator("cpu").manual_seed(seed),
             output_type="pil",
-            callback=stop_between_legacy_steps(should_stop),
+            callback=stop_between_legacy_steps(should_stop, total=steps),
             callback_steps=1,
         ).images
 

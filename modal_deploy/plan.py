@@ -49,6 +49,9 @@ IMAGE_PACKAGES = (
     "prometheus-client==0.26.0",
     "websockets==17.4",
     "coincurve==21.0.0",
+    "psycopg[binary]==3.3.9",
+    "psycopg-pool==3.3.3",
+    "boto3==1.44.8",
 )
 LOCAL_PACKAGES = ("adapter", "contract", "functions", "modal_deploy", "pricing")
 PYTHON_VERSION = "3.11"

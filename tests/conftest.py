@@ -4,7 +4,7 @@ built over them or over the fake backend. Fixtures only: helpers live in tests/s
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from functions.tiny.stable_diffusion import (
 from functions.tiny.text_models import build_tiny_llm, build_tiny_whisper
 from tests.support.apps import make_app
 from tests.support.fake_backend import FakeBackend, fake_app
+from tests.support.s3_server import S3Server
 
 # Two cores are shared with everything else CI runs; one intra-op thread keeps runs steady.
 torch.set_num_threads(1)
@@ -114,3 +115,35 @@ def tiny_modal_app(tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> A
     path = tmp_path_factory.mktemp("modal") / "aiModels.json"
     path.write_text(json.dumps(tiny_entries(tiny_sd)))
     return import_modal_app({"ADAPTER_MODELS_CONFIG": str(path)})
+
+
+@pytest.fixture
+def pg_url() -> Any:
+    """A URL of the test PostgreSQL server whose search path is a fresh schema of this test
+    alone (dropped after it); skips the test when the server cannot be reached."""
+    from tests.support.jobs_store import (
+        create_pg_schema,
+        drop_pg_schema,
+        pg_unreachable_reason,
+        schema_url,
+    )
+
+    reason = pg_unreachable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    schema = create_pg_schema()
+    try:
+        yield schema_url(schema)
+    finally:
+        drop_pg_schema(schema)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (moto's) in its own process, for the whole session."""
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from contract.aimodels import ServedModel
 from contract.schemas import RequestModel
+from functions.cancel import OnStep
 
 
 class ModelState(StrEnum):
@@ -28,8 +29,11 @@ class Backend(Protocol):
 
     def state(self, model: ServedModel) -> ModelState: ...
 
-    async def run(self, model: ServedModel, request: RequestModel) -> BaseModel:
-        """Serve one request; raises adapter.errors types only."""
+    async def run(
+        self, model: ServedModel, request: RequestModel, on_step: OnStep | None = None
+    ) -> BaseModel:
+        """Serve one request; raises adapter.errors types only. `on_step(step, total)` hears
+        of the pipeline's denoising steps where the backend can tell (the local one)."""
 
     def stream(self, model: ServedModel, request: RequestModel) -> AsyncIterator[BaseModel]:
         """Serve one streaming request (LLM `stream: true`), yielding each chunk as it comes.

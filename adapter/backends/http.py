@@ -34,6 +34,7 @@ from contract.errors import (
 )
 from contract.pipelines import PIPELINE_SPECS
 from contract.schemas import LLMResponse, RequestModel, Upload
+from functions.cancel import OnStep
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +192,10 @@ class HTTPBackend:
             "POST", url, files=files, data=data, headers=headers, timeout=timeout
         )
 
-    async def run(self, model: ServedModel, request: RequestModel) -> BaseModel:
+    async def run(
+        self, model: ServedModel, request: RequestModel, on_step: OnStep | None = None
+    ) -> BaseModel:
+        """`on_step` is not called: the upstream runner does not report its steps."""
         spec = PIPELINE_SPECS[model.pipeline]
         with self._translate_errors(model):
             response = await self._client.send(self._build(model, request))

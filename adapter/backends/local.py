@@ -25,6 +25,7 @@ from contract.aimodels import ServedModel
 from contract.errors import ConfigError
 from contract.pipelines import Pipeline
 from contract.schemas import RequestModel
+from functions.cancel import OnStep
 
 
 class LocalBackend:
@@ -85,9 +86,11 @@ class LocalBackend:
         await worker.wait_loaded(self.settings.model_load_wait_s)
         return worker
 
-    async def run(self, model: ServedModel, request: RequestModel) -> BaseModel:
+    async def run(
+        self, model: ServedModel, request: RequestModel, on_step: OnStep | None = None
+    ) -> BaseModel:
         worker = await self._ready(model)
-        return await worker.run(request)
+        return await worker.run(request, on_step=on_step)
 
     async def stream(self, model: ServedModel, request: RequestModel) -> AsyncIterator[BaseModel]:
         worker = await self._ready(model)

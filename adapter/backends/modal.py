@@ -47,6 +47,7 @@ from contract.errors import (
     ServiceUnavailableError,
 )
 from contract.schemas import RequestModel
+from functions.cancel import OnStep
 from modal_deploy.plan import ClassPlan, plan_class, stream_queue_name
 
 logger = logging.getLogger(__name__)
@@ -250,7 +251,10 @@ class ModalBackend:
 
     # --- serving -----------------------------------------------------------------------
 
-    async def run(self, model: ServedModel, request: RequestModel) -> BaseModel:
+    async def run(
+        self, model: ServedModel, request: RequestModel, on_step: OnStep | None = None
+    ) -> BaseModel:
+        """`on_step` is not called: the steps run in a Modal container."""
         plan = self._plans[model.key]
         with modal_errors(plan, self.settings.retry_after_s):
             call = await self._spawn(self._classes.target(plan.name).run, request)

@@ -89,11 +89,11 @@ class CountingBackend:
     def state(self, model):
         return self.inner.state(model)
 
-    async def run(self, model, request):
+    async def run(self, model, request, on_step=None):
         self.running += 1
         self.peak = max(self.peak, self.running)
         try:
-            return await self.inner.run(model, request)
+            return await self.inner.run(model, request, on_step)
         finally:
             self.running -= 1
 

@@ -23,6 +23,9 @@ class JobStore(Protocol):
 
     async def close(self) -> None: ...
 
+    async def schema_version(self) -> int:
+        """The last migration applied (adapter.jobs.store.migrations.LATEST once open)."""
+
     async def create(self, job: NewJob) -> tuple[JobRecord, bool]:
         """Store a queued job; with an idempotency key already used by the same owner, the
         existing job and False instead."""

@@ -1,0 +1,263 @@
+"""The jobs door's parts wired together: store, output store, runner, webhook sender; and what
+its routes do (submit, read, cancel, enhance), apart from HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from adapter.jobs.files import input_key, job_prefixes
+from adapter.jobs.model import JobPage, JobQuery, JobRecord, JobStatus, NewJob, OutputFile
+from adapter.jobs.outputs.base import OutputStore
+from adapter.jobs.requests import build_request, load_uploads, stored_params
+from adapter.jobs.runner import JobRunner
+from adapter.jobs.store.base import JobStore
+from adapter.pipelines import glue_for
+from adapter.service import RunnerService
+from adapter.settings import Settings
+from contract.aimodels import ServedModel
+from contract.errors import (
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    QueueFullError,
+    UnknownModelError,
+)
+from contract.pipelines import PIPELINE_SPECS, Pipeline, PipelineSpec
+from contract.schemas import Upload
+
+logger = logging.getLogger(__name__)
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def new_job_id() -> str:
+    """`job_` and a ULID: 48 bits of milliseconds then 80 random bits, in Crockford base32, so
+    ids sort by creation time."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = [_CROCKFORD[(value >> shift) & 31] for shift in range(125, -5, -5)]
+    return "job_" + "".join(chars)
+
+
+def owner_of(token: str | None, auth_on: bool) -> str:
+    """Whose jobs a token sees: a hash of it (never the token itself); "" with auth off."""
+    if not auth_on or token is None:
+        return ""
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+class JobSubmission(BaseModel):
+    """`POST /v1/jobs` as JSON (as multipart: the same fields, `params` and `metadata` as JSON
+    text or the params as fields of their own, and the pipeline's file fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline: str = Field(description="The pipeline, e.g. text-to-image.")
+    model_id: str = Field("", description="A served model of it; empty: its default.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="The pipeline's request, as its runner route takes it."
+    )
+    webhook: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        max_length=2048,
+        description="URL that gets the job's signed event when it ends.",
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Anything of yours, returned with the job."
+    )
+
+
+@dataclass
+class JobsDoor:
+    settings: Settings
+    service: RunnerService
+    store: JobStore
+    outputs: OutputStore
+    runner: JobRunner
+    webhooks: Any = None  # the webhook sender (start/stop), when one is wired
+    started: bool = field(default=False)
+
+    @property
+    def auth_on(self) -> bool:
+        return bool(self.service.tokens)
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.runner.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
+        self.started = True
+
+    async def close(self) -> None:
+        await self.runner.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
+        await self.store.close()
+        await self.outputs.close()
+
+    # --- submit ----------------------------------------------------------------------------
+
+    def route(self, pipeline: str, model_id: str) -> tuple[PipelineSpec, ServedModel]:
+        try:
+            spec = PIPELINE_SPECS[Pipeline(pipeline)]
+        except ValueError:
+            raise UnknownModelError(
+                f"Unknown pipeline {pipeline!r}. Served: {self.service.served_summary()}."
+            ) from None
+        return spec, self.service.resolve(spec.pipeline, model_id)
+
+    async def submit(
+        self,
+        owner: str,
+        submission: JobSubmission,
+        uploads: dict[str, Upload],
+        idempotency_key: str | None,
+        parent_id: str | None = None,
+    ) -> tuple[JobRecord, bool]:
+        """Check a job as its runner route would (400 at once), keep its uploads, queue it."""
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise BadRequestError(
+                f"The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY} characters."
+            )
+        spec, model = self.route(submission.pipeline, submission.model_id)
+        unknown = sorted(set(uploads) - set(spec.upload_fields))
+        if unknown:
+            takes = ", ".join(spec.upload_fields) or "none"
+            raise BadRequestError(
+                f"{unknown[0]!r} is not a file field of {spec.pipeline.value} (it takes: {takes})."
+            )
+        request = build_request(spec, model.model_id, submission.params, uploads)
+        await glue_for(spec.pipeline).prepare(request, self.settings.limits)
+        await self._check_queue(owner)
+        job_id = new_job_id()
+        # Uploads first: once the row commits, a restart must find them.
+        for name, upload in uploads.items():
+            kind = upload.content_type or "application/octet-stream"
+            await self.outputs.put(input_key(job_id, name), upload.data, kind)
+        new = NewJob(
+            id=job_id,
+            owner=owner,
+            pipeline=spec.pipeline.value,
+            model_id=model.model_id,
+            params=stored_params(spec, request),
+            max_attempts=self.settings.jobs.max_attempts,
+            metadata=submission.metadata,
+            webhook=submission.webhook,
+            parent_id=parent_id,
+            idempotency_key=idempotency_key,
+        )
+        try:
+            job, created = await self.store.create(new)
+        except BaseException:
+            await self._forget_inputs(job_id)
+            raise
+        if created:
+            self.runner.wake()
+        else:
+            await self._forget_inputs(job_id)  # the key's first job has its own
+        return job, created
+
+    async def _forget_inputs(self, job_id: str) -> None:
+        try:
+            await self.outputs.delete_prefix(job_prefixes(job_id)[1])
+        except Exception:
+            logger.exception("jobs: could not delete the unused uploads of %s", job_id)
+
+    async def _check_queue(self, owner: str) -> None:
+        jobs, retry = self.settings.jobs, self.settings.retry_after_s
+        queued = await self.store.count_queued()
+        if queued >= jobs.max_queued:
+            raise QueueFullError(
+                f"The jobs queue is full ({queued} queued, ADAPTER_JOBS_MAX_QUEUED="
+                f"{jobs.max_queued}). Retry later.",
+                retry,
+            )
+        mine = await self.store.count_queued(owner)
+        if mine >= jobs.queued_per_token():
+            raise QueueFullError(
+                f"This token has {mine} jobs queued, the most one token may "
+                f"(ADAPTER_JOBS_MAX_QUEUED_PER_TOKEN={jobs.queued_per_token()}). Retry later.",
+                retry,
+            )
+
+    # --- read ------------------------------------------------------------------------------
+
+    async def owned(self, owner: str, job_id: str) -> JobRecord:
+        """The caller's job; 404 for an unknown one and for another token's (never 403: ids
+        of other callers' jobs are not confirmed)."""
+        job = await self.store.get(job_id) if job_id.startswith("job_") else None
+        if job is None or (self.auth_on and job.owner != owner):
+            raise NotFoundError(f"No job {job_id}.")
+        return job
+
+    async def queue_position(self, job: JobRecord) -> int | None:
+        if job.status is not JobStatus.QUEUED:
+            return None
+        return await self.store.queue_position(job.id)
+
+    async def page(self, owner: str, query: JobQuery) -> JobPage:
+        from dataclasses import replace
+
+        return await self.store.page(replace(query, owner=owner if self.auth_on else None))
+
+    async def output(self, owner: str, job_id: str, name: str | None) -> OutputFile:
+        """One output of a succeeded job (the first when `name` is None)."""
+        job = await self.owned(owner, job_id)
+        if job.status is not JobStatus.SUCCEEDED:
+            raise ConflictError(f"Job {job_id} has no result: it is {job.status.value}.")
+        for file in job.outputs:
+            if name is None or file.name == name:
+                return file
+        if name is None:
+            raise NotFoundError(f"Job {job_id} has no output files.")
+        raise NotFoundError(f"Job {job_id} has no output {name!r}.")
+
+    # --- cancel, enhance -------------------------------------------------------------------
+
+    async def cancel(self, owner: str, job_id: str) -> JobRecord:
+        await self.owned(owner, job_id)
+        job = await self.store.request_cancel(job_id)
+        self.runner.cancel_local(job_id)
+        return job
+
+    def enhanced_settings(self, spec: PipelineSpec, model: ServedModel) -> dict[str, Any]:
+        return {**spec.enhance, **(model.runner.enhance or {})}
+
+    async def enhance(
+        self, owner: str, job_id: str, idempotency_key: str | None
+    ) -> tuple[JobRecord, bool]:
+        """A new job of the same prompt, seed and inputs with the model's enhanced settings."""
+        parent = await self.owned(owner, job_id)
+        if parent.status is not JobStatus.SUCCEEDED:
+            raise ConflictError(
+                f"Job {job_id} is {parent.status.value}: only a succeeded job can be enhanced."
+            )
+        spec, model = self.route(parent.pipeline, parent.model_id)
+        changes = self.enhanced_settings(spec, model)
+        if not changes:
+            raise BadRequestError(
+                f"{spec.pipeline.value} has no enhanced settings: set runner.enhance in the "
+                f"model's aiModels.json entry."
+            )
+        params = {k: v for k, v in parent.params.items() if k not in spec.upload_fields}
+        seed = parent.result_data.get("seed")
+        if "seed" in spec.request.model_fields and seed is not None:
+            params["seed"] = seed  # the draft's own seed, even where it asked for a random one
+        params |= changes
+        uploads = await load_uploads(spec, parent.id, parent.params, self.outputs)
+        submission = JobSubmission(
+            pipeline=parent.pipeline,
+            model_id=parent.model_id,
+            params=params,
+            webhook=parent.webhook,
+            metadata=parent.metadata,
+        )
+        return await self.submit(owner, submission, uploads, idempotency_key, parent.id)

@@ -1,0 +1,329 @@
+"""The job runner: claims queued jobs and runs each through the service, as a runner route would.
+
+N claim loops (the jobs run at once) each take the next queued job under a lease, renew it every
+third of the lease, and run the job's request through `RunnerService.handle`: the same model
+routing, capacity slots, limits and metrics as the runner routes. A job's progress comes from its
+pipeline's own step callback. A cancel (seen here at once, or by the heartbeat from another
+replica) stops the job between steps and frees its capacity slot at once; a lost lease (another
+replica took the job over) drops it without writing. Retryable failures (the model unavailable,
+an outage) requeue the job up to its attempts; a bad request fails it at once. A recovery loop
+requeues (or fails) the jobs of dead workers; a purge loop deletes ended jobs past retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from adapter.jobs.files import job_prefixes, store_outputs
+from adapter.jobs.model import JobRecord, JobStatus
+from adapter.jobs.outputs.base import OutputStore
+from adapter.jobs.requests import job_request
+from adapter.jobs.settings import JobsSettings
+from adapter.jobs.store.base import JobStore
+from adapter.service import RunnerService
+from adapter.worker import OUT_OF_MEMORY_MSG
+from contract.errors import (
+    BadRequestError,
+    InferenceError,
+    OverloadedError,
+    PayloadTooLargeError,
+    RunnerError,
+    UnauthorizedError,
+    UnsupportedMediaError,
+    UpstreamError,
+)
+from contract.pipelines import PIPELINE_SPECS, Pipeline
+
+logger = logging.getLogger(__name__)
+
+# A job ended by its own request's fault: running it again would fail the same way.
+_FINAL = (BadRequestError, UnauthorizedError, PayloadTooLargeError, UnsupportedMediaError)
+SHUTDOWN_MSG = "The adapter stopped while the job ran."
+
+
+def retryable(error: BaseException) -> bool:
+    """Whether another attempt may succeed: an outage, a model that did not load, a worker that
+    died, out of memory; not a bad request nor a pipeline that fails on this input."""
+    if isinstance(error, _FINAL):
+        return False
+    if isinstance(error, UpstreamError):
+        return error.status_code >= 500
+    if isinstance(error, InferenceError):
+        return error.msg == OUT_OF_MEMORY_MSG
+    return True
+
+
+class StepTracker:
+    """The latest (step, total) a pipeline reported from its thread, handed to the event loop
+    without blocking that thread; the writer stores only the latest, however fast steps come."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.latest: tuple[int, int] | None = None
+        self.written: tuple[int, int] | None = None
+        self._loop = loop
+        self._changed = asyncio.Event()
+
+    def on_step(self, step: int, total: int) -> None:  # on the model's thread
+        self.latest = (step, total)
+        with suppress(RuntimeError):  # the loop has closed: no one reads progress any more
+            self._loop.call_soon_threadsafe(self._changed.set)
+
+    async def write_each(self, write: Callable[[int, int], Awaitable[None]]) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            await self.flush(write)
+
+    async def flush(self, write: Callable[[int, int], Awaitable[None]]) -> None:
+        latest = self.latest
+        if latest is not None and latest != self.written:
+            self.written = latest
+            await write(*latest)
+
+
+class _Stop(Exception):
+    """Why a running job's work was stopped from outside: 'cancel' or 'lost' (the lease)."""
+
+
+class JobRunner:
+    def __init__(
+        self,
+        settings: JobsSettings,
+        service: RunnerService,
+        store: JobStore,
+        outputs: OutputStore,
+        worker_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.store = store
+        self.outputs = outputs
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.concurrency = settings.concurrency or max(
+            1, sum(model.max_in_flight for model in service.models)
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake: asyncio.Event | None = None
+        self._work: dict[str, asyncio.Task[Any]] = {}  # job id -> its running request
+        self._stops: dict[str, str] = {}  # job id -> why its work was stopped
+        self.webhook_payload: Callable[[JobRecord], dict[str, Any]] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        # Before claiming: jobs a dead worker held go back to the queue (a restart's own ones
+        # wait for their leases to expire; another replica may hold them).
+        await self._recover()
+        for index in range(self.concurrency):
+            self._spawn(self._claim_loop(), f"jobs-claim-{index}")
+        self._spawn(self._every(self.settings.poll_interval_s, self._recover), "jobs-recover")
+        self._spawn(self._every(self.settings.purge_interval_s, self._purge), "jobs-purge")
+
+    def _spawn(self, work: Awaitable[None], name: str) -> None:
+        self._tasks.append(asyncio.ensure_future(work))
+        self._tasks[-1].set_name(name)
+
+    async def stop(self) -> None:
+        """Stop claiming; the jobs running here go back to the queue (another replica or the
+        next start runs them)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    def wake(self) -> None:
+        """A job was queued here: claim it now rather than at the next poll."""
+        if self._wake is not None:
+            self._wake.set()
+
+    def cancel_local(self, job_id: str) -> bool:
+        """Stop the job's work now if it runs here (its heartbeat would see the cancel too)."""
+        return self._stop(job_id, "cancel")
+
+    def _stop(self, job_id: str, why: str) -> bool:
+        work = self._work.get(job_id)
+        if work is None or work.done():
+            return False
+        self._stops.setdefault(job_id, why)
+        work.cancel()
+        return True
+
+    # --- loops -----------------------------------------------------------------------------
+
+    async def _every(self, interval_s: float, step: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await step()
+            except Exception:
+                logger.exception("jobs: %s failed", getattr(step, "__name__", step))
+
+    async def _claim_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            try:
+                job = await self.store.claim(self.worker_id, self.settings.lease_s)
+            except Exception:
+                logger.exception("jobs: claiming failed")
+                job = None
+            if job is None:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
+                self._wake.clear()
+                continue
+            await self.run_job(job)
+
+    async def _recover(self) -> None:
+        for job in await self.store.recover(datetime.now(UTC)):
+            logger.warning("jobs: %s's worker stopped: now %s", job.id, job.status.value)
+        self.wake()
+
+    async def _purge(self) -> None:
+        before = datetime.now(UTC) - timedelta(seconds=self.settings.retention_s)
+        for job_id in await self.store.purge(before):
+            for prefix in job_prefixes(job_id):
+                await self.outputs.delete_prefix(prefix)
+
+    # --- one job ---------------------------------------------------------------------------
+
+    async def run_job(self, job: JobRecord) -> None:
+        """Run a claimed job to its end (or until it is taken from this worker)."""
+        tracker = StepTracker(asyncio.get_running_loop())
+
+        async def write_progress(step: int, total: int) -> None:
+            await self.store.report_progress(job.id, self.worker_id, step, total)
+
+        work = asyncio.ensure_future(self._execute(job, tracker))
+        self._work[job.id] = work
+        helpers = [
+            asyncio.ensure_future(self._heartbeat(job.id)),
+            asyncio.ensure_future(tracker.write_each(write_progress)),
+        ]
+        try:
+            try:
+                response, summary = await asyncio.shield(work)
+            except asyncio.CancelledError:
+                why = self._stops.get(job.id)
+                if why is None:  # the runner itself is stopping: give the job back
+                    work.cancel()
+                    await self._give_back(job, SHUTDOWN_MSG)
+                    raise
+                if why == "cancel":
+                    await self._finish(job, JobStatus.CANCELED)
+                return  # "lost": another worker holds the job now; write nothing
+            except RunnerError as exc:
+                await self._failed(job, exc)
+                return
+            except Exception as exc:
+                logger.exception("jobs: %s failed unexpectedly", job.id)
+                await self._failed(job, exc)
+                return
+            await tracker.flush(write_progress)
+            await self._finish(job, JobStatus.SUCCEEDED, outputs=response, result_data=summary)
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            self._work.pop(job.id, None)
+            self._stops.pop(job.id, None)
+
+    async def _execute(self, job: JobRecord, tracker: StepTracker) -> tuple[Any, dict[str, Any]]:
+        spec = PIPELINE_SPECS[Pipeline(job.pipeline)]
+        request = await job_request(spec, job, self.outputs)
+        limit_s = self.service.resolve(spec.pipeline, job.model_id).request_timeout_s
+        while True:
+            try:
+                response = await asyncio.wait_for(
+                    self.service.handle(spec, request, tracker.on_step), limit_s
+                )
+                break
+            except OverloadedError as exc:
+                # Every slot of the model is busy (runner routes share them): wait for one,
+                # without spending an attempt; the job stays ours (the heartbeat runs).
+                await asyncio.sleep(max(exc.retry_after_s, self.settings.poll_interval_s))
+            except TimeoutError as exc:
+                raise InferenceError(f"The job ran past its {limit_s:g} s time limit.") from exc
+        return await store_outputs(self.outputs, job.id, response, job.params)
+
+    async def _heartbeat(self, job_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_s / 3)
+            try:
+                row = await self.store.renew(job_id, self.worker_id, self.settings.lease_s)
+            except Exception:
+                logger.exception("jobs: renewing %s's lease failed", job_id)
+                continue
+            if row is None:
+                logger.warning("jobs: %s was taken over by another worker", job_id)
+                self._stop(job_id, "lost")
+                return
+            if row.cancel_requested:
+                self._stop(job_id, "cancel")
+                return
+
+    async def _failed(self, job: JobRecord, error: BaseException) -> None:
+        message = error.msg if isinstance(error, RunnerError) else "The job failed unexpectedly."
+        if retryable(error):
+            await self._give_back(job, message)
+            self.wake()
+        else:
+            await self._finish(
+                job, JobStatus.FAILED, error=message, result_data={"retryable": False}
+            )
+
+    async def _give_back(self, job: JobRecord, message: str) -> None:
+        with suppress(Exception):
+            await asyncio.shield(self.store.requeue(job.id, self.worker_id, message))
+
+    async def _finish(
+        self,
+        job: JobRecord,
+        status: JobStatus,
+        *,
+        outputs: Any = (),
+        result_data: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        finished = await self.store.finish(
+            job.id,
+            self.worker_id,
+            status,
+            outputs=outputs,
+            result_data=result_data,
+            error=error,
+            webhook_payload=self._payload(job, status, outputs, result_data, error),
+        )
+        if finished is None:
+            logger.warning("jobs: %s ended here but another worker holds it now", job.id)
+
+    def _payload(
+        self,
+        job: JobRecord,
+        status: JobStatus,
+        outputs: Any,
+        result_data: dict[str, Any] | None,
+        error: str | None,
+    ) -> dict[str, Any] | None:
+        if job.webhook is None or self.webhook_payload is None:
+            return None
+        from dataclasses import replace
+
+        ended = replace(
+            job,
+            status=status,
+            outputs=tuple(outputs),
+            result_data=result_data or {},
+            error=error,
+            finished_at=datetime.now(UTC),
+        )
+        return self.webhook_payload(ended)

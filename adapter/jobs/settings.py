@@ -1,0 +1,106 @@
+"""The jobs door's settings (`ADAPTER_JOBS_*`), nested in `Settings` as `jobs`; the data folder
+they default into is `Settings.data_dir` (`ADAPTER_DATA_DIR`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DAY_S = 24 * 3600.0
+
+
+def default_data_dir() -> Path:
+    """Where durable state lives unless ADAPTER_DATA_DIR says otherwise: the XDG data home."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "modal-ai-runner"
+
+
+class JobsSettings(BaseSettings):
+    """The async jobs door (adapter/jobs/, `/v1/jobs` and `/ui`)."""
+
+    model_config = SettingsConfigDict(env_prefix="ADAPTER_JOBS_")
+
+    enabled: bool = Field(True, description="Serve the jobs door (`/v1/jobs`, `/ui`).")
+    database_url: str = Field(
+        "",
+        pattern=r"^((sqlite:///|postgres(ql)?://)\S+)?$",
+        description="Where jobs are stored: `sqlite:///<path>` or `postgresql://...` (several "
+        "replicas share one); empty: SQLite at <ADAPTER_DATA_DIR>/jobs.sqlite3.",
+    )
+    outputs_url: str = Field(
+        "",
+        pattern=r"^((file://|s3://)\S+)?$",
+        description="Where job outputs and uploads are kept: `file:///<folder>` or "
+        "`s3://<bucket>/<prefix>`; empty: <ADAPTER_DATA_DIR>/outputs.",
+    )
+    max_queued: int = Field(
+        1000, gt=0, description="Most jobs queued at once; beyond, a submit answers 429."
+    )
+    max_queued_per_token: int | None = Field(
+        None,
+        gt=0,
+        description="Most jobs one token may have queued at once (429 beyond); default: "
+        "ADAPTER_JOBS_MAX_QUEUED.",
+    )
+    concurrency: int | None = Field(
+        None,
+        gt=0,
+        description="Jobs run at once by this adapter; default: the served models' capacity "
+        "(their max_in_flight, summed).",
+    )
+    lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a running job stays this adapter's without a heartbeat (renewed "
+        "every third of it); after, another replica (or a restart) takes it over.",
+    )
+    max_attempts: int = Field(
+        3, gt=0, description="Runs a job gets (its worker stopped, its model was unavailable)."
+    )
+    retention_s: float = Field(
+        7 * DAY_S, gt=0, description="How long an ended job and its outputs are kept."
+    )
+    purge_interval_s: float = Field(
+        3600.0, gt=0, description="How often ended jobs past their retention are purged."
+    )
+    poll_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="How often an idle runner looks for queued jobs (submits to this adapter "
+        "wake it at once) and expired leases, and an event stream for changes.",
+    )
+    events_max_s: float = Field(
+        3600.0, gt=0, description="Longest one event stream stays open (the client reconnects)."
+    )
+    presigned_url_s: int = Field(
+        3600, gt=0, description="How long a presigned output link (S3 outputs) stays valid."
+    )
+    webhook_secret: SecretStr = Field(
+        SecretStr(""),
+        description="Shared secret webhook events are signed with (HMAC-SHA256); empty: "
+        "unsigned.",
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait for a webhook receiver's answer."
+    )
+    webhook_max_attempts: int = Field(
+        10, gt=0, description="Deliveries of one webhook event before it is given up."
+    )
+    webhook_backoff_s: float = Field(
+        2.0, gt=0, description="Wait after a webhook's first failed delivery (then doubled)."
+    )
+    webhook_max_backoff_s: float = Field(
+        600.0, gt=0, description="Longest wait between deliveries of one webhook event."
+    )
+    s3_endpoint_url: str = Field(
+        "",
+        pattern=r"^(https?://\S+)?$",
+        description="S3 outputs: the S3-compatible server's URL (MinIO...); empty: AWS.",
+    )
+    s3_region: str = Field("", description="S3 outputs: the region; empty: the SDK's default.")
+
+    def queued_per_token(self) -> int:
+        return self.max_queued_per_token or self.max_queued

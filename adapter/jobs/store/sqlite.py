@@ -1,0 +1,466 @@
+"""The job store in an embedded SQLite file (WAL mode): one process, no server to run.
+
+One connection, used from worker threads (asyncio.to_thread) one call at a time under a lock,
+so the event loop never waits on the disk. Every change runs in a BEGIN IMMEDIATE transaction:
+it takes SQLite's write lock first, so a read-then-write (a claim, a cancel) cannot interleave
+with another writer, in this process or another one on the same file (busy_timeout waits).
+Times are stored as integer microseconds since the epoch (UTC), JSON columns as text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from adapter.jobs.model import (
+    TERMINAL,
+    JobPage,
+    JobQuery,
+    JobRecord,
+    JobStatus,
+    NewJob,
+    OutputFile,
+    WebhookDelivery,
+)
+from adapter.jobs.store import migrations, transitions
+from adapter.jobs.store.common import (
+    DELIVERY_HOLD_S,
+    Clock,
+    PayloadBuilder,
+    already_ended,
+    check_limit,
+    decode_cursor,
+    default_payload,
+    encode_cursor,
+    later,
+    not_found,
+    utc_now,
+)
+from adapter.jobs.store.transitions import Changes
+
+T = TypeVar("T")
+FILE_NAME = "jobs.sqlite3"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+JSON_COLUMNS = frozenset({"params", "metadata", "result_data"})
+COLUMNS = tuple(f.name for f in fields(JobRecord))
+ENDED = tuple(s.value for s in TERMINAL)
+
+
+def to_us(when: datetime | None) -> int | None:
+    return None if when is None else (when - EPOCH) // MICROSECOND
+
+
+def from_us(value: int | None) -> datetime | None:
+    return None if value is None else EPOCH + value * MICROSECOND
+
+
+def encode(name: str, value: Any) -> Any:
+    if isinstance(value, datetime):
+        return to_us(value)
+    if name in JSON_COLUMNS:
+        return json.dumps(value)
+    if name == "outputs":
+        return json.dumps([asdict(o) for o in value])
+    if name == "cancel_requested":
+        return int(value)
+    if isinstance(value, JobStatus):
+        return value.value
+    return value
+
+
+def decode(row: sqlite3.Row) -> JobRecord:
+    values: dict[str, Any] = {}
+    for name in COLUMNS:
+        value = row[name]
+        if name.endswith("_at"):
+            value = from_us(value)
+        elif name in JSON_COLUMNS:
+            value = json.loads(value)
+        elif name == "outputs":
+            value = tuple(OutputFile(**o) for o in json.loads(value))
+        elif name == "status":
+            value = JobStatus(value)
+        elif name == "cancel_requested":
+            value = bool(value)
+        values[name] = value
+    return JobRecord(**values)
+
+
+class SqliteJobStore:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Clock = utc_now,
+        webhook_payload: PayloadBuilder = default_payload,
+        busy_timeout_s: float = 30.0,
+    ) -> None:
+        self.path = path
+        self._clock = clock
+        self._payload = webhook_payload
+        self._busy_timeout_s = busy_timeout_s
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._open)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: no implicit transactions; each change says BEGIN IMMEDIATE.
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout_s,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # In WAL mode NORMAL loses no committed row on a process crash (only on power loss).
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn = conn
+        with self._lock:
+            self._tx(self._migrate)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.to_thread(conn.close)
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the job store is not open")
+        return self._conn
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def locked() -> T:
+            with self._lock:
+                return self._tx(fn)
+
+        return await asyncio.to_thread(locked)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def locked() -> T:
+            with self._lock:
+                return fn(self._connection())
+
+        return await asyncio.to_thread(locked)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        dialect = migrations.SQLITE
+        conn.execute(dialect.render(migrations.SCHEMA_VERSION_TABLE))
+        current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+        for migration in migrations.pending(current[0]):
+            for statement in migration.statements:
+                conn.execute(dialect.render(statement))
+            conn.execute(
+                "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.description, to_us(self._clock())),
+            )
+
+    async def schema_version(self) -> int:
+        sql = "SELECT COALESCE(MAX(version), 0) FROM schema_version"
+        return await self._read(lambda conn: int(conn.execute(sql).fetchone()[0]))
+
+    @staticmethod
+    def _fetch(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
+        row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else decode(row)
+
+    def _change(
+        self,
+        conn: sqlite3.Connection,
+        job: JobRecord,
+        changes: Changes,
+        payload: dict[str, Any] | None = None,
+    ) -> JobRecord:
+        """Write the changes; when they end a job with a webhook, queue its event too (the
+        door's `payload`, or the builder's body of the ended job)."""
+        names = list(changes)
+        assignments = ", ".join(f"{name} = ?" for name in names)
+        values = [encode(name, changes[name]) for name in names]
+        conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job.id))
+        changed = transitions.apply(job, changes)
+        if changed.status.terminal and not job.status.terminal and changed.webhook:
+            body = self._payload(changed) if payload is None else payload
+            self._add_delivery(conn, changed, body)
+        return changed
+
+    def _add_delivery(
+        self, conn: sqlite3.Connection, job: JobRecord, payload: dict[str, Any]
+    ) -> None:
+        now = to_us(self._clock())
+        conn.execute(
+            "INSERT INTO webhook_outbox (job_id, url, payload, attempts, next_attempt_at,"
+            " created_at) VALUES (?, ?, ?, 0, ?, ?)",
+            (job.id, job.webhook, json.dumps(payload), now, now),
+        )
+
+    def _held(self, conn: sqlite3.Connection, job_id: str, worker_id: str) -> JobRecord | None:
+        job = self._fetch(conn, job_id)
+        return job if transitions.holds(job, worker_id) else None
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    async def create(self, job: NewJob) -> tuple[JobRecord, bool]:
+        def run(conn: sqlite3.Connection) -> tuple[JobRecord, bool]:
+            if job.idempotency_key is not None:
+                row = conn.execute(
+                    "SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?",
+                    (job.owner, job.idempotency_key),
+                ).fetchone()
+                if row is not None:
+                    return decode(row), False
+            record = transitions.new_row(job, self._clock())
+            names = ", ".join(COLUMNS)
+            marks = ", ".join("?" for _ in COLUMNS)
+            values = [encode(name, getattr(record, name)) for name in COLUMNS]
+            conn.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", values)
+            return record, True
+
+        return await self._write(run)
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        return await self._read(lambda conn: self._fetch(conn, job_id))
+
+    async def page(self, query: JobQuery) -> JobPage:
+        check_limit(query.limit)
+        where, args = ["1 = 1"], list[Any]()
+        for column, value in (
+            ("owner", query.owner),
+            ("status", query.status.value if query.status else None),
+            ("pipeline", query.pipeline),
+            ("model_id", query.model_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if query.created_after is not None:
+            where.append("created_at >= ?")
+            args.append(to_us(query.created_after))
+        if query.created_before is not None:
+            where.append("created_at < ?")
+            args.append(to_us(query.created_before))
+        if query.cursor is not None:
+            created, job_id = decode_cursor(query.cursor)
+            where.append("(created_at, id) < (?, ?)")
+            args.extend((to_us(created), job_id))
+        sql = (
+            f"SELECT * FROM jobs WHERE {' AND '.join(where)}"
+            " ORDER BY created_at DESC, id DESC LIMIT ?"
+        )
+
+        def run(conn: sqlite3.Connection) -> list[JobRecord]:
+            return [decode(row) for row in conn.execute(sql, (*args, query.limit + 1))]
+
+        jobs = await self._read(run)
+        more = len(jobs) > query.limit
+        jobs = jobs[: query.limit]
+        cursor = encode_cursor(jobs[-1].created_at, jobs[-1].id) if more else None
+        return JobPage(jobs=jobs, next_cursor=cursor)
+
+    async def queue_position(self, job_id: str) -> int | None:
+        def run(conn: sqlite3.Connection) -> int | None:
+            job = self._fetch(conn, job_id)
+            if job is None or job.status is not JobStatus.QUEUED:
+                return None
+            row = conn.execute(
+                "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND (created_at, id) < (?, ?)",
+                (to_us(job.created_at), job.id),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._read(run)
+
+    async def count_queued(self, owner: str | None = None) -> int:
+        sql, args = "SELECT COUNT(*) FROM jobs WHERE status = 'queued'", list[str]()
+        if owner is not None:
+            sql, args = sql + " AND owner = ?", [owner]
+        return await self._read(lambda conn: int(conn.execute(sql, args).fetchone()[0]))
+
+    async def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
+        def run(conn: sqlite3.Connection) -> JobRecord | None:
+            # Fair between owners: the one with the fewest running jobs first, then the oldest.
+            row = conn.execute(
+                "SELECT * FROM jobs AS j WHERE j.status = 'queued' ORDER BY"
+                " (SELECT COUNT(*) FROM jobs AS r WHERE r.status = 'running'"
+                " AND r.owner = j.owner), j.created_at, j.id LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            job = decode(row)
+            return self._change(
+                conn, job, transitions.claimed(job, worker_id, lease_s, self._clock())
+            )
+
+        return await self._write(run)
+
+    async def renew(self, job_id: str, worker_id: str, lease_s: float) -> JobRecord | None:
+        def run(conn: sqlite3.Connection) -> JobRecord | None:
+            job = self._held(conn, job_id, worker_id)
+            if job is None:
+                return None
+            # Not updated_at: a lease is no change a client sees.
+            return self._change(conn, job, {"lease_expires_at": later(self._clock(), lease_s)})
+
+        return await self._write(run)
+
+    async def report_progress(self, job_id: str, worker_id: str, step: int, total: int) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            job = self._held(conn, job_id, worker_id)
+            if job is not None:
+                changes = {"progress_step": step, "progress_total": total}
+                self._change(conn, job, {**changes, "updated_at": self._clock()})
+
+        await self._write(run)
+
+    async def set_call_id(self, job_id: str, worker_id: str, call_id: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            job = self._held(conn, job_id, worker_id)
+            if job is not None:
+                self._change(conn, job, {"call_id": call_id})
+
+        await self._write(run)
+
+    async def finish(
+        self,
+        job_id: str,
+        worker_id: str,
+        status: JobStatus,
+        *,
+        outputs: tuple[OutputFile, ...] = (),
+        result_data: dict[str, Any] | None = None,
+        error: str | None = None,
+        webhook_payload: dict[str, Any] | None = None,
+    ) -> JobRecord | None:
+        changes = transitions.ended(
+            status, self._clock(), outputs=outputs, result_data=result_data, error=error
+        )
+
+        def run(conn: sqlite3.Connection) -> JobRecord | None:
+            job = self._held(conn, job_id, worker_id)
+            if job is None:
+                return None
+            return self._change(conn, job, changes, webhook_payload)
+
+        return await self._write(run)
+
+    async def requeue(self, job_id: str, worker_id: str, error: str) -> JobRecord | None:
+        def run(conn: sqlite3.Connection) -> JobRecord | None:
+            job = self._held(conn, job_id, worker_id)
+            if job is None:
+                return None
+            return self._change(conn, job, transitions.released(job, error, self._clock()))
+
+        return await self._write(run)
+
+    async def request_cancel(self, job_id: str) -> JobRecord:
+        def run(conn: sqlite3.Connection) -> JobRecord:
+            job = self._fetch(conn, job_id)
+            if job is None:
+                raise not_found(job_id)
+            changes = transitions.cancel(job, self._clock())
+            if changes is None:
+                raise already_ended(job)
+            return self._change(conn, job, changes)
+
+        return await self._write(run)
+
+    async def recover(self, now: datetime) -> list[JobRecord]:
+        def run(conn: sqlite3.Connection) -> list[JobRecord]:
+            rows = conn.execute(
+                "SELECT * FROM jobs WHERE status = 'running' AND lease_expires_at < ?"
+                " ORDER BY created_at, id",
+                (to_us(now),),
+            ).fetchall()
+            jobs = [decode(row) for row in rows]
+            return [self._change(conn, job, transitions.expired(job, now)) for job in jobs]
+
+        return await self._write(run)
+
+    async def purge(self, finished_before: datetime) -> list[str]:
+        marks = ", ".join("?" for _ in ENDED)
+        ended = f"status IN ({marks}) AND finished_at < ?"
+        args = (*ENDED, to_us(finished_before))
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            conn.execute(
+                f"DELETE FROM webhook_outbox WHERE job_id IN (SELECT id FROM jobs WHERE {ended})",
+                args,
+            )
+            rows = conn.execute(f"DELETE FROM jobs WHERE {ended} RETURNING id", args).fetchall()
+            return sorted(row[0] for row in rows)
+
+        return await self._write(run)
+
+    # --- webhook outbox -------------------------------------------------------------------
+
+    async def due_deliveries(self, now: datetime, limit: int) -> list[WebhookDelivery]:
+        def run(conn: sqlite3.Connection) -> list[WebhookDelivery]:
+            rows = conn.execute(
+                "SELECT * FROM webhook_outbox WHERE next_attempt_at <= ?"
+                " ORDER BY next_attempt_at, id LIMIT ?",
+                (to_us(now), limit),
+            ).fetchall()
+            # Held for a while: another process on the file does not send the same event.
+            hold = to_us(later(now, DELIVERY_HOLD_S))
+            for row in rows:
+                conn.execute(
+                    "UPDATE webhook_outbox SET next_attempt_at = ? WHERE id = ?", (hold, row["id"])
+                )
+            return [
+                WebhookDelivery(
+                    id=row["id"],
+                    job_id=row["job_id"],
+                    url=row["url"],
+                    payload=json.loads(row["payload"]),
+                    attempts=row["attempts"],
+                    next_attempt_at=from_us(row["next_attempt_at"]) or now,
+                )
+                for row in rows
+            ]
+
+        return await self._write(run)
+
+    async def delivered(self, delivery_id: int) -> None:
+        now = to_us(self._clock())
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE webhook_outbox SET attempts = attempts + 1, delivered_at = ?,"
+                " next_attempt_at = NULL, last_error = NULL WHERE id = ?",
+                (now, delivery_id),
+            )
+        )
+
+    async def reschedule_delivery(
+        self, delivery_id: int, next_attempt_at: datetime | None, error: str
+    ) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?,"
+                " last_error = ? WHERE id = ?",
+                (to_us(next_attempt_at), error, delivery_id),
+            )
+        )
