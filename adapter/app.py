@@ -13,8 +13,7 @@ from adapter import __version__
 from adapter.backends.base import Backend
 from adapter.backends.local import LocalBackend
 from adapter.errors import install_error_handlers
-from adapter.jobs import catalog
-from adapter.jobs.ui import build_ui_router
+from adapter.jobs.ui import install_page
 from adapter.live_runner import LiveRunner
 from adapter.metrics import router as metrics_router
 from adapter.openai.routes import MOUNT_PATH, build_openai_app
@@ -120,10 +119,8 @@ def create_app(
     app.include_router(generate.build_router(declared_only=settings.declared_statuses_only))
     app.include_router(system.router)
     app.include_router(metrics_router)
-    # Before the jobs routes (whose /v1/jobs/{id} would take "pipelines" for an id) and before
-    # the OpenAI door mounted at /v1.
-    app.include_router(catalog.router)
-    app.include_router(build_ui_router())
+    if settings.jobs.enabled:
+        install_page(app, settings.jobs)  # before the jobs routes and the OpenAI door's mount
     app.mount(MOUNT_PATH, build_openai_app(service))
     if live_runner is not None:
         # Last, so it wraps every other middleware (the door has no bearer token).

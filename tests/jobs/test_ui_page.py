@@ -9,6 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from adapter.jobs.catalog import CATALOG_PATH
+from adapter.jobs.settings import JobsSettings
+from adapter.jobs.ui import output_origins
 from adapter.jobs.ui.page import ASSETS, content_security_policy, load_page
 from tests.support.apps import entry
 from tests.support.fake_backend import fake_app
@@ -25,7 +27,10 @@ def client(tmp_path_factory):
         entry("llm", "test/llm"),
         entry("live-video-to-video", "test/live"),
     ]
-    app = fake_app(tmp, entries=entries, auth_token="secret")
+    jobs = JobsSettings(
+        enabled=True, database_url=f"sqlite:///{tmp / 'jobs.db'}", outputs_url=f"file://{tmp / 'out'}"
+    )
+    app = fake_app(tmp, entries=entries, auth_token="secret", jobs=jobs, data_dir=tmp)
     with TestClient(app) as client:
         yield client
 
@@ -95,6 +100,20 @@ def test_media_origins_join_the_policy():
     assert "img-src 'self' blob: https://s3.example.com data:" in policy
     assert "media-src 'self' blob: https://s3.example.com" in policy
     assert "connect-src 'self' https://s3.example.com" in policy
+
+
+def test_outputs_in_s3_add_the_stores_origin():
+    assert output_origins(JobsSettings(outputs_url="file:///srv/outputs")) == ()
+    minio = JobsSettings(outputs_url="s3://b/p", s3_endpoint_url="http://127.0.0.1:9000/x")
+    assert output_origins(minio) == ("http://127.0.0.1:9000",)
+    assert output_origins(JobsSettings(outputs_url="s3://b")) == ("https://*.amazonaws.com",)
+
+
+def test_without_the_jobs_door_there_is_no_page(tmp_path):
+    app = fake_app(tmp_path, jobs=JobsSettings(enabled=False))
+    with TestClient(app) as client:
+        assert client.get("/ui/").status_code == 404
+        assert client.get(CATALOG_PATH).status_code == 404
 
 
 def test_the_catalog_lists_served_job_pipelines_with_their_uploads(client):
