@@ -28,7 +28,9 @@ def client(tmp_path_factory):
         entry("live-video-to-video", "test/live"),
     ]
     jobs = JobsSettings(
-        enabled=True, database_url=f"sqlite:///{tmp / 'jobs.db'}", outputs_url=f"file://{tmp / 'out'}"
+        enabled=True,
+        database_url=f"sqlite:///{tmp / 'jobs.db'}",
+        outputs_url=f"file://{tmp / 'out'}",
     )
     app = fake_app(tmp, entries=entries, auth_token="secret", jobs=jobs, data_dir=tmp)
     with TestClient(app) as client:
