@@ -70,6 +70,7 @@ class PipelineInfo(BaseModel):
 
 class PipelineCatalog(BaseModel):
     data: list[PipelineInfo]
+    auth_required: bool = Field(description="Whether the jobs routes need a bearer token.")
 
 
 def _param_type(annotation: Any) -> tuple[ParamType, bool] | None:
@@ -126,14 +127,14 @@ def pipeline_info(spec: PipelineSpec, models: list[ServedModel]) -> PipelineInfo
     )
 
 
-def catalog(models: list[ServedModel]) -> PipelineCatalog:
+def catalog(models: list[ServedModel], auth_required: bool) -> PipelineCatalog:
     """The served job pipelines in the pipeline table's order, each with its served models."""
     entries = []
     for pipeline, spec in PIPELINE_SPECS.items():
         served = [m for m in models if m.pipeline == pipeline]
         if served and pipeline not in NOT_JOBS:
             entries.append(pipeline_info(spec, served))
-    return PipelineCatalog(data=entries)
+    return PipelineCatalog(data=entries, auth_required=auth_required)
 
 
 router = APIRouter(tags=["jobs"])
@@ -142,4 +143,5 @@ router = APIRouter(tags=["jobs"])
 @router.get(CATALOG_PATH, response_model=PipelineCatalog, operation_id="listJobPipelines")
 async def list_job_pipelines(request: Request) -> PipelineCatalog:
     """The pipelines and models a job can be submitted for, with their uploads and parameters."""
-    return catalog(request.app.state.service.models)
+    service = request.app.state.service
+    return catalog(service.models, auth_required=bool(service.tokens))

@@ -1,4 +1,5 @@
-"""The /ui page in headless Chromium against the real adapter (a uvicorn server, tiny models).
+"""The /ui page in headless Chromium against the real adapter: a uvicorn server on a free port,
+the jobs door on SQLite and a local output folder in tmp, tiny random-weight models.
 
 Skipped, saying what to install, where Debian's chromium or Playwright is missing. Screenshots
 are kept under test-artifacts/ at the repo root; their paths are printed.
@@ -10,20 +11,44 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from adapter.jobs.settings import JobsSettings
 from tests.support.apps import make_app, sd_entry, serve
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, artifact, missing
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
 
 TOKEN = "ui-test-token"
+WAIT_MS = 120_000  # a job on two shared CPU cores; never a timing assertion
+# Every value the progress bar takes, recorded in the page as it changes.
+RECORD_PROGRESS = """() => {
+  const bar = document.getElementById("progress");
+  window.progressSeen = [];
+  new MutationObserver(() => window.progressSeen.push(bar.value))
+    .observe(bar, {attributes: true, attributeFilter: ["value"]});
+}"""
 
 
 @pytest.fixture(scope="module")
 def adapter_url(tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("ui-browser")
-    app = make_app(tmp, [sd_entry(tiny_sd, "test/tiny-sd")], auth_token=TOKEN)
+    jobs = JobsSettings(
+        enabled=True,
+        database_url=f"sqlite:///{tmp / 'jobs.sqlite3'}",
+        outputs_url=f"file://{tmp / 'outputs'}",
+        concurrency=1,  # one job at a time: the next one queues behind it
+        poll_interval_s=0.05,
+    )
+    app = make_app(
+        tmp,
+        [sd_entry(tiny_sd, "test/tiny-sd")],
+        auth_token=TOKEN,
+        jobs=jobs,
+        data_dir=tmp,
+        limits={"max_inference_steps": 5000},  # the slow job of the cancel test
+    )
     with serve(app) as url:
         yield url
 
@@ -52,6 +77,10 @@ def page(browser: Any, adapter_url: str) -> Iterator[Any]:
     context.close()
 
 
+def api(adapter_url: str) -> httpx.Client:
+    return httpx.Client(base_url=adapter_url, headers={"Authorization": f"Bearer {TOKEN}"})
+
+
 def keep(page: Any, name: str, capsys: pytest.CaptureFixture[str]) -> Path:
     path = artifact(name)
     page.screenshot(path=str(path), full_page=True)
@@ -60,29 +89,124 @@ def keep(page: Any, name: str, capsys: pytest.CaptureFixture[str]) -> Path:
     return path
 
 
-def test_the_page_loads_its_pickers_and_keeps_the_token(page: Any, capsys):
+def signed_in(page: Any) -> Any:
     page.goto("/ui")
-    assert page.url.endswith("/ui/")
-    pipeline = page.get_by_label("Pipeline")
-    assert pipeline.input_value() == "text-to-image"
-    assert page.get_by_label("Model").input_value() == "test/tiny-sd"
     page.get_by_label("API token").fill(TOKEN)
     page.get_by_role("button", name="Save").click()
+    return page
+
+
+def fill_job(page: Any, prompt: str, **params: int) -> None:
+    page.get_by_label("Prompt", exact=True).fill(prompt)
+    if not page.locator("#options").evaluate("details => details.open"):
+        page.locator("#options summary").click()
+    for name, value in params.items():
+        page.get_by_label(name.replace("_", " ").capitalize(), exact=True).fill(str(value))
+
+
+def status(page: Any) -> Any:
+    return page.locator("#job-status")
+
+
+def test_the_page_loads_its_pickers_and_keeps_the_token(page: Any, capsys):
+    signed_in(page)
+    assert page.url.endswith("/ui/")
+    assert page.get_by_label("Pipeline").input_value() == "text-to-image"
+    assert page.get_by_label("Model").input_value() == "test/tiny-sd"
     page.reload()
     assert page.get_by_label("API token").input_value() == TOKEN
     assert page.evaluate("localStorage.getItem('modal-ai-runner.token')") == TOKEN
     keep(page, "ui-start.png", capsys)
     # No script error and no policy violation (a CSP refusal is a console error).
-    assert [p for p in page.problems if "404" not in p] == []
+    assert page.problems == []
+
+
+def test_submit_watch_the_progress_see_the_image_and_enhance(page: Any, adapter_url: str, capsys):
+    from playwright.sync_api import expect
+
+    signed_in(page)
+    fill_job(page, "a lighthouse at dusk", width=64, height=64, num_inference_steps=30)
+    page.evaluate(RECORD_PROGRESS)
+    page.get_by_role("button", name="Submit").click()
+    expect(status(page)).to_have_text("Done.", timeout=WAIT_MS)
+    first = page.locator("#job-id").inner_text()
+    seen = page.evaluate("window.progressSeen")
+    assert seen[-1] == 100 and page.locator("#progress").get_attribute("aria-valuetext") == "100%"
+    image = page.locator("#output img")
+    expect(image).to_be_visible()
+    assert image.evaluate("img => img.complete && img.naturalWidth") == 64
+    assert "lighthouse" in (image.get_attribute("alt") or "")
+    keep(page, "ui-text-to-image.png", capsys)
+
+    page.get_by_role("button", name="Enhance").click()
+    expect(page.locator("#job-about")).to_contain_text(f"enhanced from {first}", timeout=WAIT_MS)
+    second = page.locator("#job-id").inner_text()
+    assert second != first
+    expect(status(page)).to_have_text("Done.", timeout=WAIT_MS)
+    expect(page.locator("#output img")).to_be_visible()
+    items = page.locator("#history li")
+    expect(items).to_have_count(2)
+    expect(items.first).to_contain_text("enhance")
+    expect(items.first).to_have_attribute("aria-current", "true")
+    with api(adapter_url) as client:
+        enhanced = client.get(f"/v1/jobs/{second}").json()
+    assert enhanced["parent_id"] == first
+    assert enhanced["params"]["prompt"] == "a lighthouse at dusk"
+    keep(page, "ui-enhanced.png", capsys)
+    assert page.problems == []
+
+
+def test_cancel_a_job_queued_behind_a_slow_one(page: Any, adapter_url: str, capsys):
+    from playwright.sync_api import expect
+
+    signed_in(page)
+    fill_job(page, "slow", width=64, height=64, num_inference_steps=4000)
+    page.get_by_role("button", name="Submit").click()
+    expect(status(page)).to_have_text("Running.", timeout=WAIT_MS)
+    slow = page.locator("#job-id").inner_text()
+    fill_job(page, "queued", width=64, height=64, num_inference_steps=2)
+    page.get_by_role("button", name="Submit").click()
+    expect(status(page)).to_have_text("Queued: next to run.", timeout=WAIT_MS)
+    queued = page.locator("#job-id").inner_text()
+    assert queued != slow
+    keep(page, "ui-queued.png", capsys)
+
+    page.locator("#job").get_by_role("button", name="Cancel").click()
+    expect(status(page)).to_have_text("Canceled.", timeout=WAIT_MS)
+    expect(page.locator(f'#history li[data-job="{queued}"] .badge')).to_have_text("canceled")
+    # The slow one, from its row in the history: a running job stops between steps.
+    page.get_by_role("button", name=f"Cancel job {slow}").click()
+    expect(page.locator(f'#history li[data-job="{slow}"] .badge')).to_have_text(
+        "canceled", timeout=WAIT_MS
+    )
+    keep(page, "ui-canceled.png", capsys)
+    with api(adapter_url) as client:
+        never_ran = client.get(f"/v1/jobs/{queued}").json()
+    assert never_ran["status"] == "canceled" and never_ran["started_at"] is None
+    assert page.problems == []
+
+
+def test_an_api_error_is_shown_in_words(page: Any):
+    from playwright.sync_api import expect
+
+    signed_in(page)
+    fill_job(page, "too many", width=64, height=64, num_inference_steps=9999)
+    page.get_by_role("button", name="Submit").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("num_inference_steps=9999 is over the limit")
+    page.get_by_label("API token").fill("wrong")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Submit").click()
+    expect(alert).to_contain_text("Enter a valid API token")
 
 
 def test_the_page_fits_a_phone(browser: Any, adapter_url: str, capsys):
     context = browser.new_context(
         base_url=adapter_url, viewport={"width": 375, "height": 740}, is_mobile=True
     )
-    page = context.new_page()
-    page.goto("/ui/")
-    page.get_by_label("Pipeline").wait_for()
+    page = signed_in(context.new_page())
+    page.locator('#history li[data-status="succeeded"] button.open').first.click()
+    page.locator("#output img").wait_for()
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
     keep(page, "ui-phone.png", capsys)

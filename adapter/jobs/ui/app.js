@@ -12,6 +12,7 @@ const HISTORY_MS = 3000; // history refresh while any listed job is still queued
 const $ = (id) => document.getElementById(id);
 const state = {
   catalog: [],
+  authRequired: false,
   job: null, // the job shown in the job panel
   watch: null, // AbortController of its event stream or polling
   shownOutputs: "", // the job id whose outputs are on screen
@@ -136,7 +137,8 @@ function labelled(id, text, control) {
 
 function paramInput(param) {
   const id = `param-${param.name}`;
-  const name = param.name.replaceAll("_", " ");
+  const spaced = param.name.replaceAll("_", " ");
+  const name = spaced.charAt(0).toUpperCase() + spaced.slice(1);
   if (param.type === "boolean") {
     const box = document.createElement("input");
     box.type = "checkbox";
@@ -198,6 +200,7 @@ function showPipeline() {
 async function loadCatalog() {
   const body = await apiJson("v1/jobs/pipelines");
   state.catalog = body.data;
+  state.authRequired = body.auth_required;
   const select = $("pipeline");
   select.replaceChildren(...body.data.map((entry) => option(entry.pipeline, entry.summary)));
   const remembered = localStorage.getItem(PIPELINE_KEY);
@@ -591,6 +594,12 @@ async function loadHistory(more) {
 }
 
 async function refreshHistory() {
+  if (state.authRequired && !token()) {
+    state.history = new Map();
+    drawHistory();
+    $("history-state").textContent = "Enter your API token above to see your jobs.";
+    return;
+  }
   if (document.hidden) {
     state.historyTimer = setTimeout(refreshHistory, HISTORY_MS);
     return;
@@ -629,8 +638,9 @@ function start() {
   $("cancel").addEventListener("click", () => act("cancel"));
   $("refresh").addEventListener("click", refreshHistory);
   $("more").addEventListener("click", () => loadHistory(true).catch(showError));
-  loadCatalog().catch(showError);
-  refreshHistory();
+  loadCatalog()
+    .catch(showError)
+    .then(refreshHistory);
 }
 
 start();
