@@ -122,6 +122,7 @@ def test_the_catalog_lists_served_job_pipelines_with_their_uploads(client):
     # Open, like /version: the page fills its pickers before a token is typed.
     answer = client.get(CATALOG_PATH)
     assert answer.status_code == 200
+    assert answer.json()["auth_required"] is True
     by_name = {item["pipeline"]: item for item in answer.json()["data"]}
     assert list(by_name) == ["text-to-image", "image-to-image", "audio-to-text", "llm"]
     t2i = by_name["text-to-image"]
