@@ -13,7 +13,6 @@ from adapter import __version__
 from adapter.backends.base import Backend
 from adapter.backends.local import LocalBackend
 from adapter.errors import install_error_handlers
-from adapter.jobs.ui import install_page
 from adapter.live_runner import LiveRunner
 from adapter.metrics import router as metrics_router
 from adapter.openai.routes import MOUNT_PATH, build_openai_app
@@ -70,6 +69,12 @@ def create_app(
         logger.warning("no token configured: generate routes are open to anyone")
     live_runner = LiveRunner.from_settings(settings, service)
 
+    jobs = None
+    if settings.jobs.enabled:
+        from adapter.jobs.app import build_door
+
+        jobs = build_door(settings, service)
+
     worker = None
     if settings.workerbee.url:
         from adapter.workerbee.worker import WorkerBee
@@ -84,8 +89,12 @@ def create_app(
         try:
             if live_runner is not None:
                 await live_runner.start()
+            if jobs is not None:
+                await jobs.start()
             yield
         finally:
+            if jobs is not None:
+                await jobs.close()
             if live_runner is not None:
                 await live_runner.close()
             if worker is not None:
@@ -103,6 +112,7 @@ def create_app(
     )
     app.state.service = service
     app.state.workerbee = worker
+    app.state.jobs = jobs
     errors = install_error_handlers(app, declared_only=settings.declared_statuses_only)
     install_body_limit(
         app,
@@ -114,13 +124,19 @@ def create_app(
     # the token is checked before any of it is read, and a request the shutdown stops is
     # answered 500 in the contract's words.
     install_body_timeout(app, settings.body_timeout_s, errors.response)
-    install_bearer_auth(app, service.tokens, errors.response)
+    install_bearer_auth(
+        app, service.tokens, errors.response, also=jobs.guarded_paths() if jobs else None
+    )
     app.add_middleware(ShutdownAnswerMiddleware, refuse=errors.response)
     app.include_router(generate.build_router(declared_only=settings.declared_statuses_only))
     app.include_router(system.router)
     app.include_router(metrics_router)
-    if settings.jobs.enabled:
-        install_page(app, settings.jobs)  # before the jobs routes and the OpenAI door's mount
+    if jobs is not None:
+        from adapter.jobs.app import install_jobs
+        from adapter.jobs.ui import install_page
+
+        install_page(app, settings.jobs)  # the catalog first: /v1/jobs/{id} would take its path
+        install_jobs(app, jobs)  # before the OpenAI door's mount at /v1
     app.mount(MOUNT_PATH, build_openai_app(service))
     if live_runner is not None:
         # Last, so it wraps every other middleware (the door has no bearer token).

@@ -122,7 +122,7 @@ class RunnerSettings(BaseModel):
     enhance: dict[str, StrictStr | StrictBool | StrictInt | StrictFloat] | None = Field(
         None,
         description="The request fields an enhanced job (POST /v1/jobs/{id}/enhance) changes, "
-        "e.g. {\"num_inference_steps\": 40} (default: the pipeline's, contract/pipelines.py).",
+        'e.g. {"num_inference_steps": 40} (default: the pipeline\'s, contract/pipelines.py).',
     )
 
 

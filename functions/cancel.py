@@ -43,7 +43,9 @@ def stop_between_steps(should_stop: StopCheck | None) -> Callable[..., dict[str,
     once asked to stop. The total is the pipeline's own count of the steps it runs (after
     img2img's strength has cut them)."""
 
-    def on_step_end(pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+    def on_step_end(
+        pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]
+    ) -> dict[str, Any]:
         report_step(should_stop, step + 1, int(getattr(pipe, "num_timesteps", 0) or 0))
         raise_if_asked(should_stop)
         return tensors
@@ -51,9 +53,7 @@ def stop_between_steps(should_stop: StopCheck | None) -> Callable[..., dict[str,
     return on_step_end
 
 
-def stop_between_legacy_steps(
-    should_stop: StopCheck | None, total: int = 0
-) -> Callable[..., None]:
+def stop_between_legacy_steps(should_stop: StopCheck | None, total: int = 0) -> Callable[..., None]:
     """The same for a pipeline that still takes the older per-step `callback` (the x4 upscaler),
     which does not say its step count: the caller gives it as `total`."""
 

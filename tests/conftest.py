@@ -35,6 +35,23 @@ from tests.support.s3_server import S3Server
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def jobs_off_and_data_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test writes into the real home's data folder, and apps serve no jobs door unless a
+    test turns it on (JobsSettings(enabled=True)): the other doors' tests stay as they were."""
+    saved = {name: os.environ.get(name) for name in ("ADAPTER_DATA_DIR", "ADAPTER_JOBS_ENABLED")}
+    os.environ["ADAPTER_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
+    os.environ["ADAPTER_JOBS_ENABLED"] = "false"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")

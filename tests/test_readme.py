@@ -21,6 +21,7 @@ from PIL import Image
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
+from adapter.jobs.settings import JobsSettings
 from adapter.settings import Limits, LiveRunnerSettings, Settings, WorkerbeeSettings
 from contract.aimodels import RunnerSettings
 from contract.modal_settings import ModalSettings
@@ -43,6 +44,7 @@ ENV_TABLES: dict[type[BaseSettings], Path] = {
     WorkerbeeSettings: DOCS / "openai-and-workerbee.md",
     ModalDeploySettings: DOCS / "modal.md",
     LiveRunnerSettings: DOCS / "live-runner.md",
+    JobsSettings: DOCS / "configuration.md",
 }
 KEY_TABLES: dict[type[BaseModel], Path] = {
     RunnerSettings: DOCS / "configuration.md",
@@ -61,8 +63,8 @@ def env_names(settings: type[BaseSettings]) -> dict[str, str]:
     prefix = settings.model_config.get("env_prefix", "")
     names = {}
     for name, field in settings.model_fields.items():
-        if name in ("limits", "live_runner", "workerbee"):
-            continue  # Limits, LiveRunnerSettings, WorkerbeeSettings: settings classes of their own
+        if name in ("limits", "live_runner", "workerbee", "jobs"):
+            continue  # Limits, LiveRunnerSettings, WorkerbeeSettings, JobsSettings: their own
         alias = field.validation_alias
         choices = getattr(alias, "choices", None)
         names[name] = " or ".join(choices) if choices else f"{prefix}{name}".upper()

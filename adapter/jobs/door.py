@@ -89,8 +89,16 @@ class JobsDoor:
     def auth_on(self) -> bool:
         return bool(self.service.tokens)
 
+    def guarded_paths(self) -> dict[str, str]:
+        """The POST paths whose token is checked before their body is read (an upload)."""
+        from adapter.jobs.errors import JOBS_PREFIX
+        from adapter.jobs.routes import UNAUTHORIZED_MSG
+
+        return {JOBS_PREFIX: UNAUTHORIZED_MSG, JOBS_PREFIX + "/": UNAUTHORIZED_MSG}
+
     async def start(self) -> None:
         await self.store.open()
+        await self.outputs.open()
         await self.runner.start()
         if self.webhooks is not None:
             await self.webhooks.start()

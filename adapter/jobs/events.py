@@ -17,7 +17,8 @@ KEEPALIVE_S = 15.0
 
 
 def sse_event(job: Job) -> bytes:
-    return f"event: job\nid: {job.updated_at.isoformat()}\ndata: {job.model_dump_json()}\n\n".encode()
+    data = job.model_dump_json()
+    return f"event: job\nid: {job.updated_at.isoformat()}\ndata: {data}\n\n".encode()
 
 
 async def job_events(

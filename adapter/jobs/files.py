@@ -80,7 +80,9 @@ def frames_mp4(frames: list[Media], fps: int) -> bytes:
 
     from functions.video import encode_mp4
 
-    images = [Image.open(io.BytesIO(data_url_bytes(frame.url)[0])).convert("RGB") for frame in frames]
+    images = [
+        Image.open(io.BytesIO(data_url_bytes(frame.url)[0])).convert("RGB") for frame in frames
+    ]
     return encode_mp4(images, fps)
 
 
@@ -96,7 +98,9 @@ def response_files(
         return files, _media_summary(response.images)
     if isinstance(response, VideoResponse):
         fps = int(params.get("fps") or 6)
-        files = [(f"video-{i}.mp4", frames_mp4(video, fps)) for i, video in enumerate(response.frames)]
+        files = [
+            (f"video-{i}.mp4", frames_mp4(video, fps)) for i, video in enumerate(response.frames)
+        ]
         return files, _media_summary([video[0] for video in response.frames if video])
     if isinstance(response, AudioResponse):
         data, media_type = data_url_bytes(response.audio.url)

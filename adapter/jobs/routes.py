@@ -80,9 +80,8 @@ def _json(job: Job, status_code: int = 200, replayed: bool = False) -> Response:
     headers = {"Location": job.urls.self}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
-    return Response(
-        job.model_dump_json(), status_code=status_code, media_type="application/json", headers=headers
-    )
+    body = job.model_dump_json()
+    return Response(body, status_code, headers=headers, media_type="application/json")
 
 
 def _json_field(form_value: Any, name: str) -> dict[str, Any]:
@@ -98,27 +97,27 @@ def _json_field(form_value: Any, name: str) -> dict[str, Any]:
 
 
 async def _read_form(request: Request) -> tuple[dict[str, Any], dict[str, Upload]]:
-    form = await request.form()
     fields: dict[str, Any] = {}
     params: dict[str, Any] = {}
     uploads: dict[str, Upload] = {}
-    for key, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            await value.seek(0)
-            uploads[key] = Upload(await value.read(), value.filename, value.content_type)
-        elif key in ("params", "metadata"):
-            fields[key] = _json_field(value, key)
-        elif key in _FORM_FIELDS:
-            fields[key] = value
-        else:
-            params[key] = value  # a param as a field of its own (pydantic parses "7.5")
+    async with request.form() as form:  # closes the spooled files of its uploads
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                await value.seek(0)
+                uploads[key] = Upload(await value.read(), value.filename, value.content_type)
+            elif key in ("params", "metadata"):
+                fields[key] = _json_field(value, key)
+            elif key in _FORM_FIELDS:
+                fields[key] = value
+            else:
+                params[key] = value  # a param as a field of its own (pydantic parses "7.5")
     fields["params"] = {**fields.get("params", {}), **params}
     return fields, uploads
 
 
 async def read_submission(request: Request) -> tuple[JobSubmission, dict[str, Upload]]:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type == "multipart/form-data":
+    if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         fields, uploads = await _read_form(request)
     elif media_type in ("application/json", ""):
         raw = await request.body()
@@ -215,7 +214,8 @@ async def _download(request: Request, owner: str, job_id: str, name: str | None)
     try:
         data = await door.outputs.get(key)
     except KeyError:
-        raise RunnerError(f"The output {file.name} of job {job_id} is missing from the store.")
+        missing = f"The output {file.name} of job {job_id} is missing from the store."
+        raise RunnerError(missing) from None
     return Response(data, media_type=file.content_type, headers=headers)
 
 
@@ -283,7 +283,8 @@ def build_router() -> APIRouter:
             job = await door.store.get(job_id)
             return None if job is None else await _view(request, job)
 
-        stream = job_events(load, door.settings.jobs.poll_interval_s, door.settings.jobs.events_max_s)
+        jobs = door.settings.jobs
+        stream = job_events(load, jobs.poll_interval_s, jobs.events_max_s)
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 

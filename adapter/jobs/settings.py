@@ -32,9 +32,9 @@ class JobsSettings(BaseSettings):
     )
     outputs_url: str = Field(
         "",
-        pattern=r"^((file://|s3://)\S+)?$",
-        description="Where job outputs and uploads are kept: `file:///<folder>` or "
-        "`s3://<bucket>/<prefix>`; empty: <ADAPTER_DATA_DIR>/outputs.",
+        pattern=r"^((file://|s3://|/)\S*)?$",
+        description="Where job outputs and uploads are kept: a folder (`/path` or "
+        "`file:///path`) or `s3://<bucket>/<prefix>`; empty: <ADAPTER_DATA_DIR>/outputs.",
     )
     max_queued: int = Field(
         1000, gt=0, description="Most jobs queued at once; beyond, a submit answers 429."
@@ -80,8 +80,7 @@ class JobsSettings(BaseSettings):
     )
     webhook_secret: SecretStr = Field(
         SecretStr(""),
-        description="Shared secret webhook events are signed with (HMAC-SHA256); empty: "
-        "unsigned.",
+        description="Shared secret webhook events are signed with (HMAC-SHA256); empty: unsigned.",
     )
     webhook_timeout_s: float = Field(
         10.0, gt=0, description="Longest wait for a webhook receiver's answer."
@@ -101,6 +100,17 @@ class JobsSettings(BaseSettings):
         description="S3 outputs: the S3-compatible server's URL (MinIO...); empty: AWS.",
     )
     s3_region: str = Field("", description="S3 outputs: the region; empty: the SDK's default.")
+    s3_public_endpoint_url: str = Field(
+        "",
+        pattern=r"^(https?://\S+)?$",
+        description="S3 outputs: the server's URL as browsers reach it, for presigned links "
+        "(when it differs from ADAPTER_JOBS_S3_ENDPOINT_URL); empty: the same.",
+    )
+    s3_presign: bool = Field(
+        True,
+        description="S3 outputs: answer a download with a redirect to a presigned link "
+        "(false: the adapter streams the file itself).",
+    )
 
     def queued_per_token(self) -> int:
         return self.max_queued_per_token or self.max_queued

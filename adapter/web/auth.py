@@ -83,12 +83,18 @@ def guarded_paths(specs: Iterable[PipelineSpec]) -> dict[str, str]:
     return paths
 
 
-def install_bearer_auth(app: FastAPI, tokens: tuple[str, ...], refuse: Refusal) -> None:
-    """Check the token of every generate route before its body (nothing to check without one)."""
+def install_bearer_auth(
+    app: FastAPI,
+    tokens: tuple[str, ...],
+    refuse: Refusal,
+    also: Mapping[str, str] | None = None,
+) -> None:
+    """Check the token of every generate route before its body (nothing to check without one);
+    `also` adds other POST paths and their 401 messages (the jobs door's submit)."""
     if tokens:
         app.add_middleware(
             BearerAuthMiddleware,
-            protected=guarded_paths(PIPELINE_SPECS.values()),
+            protected={**guarded_paths(PIPELINE_SPECS.values()), **(also or {})},
             tokens=tokens,
             refuse=refuse,
         )

@@ -272,7 +272,10 @@ def test_the_failures_cover_every_error_of_the_tree():
         for value in vars(tree).values()
         if isinstance(value, type) and issubclass(value, RunnerError)
     }
-    assert errors <= raised, errors - raised
+    # The jobs door's own answers (an unknown job, a job already ended, its full queue): no
+    # backend raises them, and no runner route answers them.
+    door_only = {tree.NotFoundError, tree.ConflictError, tree.QueueFullError}
+    assert errors - door_only <= raised, errors - door_only - raised
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES, ids=str)

@@ -72,7 +72,7 @@ def errors_of_the_tree() -> list[RunnerError]:
     made: list[RunnerError] = []
     for value in vars(tree).values():
         if isinstance(value, type) and issubclass(value, RunnerError):
-            if issubclass(value, ServiceUnavailableError):
+            if issubclass(value, ServiceUnavailableError | tree.QueueFullError):
                 made.append(value("busy", retry_after_s=7))
             elif value is UpstreamError:
                 made.append(UpstreamError(413, {"detail": {"msg": "big"}}, "big"))

@@ -429,3 +429,19 @@ async def test_the_real_clock_gives_utc_times(tmp_path: Path) -> None:
         assert got is not None and got.created_at == job.created_at
     finally:
         await store.close()
+
+
+async def test_concurrent_creates_with_one_key_make_one_job(url: str, clock: TickingClock) -> None:
+    one, two = make_store(url, clock), make_store(url, clock)
+    await one.open()
+    await two.open()
+    try:
+        results = await asyncio.gather(
+            *(s.create(new_job("alice", idempotency_key="same")) for s in (one, two) * 4)
+        )
+        assert sum(created for _, created in results) == 1
+        assert len({job.id for job, _ in results}) == 1
+        assert await one.count_queued() == 1
+    finally:
+        await one.close()
+        await two.close()

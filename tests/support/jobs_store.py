@@ -102,7 +102,7 @@ def raw_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
     import psycopg
 
     with psycopg.connect(url) as pg:
-        return [tuple(row) for row in pg.execute(sql)]  # type: ignore[arg-type]
+        return [tuple(row) for row in pg.execute(sql)]
 
 
 _counter = iter(range(1, 1_000_000))

@@ -14,7 +14,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,16 +29,13 @@ from adapter.jobs.model import (
     OutputFile,
     WebhookDelivery,
 )
-from adapter.jobs.store import migrations, transitions
+from adapter.jobs.store import migrations, sql, transitions
 from adapter.jobs.store.common import (
     DELIVERY_HOLD_S,
     Clock,
     PayloadBuilder,
     already_ended,
-    check_limit,
-    decode_cursor,
     default_payload,
-    encode_cursor,
     later,
     not_found,
     utc_now,
@@ -50,8 +47,8 @@ FILE_NAME = "jobs.sqlite3"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 JSON_COLUMNS = frozenset({"params", "metadata", "result_data"})
-COLUMNS = tuple(f.name for f in fields(JobRecord))
 ENDED = tuple(s.value for s in TERMINAL)
+M = "?"
 
 
 def to_us(when: datetime | None) -> int | None:
@@ -78,7 +75,7 @@ def encode(name: str, value: Any) -> Any:
 
 def decode(row: sqlite3.Row) -> JobRecord:
     values: dict[str, Any] = {}
-    for name in COLUMNS:
+    for name in sql.COLUMNS:
         value = row[name]
         if name.endswith("_at"):
             value = from_us(value)
@@ -198,25 +195,14 @@ class SqliteJobStore:
     ) -> JobRecord:
         """Write the changes; when they end a job with a webhook, queue its event too (the
         door's `payload`, or the builder's body of the ended job)."""
-        names = list(changes)
-        assignments = ", ".join(f"{name} = ?" for name in names)
-        values = [encode(name, changes[name]) for name in names]
-        conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job.id))
+        values = [encode(name, value) for name, value in changes.items()]
+        conn.execute(sql.update_job(M, list(changes)), (*values, job.id))
         changed = transitions.apply(job, changes)
         if changed.status.terminal and not job.status.terminal and changed.webhook:
-            body = self._payload(changed) if payload is None else payload
-            self._add_delivery(conn, changed, body)
+            body = json.dumps(self._payload(changed) if payload is None else payload)
+            now = to_us(self._clock())
+            conn.execute(sql.insert_delivery(M), (job.id, changed.webhook, body, now, now))
         return changed
-
-    def _add_delivery(
-        self, conn: sqlite3.Connection, job: JobRecord, payload: dict[str, Any]
-    ) -> None:
-        now = to_us(self._clock())
-        conn.execute(
-            "INSERT INTO webhook_outbox (job_id, url, payload, attempts, next_attempt_at,"
-            " created_at) VALUES (?, ?, ?, 0, ?, ?)",
-            (job.id, job.webhook, json.dumps(payload), now, now),
-        )
 
     def _held(self, conn: sqlite3.Connection, job_id: str, worker_id: str) -> JobRecord | None:
         job = self._fetch(conn, job_id)
@@ -234,10 +220,8 @@ class SqliteJobStore:
                 if row is not None:
                     return decode(row), False
             record = transitions.new_row(job, self._clock())
-            names = ", ".join(COLUMNS)
-            marks = ", ".join("?" for _ in COLUMNS)
-            values = [encode(name, getattr(record, name)) for name in COLUMNS]
-            conn.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", values)
+            values = [encode(name, getattr(record, name)) for name in sql.COLUMNS]
+            conn.execute(sql.insert_job(M), values)
             return record, True
 
         return await self._write(run)
@@ -246,71 +230,25 @@ class SqliteJobStore:
         return await self._read(lambda conn: self._fetch(conn, job_id))
 
     async def page(self, query: JobQuery) -> JobPage:
-        check_limit(query.limit)
-        where, args = ["1 = 1"], list[Any]()
-        for column, value in (
-            ("owner", query.owner),
-            ("status", query.status.value if query.status else None),
-            ("pipeline", query.pipeline),
-            ("model_id", query.model_id),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if query.created_after is not None:
-            where.append("created_at >= ?")
-            args.append(to_us(query.created_after))
-        if query.created_before is not None:
-            where.append("created_at < ?")
-            args.append(to_us(query.created_before))
-        if query.cursor is not None:
-            created, job_id = decode_cursor(query.cursor)
-            where.append("(created_at, id) < (?, ?)")
-            args.extend((to_us(created), job_id))
-        sql = (
-            f"SELECT * FROM jobs WHERE {' AND '.join(where)}"
-            " ORDER BY created_at DESC, id DESC LIMIT ?"
-        )
-
-        def run(conn: sqlite3.Connection) -> list[JobRecord]:
-            return [decode(row) for row in conn.execute(sql, (*args, query.limit + 1))]
-
-        jobs = await self._read(run)
-        more = len(jobs) > query.limit
-        jobs = jobs[: query.limit]
-        cursor = encode_cursor(jobs[-1].created_at, jobs[-1].id) if more else None
-        return JobPage(jobs=jobs, next_cursor=cursor)
+        text, args = sql.page(query, M, to_us)
+        rows = await self._read(lambda conn: conn.execute(text, args).fetchall())
+        return sql.page_of([decode(row) for row in rows], query.limit)
 
     async def queue_position(self, job_id: str) -> int | None:
-        def run(conn: sqlite3.Connection) -> int | None:
-            job = self._fetch(conn, job_id)
-            if job is None or job.status is not JobStatus.QUEUED:
-                return None
-            row = conn.execute(
-                "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND (created_at, id) < (?, ?)",
-                (to_us(job.created_at), job.id),
-            ).fetchone()
-            return int(row[0])
-
-        return await self._read(run)
+        text = sql.queue_position(M)
+        row = await self._read(lambda conn: conn.execute(text, (job_id,)).fetchone())
+        return None if row is None else int(row[0])
 
     async def count_queued(self, owner: str | None = None) -> int:
-        sql, args = "SELECT COUNT(*) FROM jobs WHERE status = 'queued'", list[str]()
-        if owner is not None:
-            sql, args = sql + " AND owner = ?", [owner]
-        return await self._read(lambda conn: int(conn.execute(sql, args).fetchone()[0]))
+        text, args = sql.count_queued(M, owner)
+        return await self._read(lambda conn: int(conn.execute(text, args).fetchone()[0]))
 
     async def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
         def run(conn: sqlite3.Connection) -> JobRecord | None:
-            # Fair between owners: the one with the fewest running jobs first, then the oldest.
-            row = conn.execute(
-                "SELECT * FROM jobs AS j WHERE j.status = 'queued' ORDER BY"
-                " (SELECT COUNT(*) FROM jobs AS r WHERE r.status = 'running'"
-                " AND r.owner = j.owner), j.created_at, j.id LIMIT 1"
-            ).fetchone()
-            if row is None:
+            row = conn.execute(sql.CLAIM).fetchone()
+            job = None if row is None else self._fetch(conn, row[0])
+            if job is None:
                 return None
-            job = decode(row)
             return self._change(
                 conn, job, transitions.claimed(job, worker_id, lease_s, self._clock())
             )
@@ -390,28 +328,19 @@ class SqliteJobStore:
 
     async def recover(self, now: datetime) -> list[JobRecord]:
         def run(conn: sqlite3.Connection) -> list[JobRecord]:
-            rows = conn.execute(
-                "SELECT * FROM jobs WHERE status = 'running' AND lease_expires_at < ?"
-                " ORDER BY created_at, id",
-                (to_us(now),),
-            ).fetchall()
+            rows = conn.execute(sql.expired_leases(M), (to_us(now),)).fetchall()
             jobs = [decode(row) for row in rows]
             return [self._change(conn, job, transitions.expired(job, now)) for job in jobs]
 
         return await self._write(run)
 
     async def purge(self, finished_before: datetime) -> list[str]:
-        marks = ", ".join("?" for _ in ENDED)
-        ended = f"status IN ({marks}) AND finished_at < ?"
+        outbox, jobs = sql.purge(M, f"status IN ({', '.join(M for _ in ENDED)})")
         args = (*ENDED, to_us(finished_before))
 
         def run(conn: sqlite3.Connection) -> list[str]:
-            conn.execute(
-                f"DELETE FROM webhook_outbox WHERE job_id IN (SELECT id FROM jobs WHERE {ended})",
-                args,
-            )
-            rows = conn.execute(f"DELETE FROM jobs WHERE {ended} RETURNING id", args).fetchall()
-            return sorted(row[0] for row in rows)
+            conn.execute(outbox, args)
+            return sorted(row[0] for row in conn.execute(jobs, args).fetchall())
 
         return await self._write(run)
 
@@ -419,11 +348,7 @@ class SqliteJobStore:
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[WebhookDelivery]:
         def run(conn: sqlite3.Connection) -> list[WebhookDelivery]:
-            rows = conn.execute(
-                "SELECT * FROM webhook_outbox WHERE next_attempt_at <= ?"
-                " ORDER BY next_attempt_at, id LIMIT ?",
-                (to_us(now), limit),
-            ).fetchall()
+            rows = conn.execute(sql.due_deliveries(M), (to_us(now), limit)).fetchall()
             # Held for a while: another process on the file does not send the same event.
             hold = to_us(later(now, DELIVERY_HOLD_S))
             for row in rows:
@@ -445,22 +370,11 @@ class SqliteJobStore:
         return await self._write(run)
 
     async def delivered(self, delivery_id: int) -> None:
-        now = to_us(self._clock())
-        await self._write(
-            lambda conn: conn.execute(
-                "UPDATE webhook_outbox SET attempts = attempts + 1, delivered_at = ?,"
-                " next_attempt_at = NULL, last_error = NULL WHERE id = ?",
-                (now, delivery_id),
-            )
-        )
+        args = (to_us(self._clock()), delivery_id)
+        await self._write(lambda conn: conn.execute(sql.delivered(M), args))
 
     async def reschedule_delivery(
         self, delivery_id: int, next_attempt_at: datetime | None, error: str
     ) -> None:
-        await self._write(
-            lambda conn: conn.execute(
-                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?,"
-                " last_error = ? WHERE id = ?",
-                (to_us(next_attempt_at), error, delivery_id),
-            )
-        )
+        args = (to_us(next_attempt_at), error, delivery_id)
+        await self._write(lambda conn: conn.execute(sql.reschedule_delivery(M), args))

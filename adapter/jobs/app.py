@@ -1,0 +1,37 @@
+"""The jobs door built from the settings and installed on the main app."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from adapter.jobs.door import JobsDoor
+from adapter.jobs.outputs import open_outputs
+from adapter.jobs.routes import build_router
+from adapter.jobs.runner import JobRunner
+from adapter.jobs.store import open_store
+from adapter.jobs.views import webhook_body
+from adapter.service import RunnerService
+from adapter.settings import Settings
+
+
+def build_door(settings: Settings, service: RunnerService) -> JobsDoor:
+    """The store, output store and runner the settings name; nothing is opened yet (start)."""
+    jobs = settings.jobs
+    store = open_store(jobs.database_url, settings.data_dir, webhook_payload=webhook_body)
+    outputs = open_outputs(
+        jobs.outputs_url,
+        settings.data_dir,
+        s3_endpoint_url=jobs.s3_endpoint_url or None,
+        s3_region=jobs.s3_region or None,
+        s3_public_endpoint_url=jobs.s3_public_endpoint_url or None,
+        s3_presign=jobs.s3_presign,
+    )
+    runner = JobRunner(jobs, service, store, outputs)
+    runner.webhook_payload = webhook_body
+    return JobsDoor(settings, service, store, outputs, runner)
+
+
+def install_jobs(app: FastAPI, door: JobsDoor) -> None:
+    """The door's routes; before the OpenAI door's mount at /v1, which would take the paths."""
+    app.state.jobs = door
+    app.include_router(build_router())

@@ -1,0 +1,79 @@
+"""Jobs of the other media: audio-to-text (a WAV upload, a JSON transcript), llm (a JSON answer),
+image-to-video (an H.264 MP4 that plays from a range)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import av
+import pytest
+
+from tests.support.apps import llm_entry, model_entry, running_client, whisper_entry
+from tests.support.jobs_api import jobs_app, wait_for
+from tests.support.livepeer_multipart import png_bytes, wav_bytes
+
+
+@pytest.fixture
+def client(tmp_path: Path, tiny_whisper: Path, tiny_llm: Path, tiny_svd: Path):
+    entries = [
+        whisper_entry(tiny_whisper),
+        llm_entry(tiny_llm),
+        model_entry("image-to-video", tiny_svd, "test/svd", runner={"num_frames": 2}),
+    ]
+    with running_client(jobs_app(tmp_path, entries)) as client:
+        yield client
+
+
+def test_audio_to_text_job_keeps_its_transcript_as_json(client):
+    response = client.post(
+        "/v1/jobs",
+        data={"pipeline": "audio-to-text", "metadata": '{"call": 7}'},
+        files={"audio": ("a.wav", wav_bytes(), "audio/wav")},
+    )
+    assert response.status_code == 202, response.text
+    done = wait_for(client, response.json()["id"])
+    assert done["status"] == "succeeded", done
+    assert done["metadata"] == {"call": 7}
+    (output,) = done["result"]["outputs"]
+    assert (output["name"], output["content_type"]) == ("transcript.json", "application/json")
+    transcript = client.get(done["urls"]["result"])
+    assert transcript.headers["content-type"] == "application/json"
+    assert json.loads(transcript.content)["text"] == done["result"]["data"]["text"]
+
+
+def test_llm_job_keeps_the_answer(client):
+    params = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": True}
+    response = client.post("/v1/jobs", json={"pipeline": "llm", "params": params})
+    assert response.status_code == 202, response.text
+    done = wait_for(client, response.json()["id"])
+    assert done["status"] == "succeeded", done
+    answer = json.loads(client.get(done["urls"]["result"]).content)
+    assert answer["choices"][0]["message"]["content"] == done["result"]["data"]["text"]
+    assert "stream" not in done["params"]  # a job keeps the whole answer
+
+
+def test_image_to_video_job_is_an_mp4(client):
+    response = client.post(
+        "/v1/jobs",
+        data={
+            "pipeline": "image-to-video",
+            "params": json.dumps({"width": 64, "height": 48, "num_inference_steps": 2, "fps": 4}),
+        },
+        files={"image": ("in.png", png_bytes(64, 48), "image/png")},
+    )
+    assert response.status_code == 202, response.text
+    done = wait_for(client, response.json()["id"])
+    assert done["status"] == "succeeded", done
+    assert done["progress"] == {"step": 2, "total": 2, "fraction": 1.0}
+    (output,) = done["result"]["outputs"]
+    assert output["content_type"] == "video/mp4"
+    video = client.get(done["urls"]["result"])
+    assert video.headers["content-type"] == "video/mp4"
+    with av.open(io.BytesIO(video.content)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert sum(1 for _ in container.decode(stream)) == 2
+    head = client.get(done["urls"]["result"], headers={"Range": "bytes=0-99"})
+    assert head.status_code == 206 and len(head.content) == 100
