@@ -17,11 +17,12 @@ AWS_S3_ORIGINS = ("https://*.amazonaws.com",)
 
 
 def output_origins(jobs: JobsSettings) -> tuple[str, ...]:
-    """The origins the page loads outputs from besides its own: an S3-compatible store's, whose
-    presigned links the output routes redirect to; none for a local directory."""
-    if not jobs.outputs_url.startswith("s3://"):
+    """The origins the page loads outputs from besides its own: where an S3-compatible store's
+    presigned links point (the output routes redirect there); none when the adapter serves the
+    files itself (a local directory, or ADAPTER_JOBS_S3_PRESIGN=false)."""
+    if not jobs.outputs_url.startswith("s3://") or not jobs.s3_presign:
         return ()
-    endpoint = urlsplit(jobs.s3_endpoint_url)
+    endpoint = urlsplit(jobs.s3_public_endpoint_url or jobs.s3_endpoint_url)
     if not endpoint.scheme:
         return AWS_S3_ORIGINS
     return (f"{endpoint.scheme}://{endpoint.netloc}",)
