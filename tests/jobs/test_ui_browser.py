@@ -125,6 +125,8 @@ def test_submit_watch_the_progress_see_the_image_and_enhance(page: Any, adapter_
     from playwright.sync_api import expect
 
     signed_in(page)
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
     fill_job(page, "a lighthouse at dusk", width=64, height=64, num_inference_steps=30)
     page.evaluate(RECORD_PROGRESS)
     page.get_by_role("button", name="Submit").click()
@@ -132,6 +134,9 @@ def test_submit_watch_the_progress_see_the_image_and_enhance(page: Any, adapter_
     first = page.locator("#job-id").inner_text()
     seen = page.evaluate("window.progressSeen")
     assert seen[-1] == 100 and page.locator("#progress").get_attribute("aria-valuetext") == "100%"
+    # Followed by its event stream, not by polling.
+    assert any(url.endswith(f"/v1/jobs/{first}/events") for url in asked)
+    assert not any(url.endswith(f"/v1/jobs/{first}") for url in asked)
     image = page.locator("#output img")
     expect(image).to_be_visible()
     assert image.evaluate("img => img.complete && img.naturalWidth") == 64
@@ -184,6 +189,22 @@ def test_cancel_a_job_queued_behind_a_slow_one(page: Any, adapter_url: str, caps
         never_ran = client.get(f"/v1/jobs/{queued}").json()
     assert never_ran["status"] == "canceled" and never_ran["started_at"] is None
     assert page.problems == []
+
+
+def test_without_the_event_stream_the_page_polls(page: Any, capsys):
+    from playwright.sync_api import expect
+
+    # A proxy that does not pass server-sent events through.
+    page.route("**/events", lambda route: route.fulfill(status=502, body="Bad Gateway"))
+    signed_in(page)
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    fill_job(page, "polled", width=64, height=64, num_inference_steps=3)
+    page.get_by_role("button", name="Submit").click()
+    expect(status(page)).to_have_text("Done.", timeout=WAIT_MS)
+    expect(page.locator("#output img")).to_be_visible()
+    job = page.locator("#job-id").inner_text()
+    assert any(url.endswith(f"/v1/jobs/{job}") for url in asked)
 
 
 def test_an_api_error_is_shown_in_words(page: Any):
