@@ -10,6 +10,7 @@ nothing of anyone's jobs. Registered before `/v1/jobs/{id}`, which would take "p
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from typing import Any, Literal, Union, get_args, get_origin
 
 from fastapi import APIRouter, Request
@@ -54,6 +55,10 @@ class ParamInfo(BaseModel):
 class ModelInfo(BaseModel):
     model_id: str
     default: bool = Field(description="Used when a job names no model_id.")
+    enhance: dict[str, Any] = Field(
+        description="What an enhanced job changes (POST /v1/jobs/{id}/enhance); empty: it "
+        "cannot be enhanced."
+    )
 
 
 class PipelineInfo(BaseModel):
@@ -86,7 +91,13 @@ def _param_type(annotation: Any) -> tuple[ParamType, bool] | None:
     return None if kind is None else (kind, nullable)
 
 
-def pipeline_info(spec: PipelineSpec, models: list[ServedModel]) -> PipelineInfo:
+# The settings an enhanced job of a model changes (the jobs door's own rule).
+Enhanced = Callable[[PipelineSpec, ServedModel], dict[str, Any]]
+
+
+def pipeline_info(
+    spec: PipelineSpec, models: list[ServedModel], enhanced: Enhanced
+) -> PipelineInfo:
     fields = spec.request.model_fields
     prompt = next((name for name in PROMPT_FIELDS if name in fields), None)
     uploads = [
@@ -123,17 +134,20 @@ def pipeline_info(spec: PipelineSpec, models: list[ServedModel]) -> PipelineInfo
         model_field=spec.model_field,
         uploads=uploads,
         params=params,
-        models=[ModelInfo(model_id=m.model_id, default=m in defaults[:1]) for m in models],
+        models=[
+            ModelInfo(model_id=m.model_id, default=m in defaults[:1], enhance=enhanced(spec, m))
+            for m in models
+        ],
     )
 
 
-def catalog(models: list[ServedModel], auth_required: bool) -> PipelineCatalog:
+def catalog(models: list[ServedModel], auth_required: bool, enhanced: Enhanced) -> PipelineCatalog:
     """The served job pipelines in the pipeline table's order, each with its served models."""
     entries = []
     for pipeline, spec in PIPELINE_SPECS.items():
         served = [m for m in models if m.pipeline == pipeline]
         if served and pipeline not in NOT_JOBS:
-            entries.append(pipeline_info(spec, served))
+            entries.append(pipeline_info(spec, served, enhanced))
     return PipelineCatalog(data=entries, auth_required=auth_required)
 
 
@@ -144,4 +158,5 @@ router = APIRouter(tags=["jobs"])
 async def list_job_pipelines(request: Request) -> PipelineCatalog:
     """The pipelines and models a job can be submitted for, with their uploads and parameters."""
     service = request.app.state.service
-    return catalog(service.models, auth_required=bool(service.tokens))
+    door = request.app.state.jobs
+    return catalog(service.models, bool(service.tokens), door.enhanced_settings)

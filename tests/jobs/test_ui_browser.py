@@ -243,3 +243,10 @@ def test_every_control_is_reached_by_keyboard(page: Any):
         focused = "document.activeElement.id || document.activeElement.textContent"
         reached.add(page.evaluate(focused))
     assert {"token", "pipeline", "model", "prompt", "submit"} <= reached
+    # Every control has a label a screen reader reads out (the Options' ones too).
+    unlabelled = page.evaluate(
+        """[...document.querySelectorAll("input, select, textarea")]
+            .filter((c) => c.labels.length === 0 && !c.getAttribute("aria-label"))
+            .map((c) => c.id || c.outerHTML)"""
+    )
+    assert unlabelled == []

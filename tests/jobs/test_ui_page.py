@@ -129,9 +129,10 @@ def test_the_catalog_lists_served_job_pipelines_with_their_uploads(client):
     by_name = {item["pipeline"]: item for item in answer.json()["data"]}
     assert list(by_name) == ["text-to-image", "image-to-image", "audio-to-text", "llm"]
     t2i = by_name["text-to-image"]
+    enhance = {"num_inference_steps": 50}
     assert t2i["models"] == [
-        {"model_id": "test/sd-a", "default": True},
-        {"model_id": "test/sd-b", "default": False},
+        {"model_id": "test/sd-a", "default": True, "enhance": enhance},
+        {"model_id": "test/sd-b", "default": False, "enhance": enhance},
     ]
     assert t2i["uploads"] == [] and t2i["body"] == "json" and t2i["prompt_field"] == "prompt"
     params = {p["name"]: p for p in t2i["params"]}
@@ -151,3 +152,4 @@ def test_the_catalog_lists_served_job_pipelines_with_their_uploads(client):
     llm = by_name["llm"]
     assert llm["prompt_field"] == "messages" and llm["model_field"] == "model"
     assert "model" not in {p["name"] for p in llm["params"]}
+    assert llm["models"][0]["enhance"] == {}  # nothing to enhance: the page offers no button

@@ -329,12 +329,24 @@ function render(job) {
   $("job-status").dataset.status = job.status;
   showProgress(job);
   $("cancel").hidden = TERMINAL.has(job.status);
-  $("enhance").hidden = job.status !== "succeeded";
+  const enhance = enhancedSettings(job);
+  $("enhance").hidden = job.status !== "succeeded" || enhance === null;
+  if (enhance) $("enhance").title = `Run it again with ${enhance}`;
   if (job.status === "succeeded" && state.shownOutputs !== job.id) {
     state.shownOutputs = job.id;
     showOutputs(job).catch(showError);
   }
   remember(job, false);
+}
+
+// What Enhance changes for the job's model ("num_inference_steps=50"), null when nothing; a
+// model the catalog does not list (no longer served) is left to the API to answer.
+function enhancedSettings(job) {
+  const entry = state.catalog.find((e) => e.pipeline === job.pipeline);
+  const model = entry?.models.find((m) => m.model_id === job.model_id);
+  if (!model) return "its enhanced settings";
+  const changes = Object.entries(model.enhance || {});
+  return changes.length === 0 ? null : changes.map(([k, v]) => `${k}=${v}`).join(", ");
 }
 
 function clearOutputs() {
