@@ -57,6 +57,11 @@ def check_request(request: RequestModel, limits: Limits) -> None:
             f"num_inference_steps={steps} is over the limit "
             f"{the_limit('max_inference_steps', limits)}."
         )
+    frames = getattr(request, "num_frames", None)
+    if frames is not None and frames > limits.max_video_frames:
+        raise LimitExceededError(
+            f"num_frames={frames} is over the limit {the_limit('max_video_frames', limits)}."
+        )
     if isinstance(request, LLMRequest) and request.max_tokens > limits.max_llm_tokens:
         raise LimitExceededError(
             f"max_tokens={request.max_tokens} is over the limit "

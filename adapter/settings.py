@@ -23,6 +23,7 @@ MIB = 1024 * 1024
 DEMO_MODEL_ID = "demo/tiny-sd"
 DEMO_WHISPER_ID = "demo/tiny-whisper"
 DEMO_LLM_ID = "demo/tiny-llm"
+DEMO_VIDEO_ID = "demo/tiny-wan"
 
 
 class Limits(BaseSettings):
@@ -69,7 +70,10 @@ class Limits(BaseSettings):
         description="Most pixels of an image sent to /upscale (the output has 16 times as many).",
     )
     max_video_frames: int = Field(
-        25, gt=0, description="Most frames an image-to-video model may make per request."
+        81,
+        gt=0,
+        description="Most frames of one video: a text-to-video request's num_frames, and the "
+        "frames an image-to-video model makes (a model over it does not load).",
     )
 
 
@@ -358,4 +362,5 @@ def demo_entries(settings: Settings) -> list[ModelEntry]:
         demo(Pipeline.UPSCALE, "demo/tiny-sd-x4-upscaler", "tiny-sd-x4-upscaler"),
         demo(Pipeline.AUDIO_TO_TEXT, DEMO_WHISPER_ID, "tiny-whisper", steps=None),
         demo(Pipeline.LLM, DEMO_LLM_ID, "tiny-llm", steps=None),
+        demo(Pipeline.TEXT_TO_VIDEO, DEMO_VIDEO_ID, "tiny-wan"),
     ]

@@ -2,6 +2,8 @@
 
 Adding a pipeline: a `Pipeline` member and its `PipelineSpec` here, its request and response
 models in `contract.schemas`, its glue in `adapter/pipelines/`, its inference in `functions/`.
+A pipeline of our own, which go-livepeer's runner contract does not have (text-to-video), is
+marked `runner_contract=False` and its models live in `contract.own_schemas`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from contract.own_schemas import TextToVideoParams, TextToVideoResponse
 from contract.schemas import (
     AudioResponse,
     AudioToTextForm,
@@ -49,6 +52,8 @@ class Pipeline(StrEnum):
     IMAGE_TO_TEXT = "image-to-text"
     TEXT_TO_SPEECH = "text-to-speech"
     LIVE_VIDEO_TO_VIDEO = "live-video-to-video"
+    # Ours, outside the runner contract (runner_contract=False).
+    TEXT_TO_VIDEO = "text-to-video"
 
 
 class PipelineSpec(BaseModel):
@@ -79,11 +84,16 @@ class PipelineSpec(BaseModel):
     failure_msg: str = ""
     # A diffusers UNet pipeline: the runner compiles it (SFAST) and caches it (DEEPCACHE).
     diffusion: bool = False
-    # Livepeer's recommended price in USD per unit of work (its docs), where it gives one.
+    # Livepeer's recommended price in USD per unit of work (its docs), where it gives one; for a
+    # pipeline of our own, our stand-in (said where it is set). Demo models are priced by it.
     recommended_usd_per_unit: Decimal | None = None
     # The request fields an enhanced job changes (the jobs door's "enhance": the same prompt,
     # seed and inputs, more steps); an entry's `runner.enhance` overrides them per model.
     enhance: dict[str, Any] = {}
+    # Whether the runner's spec (ai-runner-openapi.yaml) has this route. The spec's checks skip
+    # a pipeline of our own (False); it keeps the contract's error body, and declares 413 and 503
+    # (extra_error_statuses) so its errors keep their own statuses: no go-livepeer client reads it.
+    runner_contract: bool = True
 
     @property
     def upload_fields(self) -> tuple[str, ...]:
@@ -238,7 +248,32 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
             description="Apply transformations to a live video streamed to the returned endpoints.",
             operation_id="genLiveVideoToVideo",
         ),
+        PipelineSpec(
+            pipeline=Pipeline.TEXT_TO_VIDEO,
+            # A fast draft first, then the default model's full 50 steps (Enhance).
+            enhance={"num_inference_steps": 50},
+            runner_contract=False,
+            # Livepeer gives none: image-to-video's recommended price per pixel x frame.
+            recommended_usd_per_unit=Decimal("1.3563368e-08"),
+            # Wan 2.1 1.3B's 81 frames at 832x480 and 50 steps take minutes on one GPU.
+            default_timeout_s=1800.0,
+            # Our own rule (contract/units.py), as image-to-video's: go-livepeer has none.
+            unit_name="output pixel x frame",
+            request=TextToVideoParams,
+            response=TextToVideoResponse,
+            body="json",
+            summary="Text To Video",
+            description="Generate a video (H.264 MP4) from a text prompt. Not part of the "
+            "Livepeer runner contract: this service's own pipeline.",
+            operation_id="genTextToVideo",
+            extra_error_statuses=(413, 503),
+        ),
     )
+}
+
+# The pipelines of go-livepeer's runner contract, in the spec's order (ours excluded).
+RUNNER_CONTRACT_SPECS: dict[Pipeline, PipelineSpec] = {
+    pipeline: spec for pipeline, spec in PIPELINE_SPECS.items() if spec.runner_contract
 }
 
 

@@ -14,6 +14,11 @@ go-livepeer debits `units x price_per_unit / pixels_per_unit` (in wei) after a j
     llm                  max_tokens (a request without it is refused: "MaxTokens not specified")
     text-to-speech       1000 x the number of characters (Unicode code points) of `text`
 
+text-to-video is not a go-livepeer pipeline, so its rule is **our own**, image-to-video's kind:
+
+    text-to-video        height x width x num_frames of the request (its defaults, 480 x 832 x
+                         81, for the fields it omits: no gateway fills them in)
+
 "Omitted" means absent from the request body, not the runner's default: the orchestrator prices
 a text-to-image request without `height` at 512 pixels, while the runner renders 576. Requests
 from a go-livepeer gateway always carry height, width and num_images (it fills 512 x 512 and 1).
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from contract.errors import UnitsError
+from contract.own_schemas import TextToVideoParams
 from contract.pipelines import PIPELINE_SPECS, Pipeline
 from contract.schemas import (
     AudioToTextForm,
@@ -121,6 +127,9 @@ def request_units(request: RequestModel, facts: RequestFacts | None = None) -> i
             height = request.height if _given(request, "height") else DEFAULT_VIDEO_HEIGHT
             width = request.width if _given(request, "width") else DEFAULT_VIDEO_WIDTH
             return height * width * VIDEO_FRAMES
+        case TextToVideoParams():
+            # Our own rule (see the module docstring): the video that is made, pixel by frame.
+            return request.height * request.width * request.num_frames
         case UpscaleForm() | SegmentAnything2Form() | ImageToTextForm():
             return _input_pixels(pipeline, facts)
         case AudioToTextForm():

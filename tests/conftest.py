@@ -27,6 +27,7 @@ from functions.tiny.stable_diffusion import (
     build_tiny_sdxl,
 )
 from functions.tiny.text_models import build_tiny_llm, build_tiny_whisper
+from functions.tiny.video_models import build_tiny_wan
 from tests.support.apps import make_app
 from tests.support.fake_backend import FakeBackend, fake_app
 from tests.support.s3_server import S3Server
@@ -100,6 +101,11 @@ def tiny_whisper(model_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llm(model_root: Path) -> Path:
     return build_tiny_llm(model_root / "tiny-llm")
+
+
+@pytest.fixture(scope="session")
+def tiny_wan(model_root: Path) -> Path:
+    return build_tiny_wan(model_root / "tiny-wan")
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from adapter.pipelines.image_to_image import ImageToImageRunner
 from adapter.pipelines.image_to_video import ImageToVideoRunner
 from adapter.pipelines.llm import LLMRunner
 from adapter.pipelines.text_to_image import TextToImageRunner
+from adapter.pipelines.text_to_video import TextToVideoRunner
 from adapter.pipelines.upscale import UpscaleRunner
 from contract.errors import ConfigError
 from contract.pipelines import Pipeline
@@ -28,6 +29,7 @@ PIPELINES: dict[Pipeline, PipelineRunner] = {
         UpscaleRunner(),
         AudioToTextRunner(),
         LLMRunner(),
+        TextToVideoRunner(),
     )
 }
 

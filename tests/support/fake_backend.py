@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from adapter.app import create_app
 from adapter.backends.base import ModelState
 from contract.aimodels import ServedModel, merge_entries, parse_entries
+from contract.own_schemas import TextToVideoResponse
 from contract.pipelines import Pipeline
 from contract.schemas import (
     AudioResponse,
@@ -76,6 +77,9 @@ def valid_response(pipeline: Pipeline, model_id: str = "fake") -> BaseModel:
             )
         case Pipeline.LIVE_VIDEO_TO_VIDEO:
             return LiveVideoToVideoResponse(subscribe_url="http://s", publish_url="http://p")
+        case Pipeline.TEXT_TO_VIDEO:
+            video = Media(url="data:video/mp4;base64,AAAAIGZ0eXBpc29t", seed=42, nsfw=False)
+            return TextToVideoResponse(video=video, num_frames=1, fps=16, width=16, height=16)
     raise AssertionError(pipeline)
 
 
@@ -190,6 +194,8 @@ def valid_request(pipeline: Pipeline) -> dict[str, Any]:
             return {"json": {"text": "hello"}}
         case Pipeline.LIVE_VIDEO_TO_VIDEO:
             return {"json": {"subscribe_url": "http://s", "publish_url": "http://p"}}
+        case Pipeline.TEXT_TO_VIDEO:
+            return {"json": {"prompt": "a cat", "width": 32, "height": 32, "num_frames": 1}}
         case Pipeline.IMAGE_TO_IMAGE | Pipeline.UPSCALE:
             return {"files": image, "data": {"prompt": "a cat"}}
         case Pipeline.IMAGE_TO_VIDEO:
