@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from adapter.jobs.settings import JobsSettings
-from tests.support.apps import make_app, sd_entry, serve
+from tests.support.apps import make_app, model_entry, sd_entry, serve
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, artifact, missing
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
@@ -32,7 +32,9 @@ RECORD_PROGRESS = """() => {
 
 
 @pytest.fixture(scope="module")
-def adapter_url(tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path) -> Iterator[str]:
+def adapter_url(
+    tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path, tiny_wan: Path
+) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("ui-browser")
     jobs = JobsSettings(
         enabled=True,
@@ -43,7 +45,10 @@ def adapter_url(tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path) -> Iter
     )
     app = make_app(
         tmp,
-        [sd_entry(tiny_sd, "test/tiny-sd")],
+        [
+            sd_entry(tiny_sd, "test/tiny-sd"),
+            model_entry("text-to-video", tiny_wan, "test/tiny-wan"),
+        ],
         auth_token=TOKEN,
         jobs=jobs,
         data_dir=tmp,
@@ -158,6 +163,33 @@ def test_submit_watch_the_progress_see_the_image_and_enhance(page: Any, adapter_
     assert enhanced["parent_id"] == first
     assert enhanced["params"]["prompt"] == "a lighthouse at dusk"
     keep(page, "ui-enhanced.png", capsys)
+    assert page.problems == []
+
+
+def test_text_to_video_plays_in_a_video_element(page: Any, capsys):
+    from playwright.sync_api import expect
+
+    signed_in(page)
+    page.get_by_label("Pipeline").select_option("text-to-video")
+    assert page.get_by_label("Model").input_value() == "test/tiny-wan"
+    small = {"height": 48, "width": 64, "num_frames": 9, "fps": 4, "num_inference_steps": 2}
+    fill_job(page, "a paper boat on a river", **small)
+    page.get_by_role("button", name="Submit").click()
+    expect(status(page)).to_have_text("Done.", timeout=WAIT_MS)
+    video = page.locator("#output video")
+    expect(video).to_be_visible()
+    started = video.evaluate("v => v.currentTime")
+    page.wait_for_function(
+        """([v, t]) => !v.error && v.readyState >= 2 && v.currentTime !== t""",
+        arg=[video.element_handle(), started],
+        timeout=WAIT_MS,
+    )
+    playing = video.evaluate(
+        "v => ({error: v.error, paused: v.paused, width: v.videoWidth, ready: v.readyState})"
+    )
+    assert playing == {"error": None, "paused": False, "width": 64, "ready": playing["ready"]}
+    assert playing["ready"] >= 2
+    keep(page, "ui-text-to-video.png", capsys)
     assert page.problems == []
 
 
