@@ -47,6 +47,7 @@ def adapter_url(
         tmp,
         [
             sd_entry(tiny_sd, "test/tiny-sd"),
+            model_entry("image-to-image", tiny_sd, "test/tiny-sd-img2img"),
             model_entry("text-to-video", tiny_wan, "test/tiny-wan"),
         ],
         auth_token=TOKEN,
@@ -191,6 +192,28 @@ def test_text_to_video_plays_in_a_video_element(page: Any, capsys):
     assert playing["ready"] >= 2
     keep(page, "ui-text-to-video.png", capsys)
     assert page.problems == []
+
+
+def test_an_image_pipeline_takes_an_upload(page: Any, tmp_path: Path, capsys):
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    picture = tmp_path / "input.png"
+    Image.new("RGB", (64, 48), (200, 120, 30)).save(picture)
+    signed_in(page)
+    page.get_by_label("Pipeline").select_option("image-to-image")
+    upload = page.get_by_label("Image", exact=True)
+    assert "image/png" in (upload.get_attribute("accept") or "")
+    fill_job(page, "the same, at night", num_inference_steps=3)
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_role("alert")).to_contain_text('Choose a file for "image"')
+    upload.set_input_files(str(picture))
+    page.get_by_role("button", name="Submit").click()
+    expect(status(page)).to_have_text("Done.", timeout=WAIT_MS)
+    image = page.locator("#output img")
+    expect(image).to_be_visible()
+    assert image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [64, 48]
+    keep(page, "ui-image-to-image.png", capsys)
 
 
 def test_cancel_a_job_queued_behind_a_slow_one(page: Any, adapter_url: str, capsys):
