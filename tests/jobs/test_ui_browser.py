@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from adapter.jobs.settings import JobsSettings
-from tests.support.apps import make_app, model_entry, sd_entry, serve
+from tests.support.apps import llm_entry, make_app, model_entry, sd_entry, serve
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, artifact, missing
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
@@ -33,7 +33,7 @@ RECORD_PROGRESS = """() => {
 
 @pytest.fixture(scope="module")
 def adapter_url(
-    tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path, tiny_wan: Path
+    tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path, tiny_wan: Path, tiny_llm: Path
 ) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("ui-browser")
     jobs = JobsSettings(
@@ -49,6 +49,7 @@ def adapter_url(
             sd_entry(tiny_sd, "test/tiny-sd"),
             model_entry("image-to-image", tiny_sd, "test/tiny-sd-img2img"),
             model_entry("text-to-video", tiny_wan, "test/tiny-wan"),
+            llm_entry(tiny_llm, "test/tiny-llm"),
         ],
         auth_token=TOKEN,
         jobs=jobs,
@@ -214,6 +215,20 @@ def test_an_image_pipeline_takes_an_upload(page: Any, tmp_path: Path, capsys):
     expect(image).to_be_visible()
     assert image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [64, 48]
     keep(page, "ui-image-to-image.png", capsys)
+
+
+def test_a_text_answer_is_shown_as_text(page: Any):
+    from playwright.sync_api import expect
+
+    signed_in(page)
+    page.get_by_label("Pipeline").select_option("llm")
+    fill_job(page, "Say hello", max_tokens=8)
+    page.get_by_role("button", name="Submit").click()
+    expect(status(page)).to_have_text("Done.", timeout=WAIT_MS)
+    expect(page.locator("#output pre.text")).to_be_attached()
+    expect(page.locator("#download")).to_have_text("Download response.json")
+    assert page.locator("#enhance").is_hidden()  # an LLM job has nothing to enhance
+    assert page.problems == []
 
 
 def test_cancel_a_job_queued_behind_a_slow_one(page: Any, adapter_url: str, capsys):

@@ -357,48 +357,59 @@ function clearOutputs() {
   $("download").hidden = true;
 }
 
-// An output's bytes as a blob: URL: the output routes need the bearer token, which an <img> or
-// <video> cannot send. A link the store presigned (absolute) is used as it is.
-async function outputUrl(job, output) {
-  if (/^https?:\/\//.test(output.url)) return output.url;
+// An output as a blob: URL (and its bytes): the output routes need the bearer token, which an
+// <img> or <video> cannot send. A link the store presigned (absolute) is used as it is.
+async function fetchOutput(job, output) {
+  if (/^https?:\/\//.test(output.url)) return { url: output.url, blob: null };
   const response = await api(jobPath(job.id, `/outputs/${encodeURIComponent(output.name)}`));
-  const url = URL.createObjectURL(await response.blob());
+  const blob = await response.blob();
+  const url = URL.createObjectURL(blob);
   state.objectUrls.push(url);
-  return url;
+  return { url, blob };
+}
+
+const TEXT_SHOWN = 100_000; // characters of a text output shown in the page (all downloadable)
+
+function mediaElement(job, output, url) {
+  const type = output.content_type || "";
+  let element = null;
+  if (type.startsWith("image/")) {
+    element = document.createElement("img");
+    element.alt = `Output ${output.name} of ${describe(job)}`;
+  } else if (type.startsWith("video/")) {
+    element = document.createElement("video");
+    element.controls = true;
+    element.muted = true; // browsers play muted video without a click
+    element.autoplay = true;
+    element.loop = true;
+    element.playsInline = true;
+    element.setAttribute("aria-label", `Video ${output.name} of ${describe(job)}`);
+  } else if (type.startsWith("audio/")) {
+    element = document.createElement("audio");
+    element.controls = true;
+    element.setAttribute("aria-label", `Audio ${output.name} of ${describe(job)}`);
+  }
+  if (element) element.src = url;
+  return element;
 }
 
 async function showOutputs(job) {
-  const box = $("output");
   const outputs = job.result?.outputs || [];
+  const text = job.result?.data?.text;
   const items = [];
-  for (const output of outputs) {
-    const url = await outputUrl(job, output);
+  for (const [index, output] of outputs.entries()) {
+    const { url, blob } = await fetchOutput(job, output);
     if (state.job?.id !== job.id) return; // another job was opened meanwhile
-    const type = output.content_type || "";
-    let element;
-    if (type.startsWith("image/")) {
-      element = document.createElement("img");
-      element.alt = `Output ${output.name} of ${describe(job)}`;
-    } else if (type.startsWith("video/")) {
-      element = document.createElement("video");
-      element.controls = true;
-      element.muted = true; // browsers play muted video without a click
-      element.autoplay = true;
-      element.loop = true;
-      element.playsInline = true;
-      element.setAttribute("aria-label", `Video ${output.name} of ${describe(job)}`);
-    } else if (type.startsWith("audio/")) {
-      element = document.createElement("audio");
-      element.controls = true;
-      element.setAttribute("aria-label", `Audio ${output.name}`);
-    } else {
+    let element = mediaElement(job, output, url);
+    if (!element && typeof text !== "string" && blob) {
       element = document.createElement("pre");
-      element.textContent = await (await fetch(url)).text();
+      element.textContent = (await blob.text()).slice(0, TEXT_SHOWN);
     }
-    if (!(element instanceof HTMLPreElement)) element.src = url;
-    element.dataset.output = output.name;
-    items.push(element);
-    if (items.length === 1) {
+    if (element) {
+      element.dataset.output = output.name;
+      items.push(element);
+    }
+    if (index === 0) {
       const link = $("download");
       link.href = url;
       link.download = output.name;
@@ -406,9 +417,9 @@ async function showOutputs(job) {
       link.hidden = false;
     }
   }
-  const text = job.result?.data?.text;
-  if (typeof text === "string" && !outputs.some((o) => o.content_type?.startsWith("text/"))) {
+  if (typeof text === "string") {
     const pre = document.createElement("pre");
+    pre.className = "text";
     pre.textContent = text;
     items.push(pre);
   }
@@ -419,7 +430,7 @@ async function showOutputs(job) {
     note.textContent = `Seed ${seed}`;
     items.push(note);
   }
-  box.replaceChildren(...items);
+  $("output").replaceChildren(...items);
 }
 
 function openJob(job) {
