@@ -42,6 +42,7 @@ def adapter_url(
         outputs_url=f"file://{tmp / 'outputs'}",
         concurrency=1,  # one job at a time: the next one queues behind it
         poll_interval_s=0.05,
+        events_max_s=1.0,  # streams close early: the page opens them again
     )
     app = make_app(
         tmp,
@@ -235,6 +236,8 @@ def test_cancel_a_job_queued_behind_a_slow_one(page: Any, adapter_url: str, caps
     from playwright.sync_api import expect
 
     signed_in(page)
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
     fill_job(page, "slow", width=64, height=64, num_inference_steps=4000)
     page.get_by_role("button", name="Submit").click()
     expect(status(page)).to_have_text("Running.", timeout=WAIT_MS)
@@ -245,6 +248,14 @@ def test_cancel_a_job_queued_behind_a_slow_one(page: Any, adapter_url: str, caps
     queued = page.locator("#job-id").inner_text()
     assert queued != slow
     keep(page, "ui-queued.png", capsys)
+    # Its stream closes after events_max_s while it waits: the page opens another, not a poll.
+    streams = f"/v1/jobs/{queued}/events"
+    for _ in range(300):
+        if sum(url.endswith(streams) for url in asked) >= 2:
+            break
+        page.wait_for_timeout(100)
+    assert sum(url.endswith(streams) for url in asked) >= 2
+    assert not any(url.endswith(f"/v1/jobs/{queued}") for url in asked)
 
     page.locator("#job").get_by_role("button", name="Cancel").click()
     expect(status(page)).to_have_text("Canceled.", timeout=WAIT_MS)
@@ -292,12 +303,16 @@ def test_an_api_error_is_shown_in_words(page: Any):
 
 
 def test_the_page_fits_a_phone(browser: Any, adapter_url: str, capsys):
+    with api(adapter_url) as client:
+        params = {"prompt": "a phone", "width": 64, "height": 64, "num_inference_steps": 2}
+        submitted = client.post("/v1/jobs", json={"pipeline": "text-to-image", "params": params})
+    job = submitted.json()["id"]
     context = browser.new_context(
         base_url=adapter_url, viewport={"width": 375, "height": 740}, is_mobile=True
     )
     page = signed_in(context.new_page())
-    page.locator('#history li[data-status="succeeded"] button.open').first.click()
-    page.locator("#output img").wait_for()
+    page.locator(f'#history li[data-job="{job}"] button.open').click()
+    page.locator("#output img").wait_for(timeout=WAIT_MS)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
     keep(page, "ui-phone.png", capsys)

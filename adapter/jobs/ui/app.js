@@ -8,6 +8,7 @@ const PIPELINE_KEY = "modal-ai-runner.pipeline";
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
 const POLL_MS = 1000; // while the event stream is unavailable
 const HISTORY_MS = 3000; // history refresh while any listed job is still queued or running
+const MAX_STREAMS = 100; // event streams opened for one job before polling takes over
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -480,28 +481,44 @@ async function* events(response, signal) {
   }
 }
 
-async function watch(id, signal) {
-  try {
-    const response = await api(jobPath(id, "/events"), {
-      headers: { Accept: "text/event-stream" },
-      signal,
-    });
-    const type = response.headers.get("Content-Type") || "";
-    if (response.body && type.startsWith("text/event-stream")) {
-      for await (const event of events(response, signal)) {
-        if (event.name !== "job" && event.name !== "message") continue;
-        const job = JSON.parse(event.data);
-        render(job);
-        if (TERMINAL.has(job.status)) return;
-      }
-    }
-  } catch (error) {
-    if (error.name === "AbortError" || signal.aborted) return;
-    if (error instanceof ApiError && error.status >= 400 && error.status < 500 && error.status !== 404) {
-      throw error;
-    }
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// One event stream of the job: "done" once the job has ended, "cut" when the stream closed
+// before (the server bounds one stream's life), "refused" when none is offered.
+async function follow(id, signal) {
+  const response = await api(jobPath(id, "/events"), {
+    headers: { Accept: "text/event-stream" },
+    signal,
+  });
+  const type = response.headers.get("Content-Type") || "";
+  if (!response.body || !type.startsWith("text/event-stream")) return "refused";
+  for await (const event of events(response, signal)) {
+    if (event.name !== "job" && event.name !== "message") continue;
+    const job = JSON.parse(event.data);
+    render(job);
+    if (TERMINAL.has(job.status)) return "done";
   }
-  await poll(id, signal); // the stream was cut or is not offered: ask every second
+  return "cut";
+}
+
+// Follows a job by its event stream, opened again when it closes early; when the stream fails
+// or is refused (a proxy that does not pass it through), by polling instead.
+async function watch(id, signal) {
+  for (let opened = 0; opened < MAX_STREAMS && !signal.aborted; opened += 1) {
+    let ended;
+    try {
+      ended = await follow(id, signal);
+    } catch (error) {
+      if (signal.aborted) return;
+      const refusal = error instanceof ApiError && error.status >= 400 && error.status < 500;
+      if (refusal && error.status !== 404) throw error; // the token, say: polling would fail too
+      break;
+    }
+    if (ended === "done") return;
+    if (ended === "refused") break;
+    await sleep(POLL_MS);
+  }
+  await poll(id, signal);
 }
 
 async function poll(id, signal) {
@@ -509,7 +526,7 @@ async function poll(id, signal) {
     const job = await apiJson(jobPath(id), { signal });
     render(job);
     if (TERMINAL.has(job.status)) return;
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    await sleep(POLL_MS);
   }
 }
 
