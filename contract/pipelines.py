@@ -253,6 +253,7 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
             # A fast draft first, then the default model's full 50 steps (Enhance).
             enhance={"num_inference_steps": 50},
             runner_contract=False,
+            enhance={"num_inference_steps": 50},
             # Livepeer gives none: image-to-video's recommended price per pixel x frame.
             recommended_usd_per_unit=Decimal("1.3563368e-08"),
             # Wan 2.1 1.3B's 81 frames at 832x480 and 50 steps take minutes on one GPU.

@@ -18,6 +18,7 @@ from adapter.jobs.outputs.base import OutputStore
 from adapter.jobs.requests import build_request, load_uploads, stored_params
 from adapter.jobs.runner import JobRunner
 from adapter.jobs.store.base import JobStore
+from adapter.jobs.webhooks import WebhookSender, check_webhook_url
 from adapter.pipelines import glue_for
 from adapter.service import RunnerService
 from adapter.settings import Settings
@@ -65,10 +66,7 @@ class JobSubmission(BaseModel):
         default_factory=dict, description="The pipeline's request, as its runner route takes it."
     )
     webhook: str | None = Field(
-        None,
-        pattern=r"^https?://\S+$",
-        max_length=2048,
-        description="URL that gets the job's signed event when it ends.",
+        None, description="http(s) URL that gets the job's signed event when it ends."
     )
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Anything of yours, returned with the job."
@@ -82,7 +80,7 @@ class JobsDoor:
     store: JobStore
     outputs: OutputStore
     runner: JobRunner
-    webhooks: Any = None  # the webhook sender (start/stop), when one is wired
+    webhooks: WebhookSender | None = None  # with ADAPTER_JOBS_WEBHOOK_SECRET
     started: bool = field(default=False)
 
     @property
@@ -101,7 +99,7 @@ class JobsDoor:
         await self.outputs.open()
         await self.runner.start()
         if self.webhooks is not None:
-            await self.webhooks.start()
+            self.webhooks.start()
         self.started = True
 
     async def close(self) -> None:
@@ -135,6 +133,8 @@ class JobsDoor:
             raise BadRequestError(
                 f"The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY} characters."
             )
+        secret = self.settings.jobs.webhook_secret.get_secret_value()
+        check_webhook_url(submission.webhook, secret)
         spec, model = self.route(submission.pipeline, submission.model_id)
         unknown = sorted(set(uploads) - set(spec.upload_fields))
         if unknown:

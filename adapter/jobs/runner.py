@@ -115,6 +115,7 @@ class JobRunner:
         self._work: dict[str, asyncio.Task[Any]] = {}  # job id -> its running request
         self._stops: dict[str, str] = {}  # job id -> why its work was stopped
         self.webhook_payload: Callable[[JobRecord], dict[str, Any]] | None = None
+        self.on_webhook: Callable[[], None] | None = None  # an event was queued: send it now
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -305,6 +306,8 @@ class JobRunner:
         )
         if finished is None:
             logger.warning("jobs: %s ended here but another worker holds it now", job.id)
+        elif job.webhook is not None and self.on_webhook is not None:
+            self.on_webhook()
 
     def _payload(
         self,

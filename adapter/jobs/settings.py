@@ -80,36 +80,43 @@ class JobsSettings(BaseSettings):
     )
     webhook_secret: SecretStr = Field(
         SecretStr(""),
-        description="Shared secret webhook events are signed with (HMAC-SHA256); empty: unsigned.",
+        description="The key webhook events are signed with (Standard Webhooks); without it a "
+        "job that asks for a webhook is refused.",
     )
     webhook_timeout_s: float = Field(
-        10.0, gt=0, description="Longest wait for a webhook receiver's answer."
+        10.0, gt=0, lt=60, description="Longest one webhook delivery may take."
     )
     webhook_max_attempts: int = Field(
-        10, gt=0, description="Deliveries of one webhook event before it is given up."
+        12, gt=0, description="Attempts per webhook event before it is given up."
     )
-    webhook_backoff_s: float = Field(
-        2.0, gt=0, description="Wait after a webhook's first failed delivery (then doubled)."
+    webhook_backoff_base_s: float = Field(
+        5.0, ge=0, description="Wait after a webhook's first failed attempt (then doubled)."
     )
-    webhook_max_backoff_s: float = Field(
-        600.0, gt=0, description="Longest wait between deliveries of one webhook event."
+    webhook_backoff_cap_s: float = Field(
+        3600.0, gt=0, description="Longest wait between two attempts of one webhook event."
+    )
+    webhook_concurrency: int = Field(
+        8, gt=0, description="Webhook events being sent at once, per adapter process."
+    )
+    webhook_poll_s: float = Field(
+        1.0, gt=0, description="How often the webhook outbox is read for events that are due."
     )
     s3_endpoint_url: str = Field(
         "",
         pattern=r"^(https?://\S+)?$",
         description="S3 outputs: the S3-compatible server's URL (MinIO...); empty: AWS.",
     )
-    s3_region: str = Field("", description="S3 outputs: the region; empty: the SDK's default.")
-    s3_public_endpoint_url: str = Field(
+    s3_region: str = Field("", description="S3 outputs: the region; empty: boto3's default.")
+    s3_public_url: str = Field(
         "",
         pattern=r"^(https?://\S+)?$",
-        description="S3 outputs: the server's URL as browsers reach it, for presigned links "
-        "(when it differs from ADAPTER_JOBS_S3_ENDPOINT_URL); empty: the same.",
+        description="S3 outputs: the store's address as browsers reach it, for presigned "
+        "links (when it differs from ADAPTER_JOBS_S3_ENDPOINT_URL); empty: the same.",
     )
     s3_presign: bool = Field(
         True,
         description="S3 outputs: answer a download with a redirect to a presigned link "
-        "(false: the adapter streams the file itself).",
+        "(false: the adapter sends the file itself).",
     )
 
     def queued_per_token(self) -> int:

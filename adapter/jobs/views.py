@@ -134,5 +134,6 @@ def job_view(job: JobRecord, queue_position: int | None = None, root: str = "") 
 
 def webhook_body(job: JobRecord) -> dict[str, Any]:
     """The webhook event of a job that ended: its type and the job as the API shows it."""
-    view = job_view(job)
-    return {"type": f"job.{job.status.value}", "job": view.model_dump(mode="json")}
+    from adapter.jobs.webhooks import event_payload
+
+    return event_payload(job_view(job).model_dump(mode="json"))

@@ -1,5 +1,5 @@
 """Jobs of the other media: audio-to-text (a WAV upload, a JSON transcript), llm (a JSON answer),
-image-to-video (an H.264 MP4 that plays from a range)."""
+image-to-video and text-to-video (H.264 MP4s that play from a range)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from tests.support.livepeer_multipart import png_bytes, wav_bytes
 
 
 @pytest.fixture
-def client(tmp_path: Path, tiny_whisper: Path, tiny_llm: Path, tiny_svd: Path):
+def client(tmp_path: Path, tiny_whisper: Path, tiny_llm: Path, tiny_svd: Path, tiny_wan: Path):
     entries = [
         whisper_entry(tiny_whisper),
         llm_entry(tiny_llm),
         model_entry("image-to-video", tiny_svd, "test/svd", runner={"num_frames": 2}),
+        model_entry("text-to-video", tiny_wan, "test/wan"),
     ]
     with running_client(jobs_app(tmp_path, entries)) as client:
         yield client
@@ -77,3 +78,35 @@ def test_image_to_video_job_is_an_mp4(client):
         assert sum(1 for _ in container.decode(stream)) == 2
     head = client.get(done["urls"]["result"], headers={"Range": "bytes=0-99"})
     assert head.status_code == 206 and len(head.content) == 100
+
+
+def frames_of(mp4: bytes) -> int:
+    with av.open(io.BytesIO(mp4)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        return sum(1 for _ in container.decode(stream))
+
+
+def test_text_to_video_job_is_its_mp4_and_enhances_with_the_same_seed(client):
+    params = {
+        "prompt": "waves",
+        "width": 32,
+        "height": 32,
+        "num_frames": 5,
+        "num_inference_steps": 2,
+    }
+    response = client.post("/v1/jobs", json={"pipeline": "text-to-video", "params": params})
+    assert response.status_code == 202, response.text
+    done = wait_for(client, response.json()["id"])
+    assert done["status"] == "succeeded", done
+    assert done["progress"] == {"step": 2, "total": 2, "fraction": 1.0}
+    (output,) = done["result"]["outputs"]
+    assert output["content_type"] == "video/mp4"
+    video = client.get(done["urls"]["result"])
+    assert frames_of(video.content) == 5
+    seed = done["result"]["data"]["seed"]
+    enhanced = client.post(done["urls"]["enhance"]).json()
+    assert enhanced["params"]["seed"] == seed
+    assert enhanced["params"]["num_inference_steps"] == 50
+    assert enhanced["parent_id"] == done["id"]
+    client.post(enhanced["urls"]["cancel"])  # 50 steps: not needed here

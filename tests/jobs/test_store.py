@@ -445,3 +445,20 @@ async def test_concurrent_creates_with_one_key_make_one_job(url: str, clock: Tic
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_schema_newer_than_the_code_is_refused(url: str, clock: TickingClock) -> None:
+    store = make_store(url, clock)
+    await store.open()
+    await store.close()
+    future = "SELECT 999, 'from the future', applied_at FROM schema_version WHERE version = 1"
+    raw_rows(url, f"INSERT INTO schema_version {future}")
+    with pytest.raises(RuntimeError, match="schema version 999"):
+        await make_store(url, clock).open()
+
+
+async def test_an_unreachable_postgres_names_the_setting() -> None:
+    store = open_store("postgresql://postgres:hunter2@127.0.0.1:1/test", Path("."))
+    with pytest.raises(ConnectionError, match="ADAPTER_JOBS_DATABASE_URL") as caught:
+        await store.open()
+    assert "hunter2" not in str(caught.value) and "127.0.0.1:1/test" in str(caught.value)

@@ -3,14 +3,19 @@ tmp path, quick polls), and waiting for a job's state through the API."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 
 from adapter.jobs.settings import JobsSettings
 from tests.support.apps import make_app
+from tests.support.webhook_receiver import Receiver
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 
@@ -58,3 +63,24 @@ def error_of(response: Any) -> dict[str, str]:
     assert set(body["error"]) == {"message", "type"}, body
     assert body["error"]["message"], body
     return dict(body["error"])
+
+
+@contextmanager
+def receiving(receiver: Receiver) -> Iterator[Receiver]:
+    """The webhook receiver served on its own port from a thread (for tests whose app runs in
+    a TestClient, not in the test's event loop)."""
+    config = uvicorn.Config(
+        receiver, host="127.0.0.1", port=receiver.port, lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the receiver did not start"
+        time.sleep(0.02)
+    try:
+        yield receiver
+    finally:
+        server.should_exit = server.force_exit = True
+        thread.join(timeout=10)

@@ -96,13 +96,16 @@ def raw_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
     if url.startswith("sqlite:"):
         conn = sqlite3.connect(url.removeprefix("sqlite:///"))
         try:
-            return [tuple(row) for row in conn.execute(sql)]
+            rows = [tuple(row) for row in conn.execute(sql)]
+            conn.commit()
+            return rows
         finally:
             conn.close()
     import psycopg
 
-    with psycopg.connect(url) as pg:
-        return [tuple(row) for row in pg.execute(sql)]
+    with psycopg.connect(url) as pg:  # committed on leaving
+        cur = pg.execute(sql)
+        return [tuple(row) for row in cur] if cur.description else []
 
 
 _counter = iter(range(1, 1_000_000))

@@ -137,5 +137,11 @@ LATEST = MIGRATIONS[-1].version
 
 
 def pending(current: int) -> list[Migration]:
-    """The migrations after version `current`, in order."""
+    """The migrations after version `current`, in order; a database a newer release migrated
+    is refused rather than misread (its rows may hold what this code does not know)."""
+    if current > LATEST:
+        raise RuntimeError(
+            f"The job database is at schema version {current}, newer than this release's"
+            f" {LATEST}: run the newer release, or point ADAPTER_JOBS_DATABASE_URL elsewhere."
+        )
     return [m for m in MIGRATIONS if m.version > current]

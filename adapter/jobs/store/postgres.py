@@ -122,7 +122,11 @@ class PostgresJobStore:
             open=False,
             kwargs={"autocommit": True},
         )
-        await pool.open(wait=True, timeout=self._connect_timeout_s)
+        try:
+            await pool.open(wait=True, timeout=self._connect_timeout_s)
+        except BaseException:
+            await pool.close()
+            raise
         self._pool = pool
 
     async def close(self) -> None:

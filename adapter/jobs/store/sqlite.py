@@ -127,8 +127,13 @@ class SqliteJobStore:
         # In WAL mode NORMAL loses no committed row on a process crash (only on power loss).
         conn.execute("PRAGMA synchronous = NORMAL")
         self._conn = conn
-        with self._lock:
-            self._tx(self._migrate)
+        try:
+            with self._lock:
+                self._tx(self._migrate)
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
