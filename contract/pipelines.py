@@ -250,8 +250,6 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         ),
         PipelineSpec(
             pipeline=Pipeline.TEXT_TO_VIDEO,
-            # A fast draft first, then the default model's full 50 steps (Enhance).
-            enhance={"num_inference_steps": 50},
             runner_contract=False,
             enhance={"num_inference_steps": 50},
             # Livepeer gives none: image-to-video's recommended price per pixel x frame.
