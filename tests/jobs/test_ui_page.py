@@ -109,7 +109,7 @@ def test_outputs_in_s3_add_the_stores_origin():
     minio = JobsSettings(outputs_url="s3://b/p", s3_endpoint_url="http://127.0.0.1:9000/x")
     assert output_origins(minio) == ("http://127.0.0.1:9000",)
     assert output_origins(JobsSettings(outputs_url="s3://b")) == ("https://*.amazonaws.com",)
-    public = minio.model_copy(update={"s3_public_endpoint_url": "https://files.example.com"})
+    public = minio.model_copy(update={"s3_public_url": "https://files.example.com"})
     assert output_origins(public) == ("https://files.example.com",)
     assert output_origins(minio.model_copy(update={"s3_presign": False})) == ()
 

@@ -22,7 +22,7 @@ def output_origins(jobs: JobsSettings) -> tuple[str, ...]:
     files itself (a local directory, or ADAPTER_JOBS_S3_PRESIGN=false)."""
     if not jobs.outputs_url.startswith("s3://") or not jobs.s3_presign:
         return ()
-    endpoint = urlsplit(jobs.s3_public_endpoint_url or jobs.s3_endpoint_url)
+    endpoint = urlsplit(jobs.s3_public_url or jobs.s3_endpoint_url)
     if not endpoint.scheme:
         return AWS_S3_ORIGINS
     return (f"{endpoint.scheme}://{endpoint.netloc}",)
