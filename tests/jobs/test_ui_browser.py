@@ -260,8 +260,13 @@ def test_cancel_a_job_queued_behind_a_slow_one(page: Any, adapter_url: str, caps
     page.locator("#job").get_by_role("button", name="Cancel").click()
     expect(status(page)).to_have_text("Canceled.", timeout=WAIT_MS)
     expect(page.locator(f'#history li[data-job="{queued}"] .badge')).to_have_text("canceled")
-    # The slow one, from its row in the history: a running job stops between steps.
-    page.get_by_role("button", name=f"Cancel job {slow}").click()
+    # The slow one from its row in the history, by keyboard: the focus stays on its button while
+    # the list refreshes around it (every 3 s while a job runs), and a running job stops.
+    page.get_by_role("button", name=f"Cancel job {slow}").focus()
+    page.wait_for_timeout(3500)
+    focused = page.evaluate("document.activeElement.getAttribute('aria-label')")
+    assert focused == f"Cancel job {slow}"
+    page.keyboard.press("Enter")
     expect(page.locator(f'#history li[data-job="{slow}"] .badge')).to_have_text(
         "canceled", timeout=WAIT_MS
     )

@@ -554,10 +554,16 @@ function when(iso) {
   return Number.isNaN(date.getTime()) ? "" : date.toLocaleString();
 }
 
+// What a history row shows of a job: a row is drawn again only when this changes.
+function signature(job) {
+  return `${job.status}|${job.parent_id}|${job.created_at}`;
+}
+
 function historyItem(job) {
   const item = document.createElement("li");
   item.dataset.job = job.id;
   item.dataset.status = job.status;
+  item.dataset.signature = signature(job);
   const open = document.createElement("button");
   open.type = "button";
   open.className = "open";
@@ -605,9 +611,28 @@ function remember(job, fresh) {
   drawHistory();
 }
 
+// Rows change in place, and only those whose job changed, so that the keyboard's focus stays
+// where it was while the list refreshes (a row drawn again gets it back on the same button).
 function drawHistory() {
   const list = $("history");
-  list.replaceChildren(...[...state.history.values()].map(historyItem));
+  const jobs = [...state.history.values()];
+  const focused = document.activeElement;
+  const focusedRow = list.contains(focused) ? focused.closest("li") : null;
+  const rows = [...list.children];
+  const sameRows =
+    rows.length === jobs.length && rows.every((row, i) => row.dataset.job === jobs[i].id);
+  if (sameRows) {
+    rows.forEach((row, i) => {
+      if (row.dataset.signature !== signature(jobs[i])) row.replaceWith(historyItem(jobs[i]));
+    });
+  } else {
+    list.replaceChildren(...jobs.map(historyItem));
+  }
+  if (focusedRow && !list.contains(focused)) {
+    const row = list.querySelector(`li[data-job="${CSS.escape(focusedRow.dataset.job)}"]`);
+    const again = row?.querySelector(`button.${focused.className}`) || row?.querySelector("button");
+    again?.focus();
+  }
   markCurrent();
   $("history-state").textContent = state.history.size === 0 ? "No jobs yet." : "";
   clearTimeout(state.historyTimer);
