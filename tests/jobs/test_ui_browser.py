@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from adapter.jobs.settings import JobsSettings
-from tests.support.apps import llm_entry, make_app, model_entry, sd_entry, serve
+from tests.support.apps import llm_entry, make_app, model_entry, sd_entry, serve, whisper_entry
+from tests.support.audio import wav
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, artifact, missing
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
@@ -33,7 +34,11 @@ RECORD_PROGRESS = """() => {
 
 @pytest.fixture(scope="module")
 def adapter_url(
-    tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path, tiny_wan: Path, tiny_llm: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_sd: Path,
+    tiny_wan: Path,
+    tiny_llm: Path,
+    tiny_whisper: Path,
 ) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("ui-browser")
     jobs = JobsSettings(
@@ -51,6 +56,7 @@ def adapter_url(
             model_entry("image-to-image", tiny_sd, "test/tiny-sd-img2img"),
             model_entry("text-to-video", tiny_wan, "test/tiny-wan"),
             llm_entry(tiny_llm, "test/tiny-llm"),
+            whisper_entry(tiny_whisper, "test/tiny-whisper"),
         ],
         auth_token=TOKEN,
         jobs=jobs,
@@ -229,6 +235,24 @@ def test_a_text_answer_is_shown_as_text(page: Any):
     expect(page.locator("#output pre.text")).to_be_attached()
     expect(page.locator("#download")).to_have_text("Download response.json")
     assert page.locator("#enhance").is_hidden()  # an LLM job has nothing to enhance
+    assert page.problems == []
+
+
+def test_audio_to_text_takes_an_audio_file(page: Any, tmp_path: Path):
+    from playwright.sync_api import expect
+
+    recording = tmp_path / "speech.wav"
+    recording.write_bytes(wav(0.5))
+    signed_in(page)
+    page.get_by_label("Pipeline").select_option("audio-to-text")
+    assert page.get_by_label("Prompt", exact=True).is_hidden()  # it takes none
+    upload = page.get_by_label("Audio", exact=True)
+    assert "audio/*" in (upload.get_attribute("accept") or "")
+    upload.set_input_files(str(recording))
+    page.get_by_role("button", name="Submit").click()
+    expect(status(page)).to_have_text("Done.", timeout=WAIT_MS)
+    expect(page.locator("#output pre.text")).to_be_attached()
+    expect(page.locator("#download")).to_have_text("Download transcript.json")
     assert page.problems == []
 
 
