@@ -133,7 +133,9 @@ def create_app(
     app.include_router(metrics_router)
     if jobs is not None:
         from adapter.jobs.app import install_jobs
+        from adapter.jobs.ui import install_page
 
+        install_page(app, settings.jobs)  # the catalog first: /v1/jobs/{id} would take its path
         install_jobs(app, jobs)  # before the OpenAI door's mount at /v1
     app.mount(MOUNT_PATH, build_openai_app(service))
     if live_runner is not None:

@@ -139,7 +139,13 @@ OWN_ROUTES = {
 
 def test_our_openapi_has_the_specs_paths_and_methods(our_openapi):
     spec_routes = {(path, method) for path, ops in SPEC["paths"].items() for method in ops}
-    our_routes = {(path, method) for path, ops in our_openapi["paths"].items() for method in ops}
+    # The jobs door (/v1/jobs...) is ours too, with a contract of its own.
+    our_routes = {
+        (path, method)
+        for path, ops in our_openapi["paths"].items()
+        for method in ops
+        if not path.startswith("/v1/jobs")
+    }
     assert our_routes - OWN_ROUTES == spec_routes
     assert OWN_ROUTES <= our_routes
     assert not OWN_ROUTES & spec_routes
