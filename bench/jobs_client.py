@@ -151,11 +151,34 @@ async def list_all(client: httpx.AsyncClient, **filters: str) -> tuple[list[dict
 
 @dataclass
 class PollResult:
-    ended: bool  # every job seen in a terminal state
-    observed_s: float  # from the poll's start to the round that found none left
+    ended: bool  # every job read back in a terminal state
+    observed_s: float  # from the poll's start to the read-back that found every job ended
     rounds: int
     pages: int
-    final: dict[str, dict[str, Any]]  # job id -> its JSON, read after the poll
+    final: dict[str, dict[str, Any]]  # job id -> its JSON, as last read
+
+
+async def queued_count(client: httpx.AsyncClient, created_after: str) -> int:
+    """Jobs queued (created since `created_after`): one page of the newest, whose queue
+    position is the number queued ahead of it (the list's pages of queued jobs cost a position
+    each; this costs one)."""
+    params = {"status": "queued", "created_after": created_after, "limit": "1"}
+    response = await client.get("/v1/jobs", params=params)
+    response.raise_for_status()
+    data = response.json()["data"]
+    return int(data[0]["queue_position"]) + 1 if data else 0
+
+
+async def read_back(
+    client: httpx.AsyncClient, ours: set[str], created_after: str
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """Every job of ours as the list shows it (those missing from it read alone); pages read."""
+    everything, pages = await list_all(client, created_after=created_after)
+    final = {job["id"]: job for job in everything if job["id"] in ours}
+    for job_id in ours - set(final):
+        response = await client.get(f"/v1/jobs/{job_id}")
+        final[job_id] = response.json() if response.status_code == 200 else {"status": "missing"}
+    return final, pages
 
 
 async def poll_until_ended(
@@ -166,36 +189,31 @@ async def poll_until_ended(
     interval_s: float,
     on_round: Any = None,
 ) -> PollResult:
-    """Rounds of listing the queued and then the running jobs (in that order, so that a job
-    moving from one to the other between the two reads is seen) until none of ours is left;
-    then every job created since `since`, for the final states."""
+    """Rounds of counting the queued jobs and listing the running ones until neither is left;
+    then every job is read back, and polling goes on unless each one has ended (a job given
+    back to the queue between the two reads of a round is caught there)."""
     ours = set(ids)
     started = time.monotonic()
     deadline = started + timeout_s
     rounds = pages = 0
-    ended = False
     created_after = since.isoformat()
+    final: dict[str, dict[str, Any]] = {}
     while True:
         rounds += 1
-        left: dict[str, int] = {}
-        for status in ("queued", "running"):
-            jobs, read = await list_all(client, status=status, created_after=created_after)
-            pages += read
-            left[status] = sum(1 for job in jobs if job["id"] in ours)
+        left = {"queued": await queued_count(client, created_after)}
+        running, read = await list_all(client, status="running", created_after=created_after)
+        left["running"] = sum(1 for job in running if job["id"] in ours)
+        pages += read + 1
         if on_round is not None:
             on_round(rounds, left, time.monotonic() - started)
         if not any(left.values()):
-            ended = True
-            break
+            final, read = await read_back(client, ours, created_after)
+            pages += read
+            if all(job.get("status") in TERMINAL for job in final.values()):
+                return PollResult(True, time.monotonic() - started, rounds, pages, final)
         if time.monotonic() + interval_s > deadline:
             break
         await asyncio.sleep(interval_s)
-    observed_s = time.monotonic() - started
-    everything, read = await list_all(client, created_after=created_after)
-    pages += read
-    final = {job["id"]: job for job in everything if job["id"] in ours}
-    for job_id in ours - set(final):  # not in the list: read it alone, to say what became of it
-        response = await client.get(f"/v1/jobs/{job_id}")
-        final[job_id] = response.json() if response.status_code == 200 else {"status": "missing"}
-    ended = ended and all(job.get("status") in TERMINAL for job in final.values())
-    return PollResult(ended, observed_s, rounds, pages, final)
+    final, read = await read_back(client, ours, created_after)
+    ended = all(job.get("status") in TERMINAL for job in final.values())
+    return PollResult(ended, time.monotonic() - started, rounds, pages + read, final)

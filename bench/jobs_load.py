@@ -131,14 +131,19 @@ def summarize(args: argparse.Namespace, submitted: Any, polled: Any) -> dict[str
     for job in jobs:
         by_pipeline.setdefault(str(job.get("pipeline")), Counter())[str(job.get("status"))] += 1
     finished = [t for t in (_time(job.get("finished_at")) for job in jobs) if t is not None]
-    waits, runs = [], []
+    waits: list[float] = []
+    runs: dict[str, list[float]] = {}  # pipeline -> started_at to finished_at of its jobs
+    longest: list[dict[str, Any]] = []
     for job in jobs:
         created, started = _time(job.get("created_at")), _time(job.get("started_at"))
         ended = _time(job.get("finished_at"))
         if created and started:
             waits.append((started - created).total_seconds())
         if started and ended:
-            runs.append((ended - started).total_seconds())
+            run_s = (ended - started).total_seconds()
+            runs.setdefault(str(job.get("pipeline")), []).append(run_s)
+            longest.append({"id": job["id"], "pipeline": job.get("pipeline"), "run_s": run_s})
+    longest.sort(key=lambda item: -float(item["run_s"]))
     window_s = (max(finished) - submitted.first_start).total_seconds() if finished else None
     not_terminal = args.jobs - sum(statuses[status] for status in TERMINAL)
     accepted = len(submitted.ids)
@@ -160,7 +165,10 @@ def summarize(args: argparse.Namespace, submitted: Any, polled: Any) -> dict[str
             "jobs_per_s": len(finished) / window_s if window_s else None,
             "observed_s": submitted.wall_s + polled.observed_s,
             "queue_wait_s": percentiles(waits),
-            "run_s": percentiles(runs),
+            # "running" counts from the claim: a claimed job waiting for its model's slot too.
+            "run_s": percentiles([value for values in runs.values() for value in values]),
+            "run_s_by_pipeline": {name: percentiles(v) for name, v in sorted(runs.items())},
+            "longest_runs": longest[:5],
         },
         "poll": {"rounds": polled.rounds, "pages": polled.pages},
         "statuses": dict(sorted(statuses.items())),

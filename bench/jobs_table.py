@@ -90,7 +90,10 @@ def rows(run: dict[str, Any]) -> list[tuple[str, str]]:
             f"{_rate(done['jobs_per_s'])} ({_s(done['window_s'])})",
         ),
         ("queue wait p50 / p95", f"{_s(wait['p50'])} / {_s(wait['p95'])}"),
-        ("run time p50 / p95", f"{_ms(took['p50'])} / {_ms(took['p95'])}"),
+        (
+            "run time (claim to end) p50 / p95 / max",
+            f"{_ms(took['p50'])} / {_ms(took['p95'])} / {_s(took['max'])}",
+        ),
         ("final statuses", statuses or "-"),
         ("retried jobs (attempts > 1)", str(run["retried_jobs"])),
         ("429s, submit errors", f"{submit['rejected_429']}, {submit['error_count']}"),
