@@ -174,6 +174,11 @@ def summarize(args: argparse.Namespace, submitted: Any, polled: Any) -> dict[str
         "statuses": dict(sorted(statuses.items())),
         "by_pipeline": {name: dict(sorted(c.items())) for name, c in sorted(by_pipeline.items())},
         "retried_jobs": sum(1 for job in jobs if int(job.get("attempts") or 0) > 1),
+        "retried": [
+            {key: job.get(key) for key in ("id", "pipeline", "attempts", "status", "error")}
+            for job in jobs
+            if int(job.get("attempts") or 0) > 1
+        ][:20],
         "not_terminal": not_terminal,
         "ok": not_terminal == 0 and not submitted.errors,
     }
@@ -237,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         if schema is not None and not args.keep:
             drop_pg_schema(args.database_url, schema)
         log_tail = server.log_tail(2000)
+        warnings = server.warnings()
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
     settings = {key: value for key, value in env.items() if key != "ADAPTER_AUTH_TOKEN"}
@@ -262,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "startup_s": startup_s,
         **results,
     }
+    run["adapter_warnings"] = warnings  # what the adapter logged at WARNING and above
     if not run["ok"]:
         run["adapter_log_tail"] = log_tail
     stamp = run["created_at"].replace(":", "").replace("-", "")

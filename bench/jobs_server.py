@@ -96,6 +96,16 @@ class AdapterProcess:
         except OSError:
             return ""
 
+    def warnings(self, most: int = 50) -> list[str]:
+        """The first `most` lines the adapter logged at WARNING or above, and tracebacks'
+        first lines (it logs a line per request at INFO, which are left out)."""
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return []
+        marks = (" WARNING ", " ERROR ", " CRITICAL ", "Traceback ")
+        return [line for line in lines if any(mark in line for mark in marks)][:most]
+
     def stop(self) -> None:
         if self.process is None:
             return

@@ -69,6 +69,7 @@ def check_report(run: dict[str, Any], jobs: int, database: str) -> None:
     assert set(run["by_pipeline"]) == wanted
     assert sum(sum(counts.values()) for counts in run["by_pipeline"].values()) == jobs
     assert run["poll"]["pages"] >= 3 and positive(run["startup_s"])
+    assert isinstance(run["adapter_warnings"], list) and isinstance(run["retried"], list)
 
 
 def test_twenty_jobs_on_sqlite_all_end(tmp_path: Path, demo_dir: Path) -> None:
