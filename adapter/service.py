@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from pydantic import BaseModel
 
-from adapter.backends.base import Backend, ModelState
+from adapter.backends.base import Backend, ModelState, RunHooks
 from adapter.capacity import CapacityLimiter
 from adapter.metrics import RunnerMetrics
 from adapter.pipelines import glue_for
@@ -21,7 +21,6 @@ from contract.aimodels import ServedModel
 from contract.errors import UnknownModelError
 from contract.pipelines import Pipeline, PipelineSpec, requested_model_id
 from contract.schemas import HealthStatus, RequestModel
-from functions.cancel import OnStep
 
 
 class RunnerService:
@@ -100,12 +99,11 @@ class RunnerService:
                     yield model, prepared.request
 
     async def handle(
-        self, spec: PipelineSpec, request: RequestModel, on_step: OnStep | None = None
+        self, spec: PipelineSpec, request: RequestModel, hooks: RunHooks | None = None
     ) -> BaseModel:
-        """Serve one request; `on_step(step, total)` hears of its denoising steps where the
-        backend can tell (a job's progress), called on the model's thread."""
+        """Serve one request; `hooks` are a job's (its progress, its remote call)."""
         async with self._admitted(spec, request) as (model, prepared):
-            return await self.backend.run(model, prepared, on_step)
+            return await self.backend.run(model, prepared, hooks)
 
     async def stream(self, spec: PipelineSpec, request: RequestModel) -> AsyncIterator[BaseModel]:
         """Like `handle`, chunk by chunk; the slot is held until the stream ends or is closed

@@ -50,7 +50,7 @@ class ReadyImageBackend:
         return ModelState.READY
 
     async def run(
-        self, model: ServedModel, request: RequestModel, on_step: object = None
+        self, model: ServedModel, request: RequestModel, hooks: object = None
     ) -> BaseModel:
         return self.response
 

@@ -22,8 +22,6 @@ from contract.schemas import (
     RequestModel,
 )
 
-VIDEO_MEDIA_TYPE = "video/mp4"
-
 
 class TextToVideoParams(RequestModel):
     model_id: str = Field("", description="Hugging Face model ID used for video generation.")

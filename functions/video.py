@@ -13,6 +13,7 @@ produce multiples of 8 anyway, so this only matters for callers with odd sizes.
 
 from __future__ import annotations
 
+import base64
 import tempfile
 from collections.abc import Sequence
 from fractions import Fraction
@@ -72,6 +73,11 @@ def encode_mp4(frames: Sequence[Image.Image], fps: float) -> bytes:
         path = Path(directory) / "video.mp4"
         _write(path, frames, size, rate)
         return path.read_bytes()
+
+
+def mp4_data_url(mp4: bytes) -> str:
+    """A `data:video/mp4;base64,...` URL, how a JSON answer carries a video."""
+    return f"data:{MP4_CONTENT_TYPE};base64," + base64.b64encode(mp4).decode("ascii")
 
 
 def _write(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
@@ -11,6 +12,21 @@ from pydantic import BaseModel
 from contract.aimodels import ServedModel
 from contract.schemas import RequestModel
 from functions.cancel import OnStep
+
+
+@dataclass
+class RunHooks:
+    """What a job of the jobs door (adapter/jobs/runner.py) asks of one run besides its answer;
+    a backend acts on the hooks it can, and ignores the rest."""
+
+    on_step: OnStep | None = None  # hears of each denoising step (the local backend)
+    # A backend whose run is a remote call (Modal) tells its id once spawned, before waiting...
+    on_call: Callable[[str], Awaitable[None]] | None = None
+    # ...and waits for that call again, instead of running the request twice, when given it.
+    call_id: str | None = None
+    # Set before the run is cancelled for a shutdown: a remote call goes on, to be waited for
+    # again by the next start (a cancel of the job itself leaves it False: the call stops).
+    keep_call: bool = False
 
 
 class ModelState(StrEnum):
@@ -30,10 +46,10 @@ class Backend(Protocol):
     def state(self, model: ServedModel) -> ModelState: ...
 
     async def run(
-        self, model: ServedModel, request: RequestModel, on_step: OnStep | None = None
+        self, model: ServedModel, request: RequestModel, hooks: RunHooks | None = None
     ) -> BaseModel:
-        """Serve one request; raises adapter.errors types only. `on_step(step, total)` hears
-        of the pipeline's denoising steps where the backend can tell (the local one)."""
+        """Serve one request; raises adapter.errors types only. `hooks`: a job's (see
+        RunHooks)."""
 
     def stream(self, model: ServedModel, request: RequestModel) -> AsyncIterator[BaseModel]:
         """Serve one streaming request (LLM `stream: true`), yielding each chunk as it comes.

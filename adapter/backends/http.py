@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from adapter.backends.base import ModelState
+from adapter.backends.base import ModelState, RunHooks
 from adapter.settings import Settings
 from contract.aimodels import ServedModel
 from contract.errors import (
@@ -34,7 +34,6 @@ from contract.errors import (
 )
 from contract.pipelines import PIPELINE_SPECS
 from contract.schemas import LLMResponse, RequestModel, Upload
-from functions.cancel import OnStep
 
 logger = logging.getLogger(__name__)
 
@@ -193,9 +192,9 @@ class HTTPBackend:
         )
 
     async def run(
-        self, model: ServedModel, request: RequestModel, on_step: OnStep | None = None
+        self, model: ServedModel, request: RequestModel, hooks: RunHooks | None = None
     ) -> BaseModel:
-        """`on_step` is not called: the upstream runner does not report its steps."""
+        """No hook is called: the upstream runner does not report its steps."""
         spec = PIPELINE_SPECS[model.pipeline]
         with self._translate_errors(model):
             response = await self._client.send(self._build(model, request))

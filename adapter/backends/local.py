@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from pydantic import BaseModel
 
-from adapter.backends.base import ModelState
+from adapter.backends.base import ModelState, RunHooks
 from adapter.pipelines import PIPELINES
 from adapter.pipelines.base import PipelineRunner
 from adapter.settings import Settings
@@ -25,7 +25,6 @@ from contract.aimodels import ServedModel
 from contract.errors import ConfigError
 from contract.pipelines import Pipeline
 from contract.schemas import RequestModel
-from functions.cancel import OnStep
 
 
 class LocalBackend:
@@ -87,10 +86,10 @@ class LocalBackend:
         return worker
 
     async def run(
-        self, model: ServedModel, request: RequestModel, on_step: OnStep | None = None
+        self, model: ServedModel, request: RequestModel, hooks: RunHooks | None = None
     ) -> BaseModel:
         worker = await self._ready(model)
-        return await worker.run(request, on_step=on_step)
+        return await worker.run(request, on_step=hooks.on_step if hooks else None)
 
     async def stream(self, model: ServedModel, request: RequestModel) -> AsyncIterator[BaseModel]:
         worker = await self._ready(model)

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from adapter.backends.base import ModelState
+from adapter.backends.base import ModelState, RunHooks
 from adapter.settings import Settings
 from contract.aimodels import ServedModel
 from contract.errors import (
@@ -47,7 +47,6 @@ from contract.errors import (
     ServiceUnavailableError,
 )
 from contract.schemas import RequestModel
-from functions.cancel import OnStep
 from modal_deploy.plan import ClassPlan, plan_class, stream_queue_name
 
 logger = logging.getLogger(__name__)
@@ -67,6 +66,9 @@ class ModalClasses(Protocol):
         """Raise (Modal's NotFoundError, AuthError...) unless the class is deployed."""
 
     def target(self, name: str) -> Any: ...
+
+    def call(self, call_id: str) -> Any:
+        """The spawned call of that id (`modal.FunctionCall.from_id`), to wait for again."""
 
     def stream_queue(self) -> Any: ...
 
@@ -90,6 +92,11 @@ class DeployedClasses:
         if name not in self._instances:
             self._instances[name] = modal.Cls.from_name(self.app_name, name)()
         return self._instances[name]
+
+    def call(self, call_id: str) -> Any:
+        import modal
+
+        return modal.FunctionCall.from_id(call_id)
 
     def stream_queue(self) -> Any:
         import modal
@@ -117,6 +124,11 @@ class AppClasses:
         if name not in self._instances:
             self._instances[name] = self._classes[name]()
         return self._instances[name]
+
+    def call(self, call_id: str) -> Any:
+        import modal
+
+        return modal.FunctionCall.from_id(call_id)
 
     def stream_queue(self) -> Any:
         return self._queue
@@ -252,12 +264,23 @@ class ModalBackend:
     # --- serving -----------------------------------------------------------------------
 
     async def run(
-        self, model: ServedModel, request: RequestModel, on_step: OnStep | None = None
+        self, model: ServedModel, request: RequestModel, hooks: RunHooks | None = None
     ) -> BaseModel:
-        """`on_step` is not called: the steps run in a Modal container."""
+        """A job's hooks: its call's id is told once spawned (`on_call`), and a call id given
+        (`call_id`) is waited for again rather than spawned twice; `on_step` is not called (the
+        steps run in a Modal container)."""
         plan = self._plans[model.key]
         with modal_errors(plan, self.settings.retry_after_s):
-            call = await self._spawn(self._classes.target(plan.name).run, request)
+            if hooks is not None and hooks.call_id:
+                call = self._classes.call(hooks.call_id)
+            else:
+                call = await self._spawn(self._classes.target(plan.name).run, request)
+                if hooks is not None and hooks.on_call is not None:
+                    try:
+                        await hooks.on_call(call.object_id)
+                    except BaseException:
+                        await self._cancel(call)
+                        raise
             try:
                 result = await call.get.aio(timeout=plan.call_wait_s)
             except RunnerError:
@@ -270,8 +293,10 @@ class ModalBackend:
                     self.settings.retry_after_s,
                 ) from exc
             except BaseException:
-                # Cancelled (the client went away) or cut off from Modal: stop the GPU work.
-                await self._cancel(call)
+                # Cancelled (the client went away) or cut off from Modal: stop the GPU work,
+                # unless the adapter is stopping under a job that the next start waits for.
+                if hooks is None or not hooks.keep_call:
+                    await self._cancel(call)
                 raise
         assert isinstance(result, BaseModel)
         return result

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -81,7 +81,6 @@ class JobsDoor:
     outputs: OutputStore
     runner: JobRunner
     webhooks: WebhookSender | None = None  # with ADAPTER_JOBS_WEBHOOK_SECRET
-    started: bool = field(default=False)
 
     @property
     def auth_on(self) -> bool:
@@ -100,7 +99,6 @@ class JobsDoor:
         await self.runner.start()
         if self.webhooks is not None:
             self.webhooks.start()
-        self.started = True
 
     async def close(self) -> None:
         await self.runner.stop()

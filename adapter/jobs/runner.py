@@ -3,11 +3,14 @@
 N claim loops (the jobs run at once) each take the next queued job under a lease, renew it every
 third of the lease, and run the job's request through `RunnerService.handle`: the same model
 routing, capacity slots, limits and metrics as the runner routes. A job's progress comes from its
-pipeline's own step callback. A cancel (seen here at once, or by the heartbeat from another
-replica) stops the job between steps and frees its capacity slot at once; a lost lease (another
-replica took the job over) drops it without writing. Retryable failures (the model unavailable,
-an outage) requeue the job up to its attempts; a bad request fails it at once. A recovery loop
-requeues (or fails) the jobs of dead workers; a purge loop deletes ended jobs past retention.
+pipeline's own step callback. With the Modal backend a job is a spawned call whose id is stored:
+after a restart the job waits for that call again instead of running it twice.
+
+A cancel (seen here at once, or by the heartbeat from another replica) stops the job between
+steps and frees its capacity slot at once; a lost lease (another replica took the job over)
+drops it without writing. Retryable failures (the model unavailable, an outage) requeue the job
+up to its attempts; a bad request fails it at once. A recovery loop requeues (or fails) the jobs
+of dead workers; a purge loop deletes ended jobs past retention.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from adapter.backends.base import RunHooks
 from adapter.jobs.files import job_prefixes, store_outputs
 from adapter.jobs.model import JobRecord, JobStatus
 from adapter.jobs.outputs.base import OutputStore
@@ -183,7 +187,12 @@ class JobRunner:
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
                 self._wake.clear()
                 continue
-            await self.run_job(job)
+            try:
+                await self.run_job(job)
+            except Exception:
+                # The store failed as the job ended: its lease runs out and recovery queues it
+                # again; this loop goes on claiming.
+                logger.exception("jobs: ending %s failed", job.id)
 
     async def _recover(self) -> None:
         for job in await self.store.recover(datetime.now(UTC)):
@@ -205,7 +214,11 @@ class JobRunner:
         async def write_progress(step: int, total: int) -> None:
             await self.store.report_progress(job.id, self.worker_id, step, total)
 
-        work = asyncio.ensure_future(self._execute(job, tracker))
+        async def remember_call(call_id: str) -> None:
+            await self.store.set_call_id(job.id, self.worker_id, call_id)
+
+        hooks = RunHooks(on_step=tracker.on_step, on_call=remember_call, call_id=job.call_id)
+        work = asyncio.ensure_future(self._execute(job, hooks))
         self._work[job.id] = work
         helpers = [
             asyncio.ensure_future(self._heartbeat(job.id)),
@@ -217,6 +230,7 @@ class JobRunner:
             except asyncio.CancelledError:
                 why = self._stops.get(job.id)
                 if why is None:  # the runner itself is stopping: give the job back
+                    hooks.keep_call = True  # a Modal call goes on; the next start waits for it
                     work.cancel()
                     await self._give_back(job, SHUTDOWN_MSG)
                     raise
@@ -238,14 +252,14 @@ class JobRunner:
             self._work.pop(job.id, None)
             self._stops.pop(job.id, None)
 
-    async def _execute(self, job: JobRecord, tracker: StepTracker) -> tuple[Any, dict[str, Any]]:
+    async def _execute(self, job: JobRecord, hooks: RunHooks) -> tuple[Any, dict[str, Any]]:
         spec = PIPELINE_SPECS[Pipeline(job.pipeline)]
         request = await job_request(spec, job, self.outputs)
         limit_s = self.service.resolve(spec.pipeline, job.model_id).request_timeout_s
         while True:
             try:
                 response = await asyncio.wait_for(
-                    self.service.handle(spec, request, tracker.on_step), limit_s
+                    self.service.handle(spec, request, hooks), limit_s
                 )
                 break
             except OverloadedError as exc:
@@ -275,6 +289,9 @@ class JobRunner:
     async def _failed(self, job: JobRecord, error: BaseException) -> None:
         message = error.msg if isinstance(error, RunnerError) else "The job failed unexpectedly."
         if retryable(error):
+            # A Modal call of this attempt is over (or gone): the next attempt spawns its own.
+            with suppress(Exception):
+                await self.store.set_call_id(job.id, self.worker_id, "")
             await self._give_back(job, message)
             self.wake()
         else:

@@ -90,7 +90,9 @@ def metadata_of(app: LiveApp) -> str:
         "route": app.route,
         "accepts": list(app.accepts),
         "health": "/health",
-        "api": f"Livepeer AI runner {spec.operation_id}",
+        # A pipeline of our own is documented in our OpenAPI document, not the runner's.
+        "api": f"{'Livepeer AI runner' if spec.runner_contract else 'modal-ai-runner'} "
+        f"{spec.operation_id}",
     }
     text = json.dumps(full, separators=(",", ":"))
     if len(text.encode()) > MAX_METADATA_BYTES:

@@ -6,7 +6,6 @@ service's as for every pipeline (`adapter/limits.py`: pixels, frames, steps).
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,7 @@ from pydantic import BaseModel
 
 from adapter.pipelines.base import PipelineRunner, Prepared, StopCheck
 from adapter.pipelines.text_to_image import load_safety_checker
-from contract.own_schemas import VIDEO_MEDIA_TYPE, TextToVideoParams, TextToVideoResponse
+from contract.own_schemas import TextToVideoParams, TextToVideoResponse
 from contract.pipelines import Pipeline
 from contract.schemas import Media, RequestModel
 
@@ -23,10 +22,6 @@ if TYPE_CHECKING:
 
     from adapter.settings import Limits, Settings
     from contract.aimodels import ServedModel
-
-
-def mp4_data_url(mp4: bytes) -> str:
-    return f"data:{VIDEO_MEDIA_TYPE};base64," + base64.b64encode(mp4).decode("ascii")
 
 
 class TextToVideoRunner(PipelineRunner):
@@ -83,7 +78,7 @@ class TextToVideoRunner(PipelineRunner):
         )
 
     def run(self, handle: Any, request: RequestModel, should_stop: StopCheck) -> BaseModel:
-        from functions.video import encode_mp4
+        from functions.video import encode_mp4, mp4_data_url
 
         assert isinstance(request, TextToVideoParams)
         result = handle.generate(

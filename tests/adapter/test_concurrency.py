@@ -89,11 +89,11 @@ class CountingBackend:
     def state(self, model):
         return self.inner.state(model)
 
-    async def run(self, model, request, on_step=None):
+    async def run(self, model, request, hooks=None):
         self.running += 1
         self.peak = max(self.peak, self.running)
         try:
-            return await self.inner.run(model, request, on_step)
+            return await self.inner.run(model, request, hooks)
         finally:
             self.running -= 1
 

@@ -43,5 +43,19 @@ def test_the_demo_serves_every_pipeline_with_models_it_builds(tmp_path):
         transcript = client.post("/audio-to-text", content=body, headers=headers)
         assert transcript.status_code == 200, transcript.text
 
+        video = client.post(
+            "/text-to-video", json={"prompt": "x", "width": 48, "height": 32, "num_frames": 5}
+        )
+        assert video.status_code == 200, video.text
+        assert video.json()["video"]["url"].startswith("data:video/mp4;base64,")
+        assert (video.json()["num_frames"], video.json()["width"]) == (5, 48)
+
     built = sorted(path.name for path in settings.demo_dir.iterdir())
-    assert built == ["tiny-llm", "tiny-sd", "tiny-sd-x4-upscaler", "tiny-svd", "tiny-whisper"]
+    assert built == [
+        "tiny-llm",
+        "tiny-sd",
+        "tiny-sd-x4-upscaler",
+        "tiny-svd",
+        "tiny-wan",
+        "tiny-whisper",
+    ]

@@ -63,8 +63,9 @@ from tests.support.runner_spec import assert_contract_error, spec_statuses
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PIPELINES = list(Pipeline)
-# Routes whose spec declares 413 (and 415): the rest answer 400 for them.
-DECLARES_413 = {Pipeline.AUDIO_TO_TEXT, Pipeline.IMAGE_TO_TEXT}
+# Routes whose spec declares 413 (and 415): the rest answer 400 for them. text-to-video is ours,
+# outside the spec: its OpenAPI entry declares 413 and 503.
+DECLARES_413 = {Pipeline.AUDIO_TO_TEXT, Pipeline.IMAGE_TO_TEXT, Pipeline.TEXT_TO_VIDEO}
 # Pipelines whose uploads the adapter decodes (the others are forwarded as they are).
 DECODES_UPLOADS = {
     Pipeline.IMAGE_TO_IMAGE,
@@ -181,6 +182,25 @@ def test_the_setting_still_allows_503_and_413_for_a_front_end_that_understands_t
     assert big.status_code == 413
     declared = app.openapi()["paths"]["/text-to-image"]["post"]["responses"]
     assert {"503", "413"} <= set(declared)
+
+
+def test_our_own_text_to_video_route_answers_503_and_413_by_default(tmp_path):
+    backend = FakeBackend()
+    app = fake_app(
+        tmp_path,
+        backend,
+        no_queue_entries(),
+        auth_token=TOKEN,
+        limits={"max_json_request_bytes": 200},
+    )
+    with overloaded(app, backend, Pipeline.TEXT_TO_VIDEO) as client:
+        refused = client.post("/text-to-video", **valid_request(Pipeline.TEXT_TO_VIDEO))
+        big = client.post("/text-to-video", json={"prompt": "x" * 300})
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "2"
+    assert "insufficient capacity" in refused.json()["detail"]["msg"]
+    assert big.status_code == 413
+    assert "ADAPTER_MAX_JSON_REQUEST_BYTES=200" in big.json()["detail"]["msg"]
 
 
 def test_by_default_the_openapi_document_declares_only_the_specs_statuses(tmp_path):

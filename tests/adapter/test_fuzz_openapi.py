@@ -40,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from contract.pipelines import PIPELINE_SPECS, Pipeline
-from tests.support.apps import llm_entry, make_app, sd_entry, serve
+from tests.support.apps import llm_entry, make_app, model_entry, sd_entry, serve
 from tests.support.fake_backend import fake_app, valid_request
 
 TOKEN = "fuzz-token"
@@ -90,8 +90,9 @@ def fake(tmp_path_factory) -> Iterator[Target]:
 
 
 @pytest.fixture(scope="module")
-def real(tmp_path_factory, tiny_sd, tiny_llm) -> Iterator[Target]:
+def real(tmp_path_factory, tiny_sd, tiny_llm, tiny_wan) -> Iterator[Target]:
     entries = [sd_entry(tiny_sd, runner={"num_inference_steps": 1}), llm_entry(tiny_llm)]
+    entries.append(model_entry("text-to-video", tiny_wan, "test/wan"))
     app = make_app(tmp_path_factory.mktemp("fuzz-real"), entries, auth_token=TOKEN, limits=LIMITS)
     yield from _serving(app)
 
@@ -361,6 +362,27 @@ def text_to_image_fields(surrogates: bool) -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+def text_to_video_fields(surrogates: bool) -> st.SearchStrategy[dict[str, Any]]:
+    sizes = mostly(st.sampled_from([16, 32, 48, 64]), st.integers(-16, 80))
+    return st.fixed_dictionaries(
+        {
+            "prompt": mostly(texts(surrogates, min_size=1), st.just("")),
+            "width": sizes,
+            "height": sizes,
+            # The fuzzing limit is 2 frames: only 1 passes (4k+1).
+            "num_frames": mostly(st.just(1), st.integers(-2, 10)),
+            "num_inference_steps": mostly(st.integers(1, 3), st.integers(-2, 6)),
+        },
+        optional={
+            "negative_prompt": texts(surrogates),
+            "guidance_scale": numbers(),
+            "fps": mostly(st.integers(1, 60), st.integers(-5, 1000)),
+            "seed": st.one_of(st.integers(-(2**64), 2**64), st.none()),
+            "safety_check": st.booleans(),
+        },
+    )
+
+
 def llm_fields(surrogates: bool) -> st.SearchStrategy[dict[str, Any]]:
     roles = mostly(st.sampled_from(["user", "system", "assistant"]), texts(False))
     message = st.fixed_dictionaries({"role": roles, "content": texts(surrogates, min_size=1)})
@@ -378,7 +400,11 @@ def llm_fields(surrogates: bool) -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-MODEL_FIELDS = {"/text-to-image": text_to_image_fields, "/llm": llm_fields}
+MODEL_FIELDS = {
+    "/text-to-image": text_to_image_fields,
+    "/llm": llm_fields,
+    "/text-to-video": text_to_video_fields,
+}
 
 
 def run_model_inputs(target: Target, path: str, surrogates: bool) -> None:
@@ -396,18 +422,18 @@ def run_model_inputs(target: Target, path: str, surrogates: bool) -> None:
     adversarial_fields()
 
 
-@pytest.mark.parametrize("path", ["/text-to-image", "/llm"])
+@pytest.mark.parametrize("path", ["/text-to-image", "/llm", "/text-to-video"])
 def test_the_real_models_fuzzed_by_schema_and_spoiled_bytes(real, path):
     run_modes(real, path, "POST")
     run_spoiled(real, path)
 
 
-@pytest.mark.parametrize("path", ["/text-to-image", "/llm"])
+@pytest.mark.parametrize("path", ["/text-to-image", "/llm", "/text-to-video"])
 def test_the_real_models_take_adversarial_field_values(real, path):
     run_model_inputs(real, path, surrogates=False)
 
 
-@pytest.mark.parametrize("path", ["/text-to-image", "/llm"])
+@pytest.mark.parametrize("path", ["/text-to-image", "/llm", "/text-to-video"])
 def test_the_real_models_take_lone_surrogates(real, path):
     run_model_inputs(real, path, surrogates=True)
 

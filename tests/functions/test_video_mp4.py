@@ -98,3 +98,14 @@ def test_fractional_frame_rate_and_other_modes():
 def test_refuses_what_cannot_be_a_video(frames, fps, message):
     with pytest.raises(ValueError, match=message):
         encode_mp4(frames, fps)
+
+
+def test_the_data_url_carries_the_mp4_bytes():
+    import base64
+
+    from functions.video import mp4_data_url
+
+    mp4 = encode_mp4(gradient_frames(2, 16, 16), fps=8)
+    url = mp4_data_url(mp4)
+    assert url.startswith("data:video/mp4;base64,")
+    assert base64.b64decode(url.split(",", 1)[1]) == mp4

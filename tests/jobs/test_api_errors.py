@@ -158,3 +158,22 @@ def test_tokens_see_only_their_own_jobs(tmp_path: Path, tiny_sd: Path):
         assert client.get("/v1/jobs", headers=theirs).json()["data"] == []
         assert [j["id"] for j in client.get("/v1/jobs", headers=mine).json()["data"]] == [job["id"]]
         wait_for(client, job["id"], headers=mine)
+
+
+def test_the_openapi_document_describes_the_door(client):
+    document = client.get("/openapi.json").json()
+    paths = document["paths"]
+    assert set(paths["/v1/jobs"]) == {"get", "post"}
+    submit = paths["/v1/jobs"]["post"]
+    assert set(submit["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
+    assert {"202", "400", "401", "413", "429"} <= set(submit["responses"])
+    for path in (
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/events",
+        "/v1/jobs/{job_id}/result",
+        "/v1/jobs/{job_id}/outputs/{name}",
+        "/v1/jobs/{job_id}/cancel",
+        "/v1/jobs/{job_id}/enhance",
+    ):
+        assert path in paths, path
+    assert {"Job", "JobList", "ErrorBody"} <= set(document["components"]["schemas"])

@@ -20,14 +20,18 @@ from tests.support.pausing_glue import PausingTextToImage
 T2I = {"prompt": "a fox", "width": 64, "height": 64, "num_inference_steps": 4, "seed": 1}
 
 
+def held_app(tmp_path: Path, entries: list, glue: PausingTextToImage, **settings):
+    models = merge_entries(parse_entries(entries))
+    app_settings = make_settings(tmp_path, **settings)
+    backend = LocalBackend(app_settings, models, {**PIPELINES, glue.pipeline: glue})
+    return create_app(app_settings, models, backend)
+
+
 @pytest.fixture
 def held(tmp_path: Path, tiny_sd: Path):
     """(client, glue, service): one model of capacity 1 whose jobs wait at each step."""
     glue = PausingTextToImage()
-    settings = make_settings(tmp_path, jobs=jobs_settings(tmp_path, max_queued=2))
-    models = merge_entries(parse_entries([sd_entry(tiny_sd)]))
-    backend = LocalBackend(settings, models, {**PIPELINES, glue.pipeline: glue})
-    app = create_app(settings, models, backend)
+    app = held_app(tmp_path, [sd_entry(tiny_sd)], glue, jobs=jobs_settings(tmp_path, max_queued=2))
     with running_client(app) as client:
         yield client, glue, app.state.service
         glue.gate.set()
@@ -104,3 +108,25 @@ def test_downloads_answer_ranges(held):
     rest = client.get(url, headers={"Range": f"bytes={size - 3}-"})
     assert rest.content == whole.content[-3:]
     assert client.get(url, headers={"Range": f"bytes={size}-"}).status_code == 416
+
+
+def test_one_token_cannot_fill_the_queue_for_the_others(tmp_path: Path, tiny_sd: Path):
+    glue = PausingTextToImage()
+    jobs = jobs_settings(tmp_path, max_queued_per_token=1)
+    app = held_app(
+        tmp_path, [sd_entry(tiny_sd, token="b-token")], glue, auth_token="a-token", jobs=jobs
+    )
+    a, b = ({"Authorization": f"Bearer {t}"} for t in ("a-token", "b-token"))
+    body = {"pipeline": "text-to-image", "params": T2I}
+    with running_client(app) as client:
+        try:
+            first = client.post("/v1/jobs", json=body, headers=a).json()
+            assert glue.at_step.wait(30)
+            wait_for(client, first["id"], {"running"}, headers=a)
+            assert client.post("/v1/jobs", json=body, headers=a).status_code == 202
+            full = client.post("/v1/jobs", json=body, headers=a)
+            assert full.status_code == 429
+            assert "ADAPTER_JOBS_MAX_QUEUED_PER_TOKEN" in error_of(full)["message"]
+            assert client.post("/v1/jobs", json=body, headers=b).status_code == 202
+        finally:
+            glue.gate.set()

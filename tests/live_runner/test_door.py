@@ -243,3 +243,23 @@ def test_the_door_on_the_adapters_own_port(tmp_path):
         assert sent.status_code == 200, sent.text
         assert client.get(f"/live-runner{T2I}/health").status_code == 404
         assert client.get("/health").status_code == 200
+
+
+def test_text_to_video_our_own_pipeline_is_an_app_like_any_other(tmp_path):
+    from adapter.live_runner.registration import metadata_of
+
+    served = merge_entries(parse_entries([model_entry("text-to-video", tmp_path, "test/wan")]))
+    backend = FakeBackend()
+    service = RunnerService(make_settings(tmp_path), served, backend)
+    (app,) = live_apps(served)
+    client = TestClient(Door(service, live_apps(served), ""))
+    assert client.get("/text-to-video/test/wan/health").json() == {"status": "OK"}
+    body = {"prompt": "x", "width": 32, "height": 32, "num_frames": 5}
+    answer = client.post("/text-to-video/test/wan/text-to-video", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["video"]["url"].startswith("data:video/mp4;base64,")
+    assert backend.received[-1][1].model_id == "test/wan"
+    refused = client.post("/text-to-video/test/wan/text-to-video", json={**body, "num_frames": 6})
+    assert refused.status_code == 400 and "4k+1" in refused.json()["detail"]["msg"]
+    # Its metadata points at our API, not the runner's (which has no text-to-video).
+    assert '"api":"modal-ai-runner genTextToVideo"' in metadata_of(app)

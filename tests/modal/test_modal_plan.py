@@ -391,3 +391,16 @@ def test_download_takes_only_the_weights_a_pipeline_loads():
         "config.json",
         "pytorch_model.bin",
     ]
+
+
+def test_text_to_video_gets_its_gpu_class_timeout_and_download():
+    entry = {
+        "pipeline": "text-to-video",
+        "model_id": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+        "capacity": 1,
+    }
+    (plan,) = plan_of([entry]).classes
+    assert plan.name == "TextToVideo__Wan_AI_Wan2_1_T2V_1_3B_Diffusers"
+    assert plan.name == class_name(Pipeline.TEXT_TO_VIDEO, entry["model_id"])
+    assert (plan.gpu, plan.run_timeout) == ("L40S", 1800)
+    assert [t.repo_id for t in download_targets((plan,))] == [entry["model_id"]]

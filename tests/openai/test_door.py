@@ -197,3 +197,15 @@ def test_the_runner_routes_keep_their_own_error_shape(tmp_path):
     with door(tmp_path, FakeBackend()) as client:
         response = client.post("/llm", json={"model": "nope", "messages": HI})
         assert response.status_code == 400 and "detail" in response.json()
+
+
+def test_text_to_video_has_no_openai_route_and_is_not_listed(tmp_path):
+    from contract.pipelines import Pipeline
+    from tests.support.fake_backend import fake_app, fake_model_id
+
+    with TestClient(fake_app(tmp_path)) as client:
+        listed = {model["id"] for model in client.get("/v1/models").json()["data"]}
+        assert fake_model_id(Pipeline.LLM) in listed
+        assert fake_model_id(Pipeline.TEXT_TO_VIDEO) not in listed
+        missing = client.get(f"/v1/models/{fake_model_id(Pipeline.TEXT_TO_VIDEO)}")
+        assert missing.status_code == 404

@@ -109,9 +109,7 @@ class FakeBackend:
     def state(self, model: ServedModel) -> ModelState:
         return self.states.get(model.key, ModelState.READY)
 
-    async def run(
-        self, model: ServedModel, request: RequestModel, on_step: Any = None
-    ) -> BaseModel:
+    async def run(self, model: ServedModel, request: RequestModel, hooks: Any = None) -> BaseModel:
         self.received.append((model, request))
         self.running += 1
         try:

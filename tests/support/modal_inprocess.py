@@ -181,6 +181,13 @@ class InProcessClasses:
     def stream_queue(self) -> InProcessQueue:
         return self.queue
 
+    def call(self, call_id: str) -> InProcessCall:
+        """A spawned call by its id, as `modal.FunctionCall.from_id` finds it."""
+        for call in self.calls:
+            if call.object_id == call_id:
+                return call
+        raise modal.exception.NotFoundError(f"No function call {call_id}")
+
     def target(self, name: str) -> InProcessTarget:
         if name not in self._targets:
             self._targets[name] = InProcessTarget(self.classes[name], self)

@@ -30,8 +30,16 @@ def runner_spec() -> dict[str, Any]:
 
 
 def spec_statuses(path: str) -> set[int]:
-    """The statuses the spec declares for POST `path` (trailing slash or not)."""
-    operation = runner_spec()["paths"]["/" + path.strip("/")]["post"]
+    """The statuses the spec declares for POST `path` (trailing slash or not); for the route of
+    a pipeline of our own, outside the spec, the statuses our OpenAPI document declares."""
+    from adapter.errors import declared_statuses
+    from contract.pipelines import PIPELINE_SPECS
+
+    route = "/" + path.strip("/")
+    for pipeline, spec in PIPELINE_SPECS.items():
+        if route == f"/{pipeline.value}" and not spec.runner_contract:
+            return set(declared_statuses(pipeline))
+    operation = runner_spec()["paths"][route]["post"]
     return {int(status) for status in operation["responses"]}
 
 

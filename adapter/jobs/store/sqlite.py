@@ -136,9 +136,15 @@ class SqliteJobStore:
             raise
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await asyncio.to_thread(conn.close)
+        # Under the lock: a call whose awaiting task was cancelled may still be running its
+        # SQL in a thread, and closing the connection under it crashes the process.
+        def closing() -> None:
+            with self._lock:
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    conn.close()
+
+        await asyncio.to_thread(closing)
 
     def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._connection()

@@ -1,0 +1,92 @@
+"""A job on the Modal backend is a spawned call whose id is stored: an adapter that stops while
+the call runs leaves it running, and the next one waits for that same call instead of running
+the job twice (modal_app.py's classes, run in this process)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from adapter.backends.modal import ModalBackend
+from adapter.jobs.door import JobsDoor, JobSubmission
+from adapter.jobs.model import JobStatus
+from adapter.jobs.outputs import open_outputs
+from adapter.jobs.runner import JobRunner
+from adapter.jobs.store import open_store
+from adapter.service import RunnerService
+from tests.support.apps import make_settings
+from tests.support.jobs_api import jobs_settings
+from tests.support.pausing_glue import PausingTextToImage
+
+pytestmark = pytest.mark.filterwarnings("ignore:The .* function is executing locally")
+
+SMALL = {"prompt": "a lighthouse", "width": 64, "height": 48, "num_inference_steps": 2}
+
+
+async def until(condition, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        assert time.monotonic() < deadline, "condition never met"
+        await asyncio.sleep(0.02)
+
+
+def test_a_restarted_runner_waits_for_the_jobs_modal_call_again(
+    tiny_modal_app, in_process_classes, tmp_path: Path
+):
+    gated = PausingTextToImage()  # its steps wait until the gate opens
+    classes = in_process_classes(gated)
+    settings = make_settings(tmp_path, backend="modal", jobs=jobs_settings(tmp_path))
+    models = tiny_modal_app.MODELS
+
+    async def scenario() -> None:
+        backend = ModalBackend(settings, models, classes)
+        service = RunnerService(settings, models, backend)
+        store = open_store(settings.jobs.database_url, tmp_path)
+        outputs = open_outputs(settings.jobs.outputs_url, tmp_path)
+        first = JobRunner(settings.jobs, service, store, outputs, worker_id="first")
+        door = JobsDoor(settings, service, store, outputs, first)
+        await backend.start()
+        await door.start()
+        try:
+            submission = JobSubmission(pipeline="text-to-image", params=SMALL)
+            job, _ = await door.submit("", submission, {}, None)
+
+            async def has_call() -> bool:
+                row = await store.get(job.id)
+                return row is not None and row.call_id is not None
+
+            await until(has_call)
+            await first.stop()  # the adapter stops while the call runs on Modal
+            (call,) = classes.calls
+            assert not call.cancel_requested
+            requeued = await store.get(job.id)
+            assert requeued is not None and requeued.status is JobStatus.QUEUED
+            assert requeued.call_id == call.object_id
+
+            second = JobRunner(settings.jobs, service, store, outputs, worker_id="second")
+            await second.start()
+            try:
+                gated.gate.set()
+
+                async def done() -> bool:
+                    row = await store.get(job.id)
+                    return row is not None and row.status.terminal
+
+                await until(done)
+            finally:
+                await second.stop()
+            ended = await store.get(job.id)
+            assert ended is not None and ended.status is JobStatus.SUCCEEDED, ended
+            assert len(classes.calls) == 1  # waited for again, never spawned twice
+            (output,) = ended.outputs
+            png = await outputs.get(f"jobs/{job.id}/{output.name}")
+            assert png.startswith(b"\x89PNG")
+        finally:
+            gated.gate.set()
+            await store.close()
+            await backend.close()
+
+    asyncio.run(scenario())
