@@ -27,6 +27,28 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def git_commit() -> str | None:
+    """The commit the run's code is at ("+dirty" with uncommitted changes), where git says."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def environment(load_before: tuple[float, float, float]) -> dict[str, Any]:
     """The machine, and its load average (1, 5, 15 min) before and after the run: a shared
     machine's other work shows there."""
@@ -44,6 +66,7 @@ def environment(load_before: tuple[float, float, float]) -> dict[str, Any]:
         "load_avg_before": [round(value, 2) for value in load_before],
         "load_avg_after": [round(value, 2) for value in os.getloadavg()],
         "versions": versions,
+        "git_commit": git_commit(),
     }
 
 
