@@ -247,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(data_dir, ignore_errors=True)
     settings = {key: value for key, value in env.items() if key != "ADAPTER_AUTH_TOKEN"}
     if schema is not None:  # the URL as given, with the schema apart (never a password)
-        settings["ADAPTER_JOBS_DATABASE_URL"] = f"<{args.database_url.split('@')[-1]}>"
+        from adapter.jobs.store.postgres import where_it_is
+
+        settings["ADAPTER_JOBS_DATABASE_URL"] = f"<{where_it_is(args.database_url)}>"
     run: dict[str, Any] = {
         "format": FORMAT,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
