@@ -1,18 +1,22 @@
 """The Modal app: one GPU class (warm pool) per aiModels.json model, and the adapter on the web.
 
+    export ADAPTER_MODELS_CONFIG=$PWD/aiModels.json
     modal deploy modal_app.py
 
-deploys the models of the aiModels.json at ADAPTER_MODELS_CONFIG (default: the sample
-examples/aiModels.modal.json). Weights come from the Volume that `modal run modal_download.py`
-fills; the adapter's bearer token from the Secret `livepeer-runner-auth` (AUTH_TOKEN). Every
-setting is computed as plain data in modal_deploy/plan.py; this file reads the environment (on
-the deploying machine, and again in each container, where the deploy set it explicitly) and
-only wires Modal objects. See docs/modal.md.
+deploys the models of the aiModels.json at ADAPTER_MODELS_CONFIG (without it, the sample
+examples/aiModels.modal.json, with a loud warning: it keeps an L40S warm). Weights come from
+the Volume that `modal run modal_download.py` fills, each class pinned to the revisions its
+manifest records; the adapter's bearer token from the Secret `livepeer-runner-auth`
+(AUTH_TOKEN). Every setting is computed as plain data in modal_deploy/plan.py; this file reads
+the environment (on the deploying machine, and again in each container, where the deploy set
+it explicitly: a GPU class's container gets its own entries only) and only wires Modal
+objects. See docs/modal.md.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from datetime import UTC, datetime
 
@@ -20,22 +24,56 @@ import modal
 from fastapi import FastAPI
 
 from adapter.settings import Settings
+from functions.download import REVISIONS_FILE
+from modal_deploy.notices import deploy_notices
 from modal_deploy.plan import WARM_SCHEDULE_CRON, build_plan
 from modal_deploy.runtime import build_image, create_web_app, define_gpu_classes
-from modal_deploy.settings import ModalDeploySettings, read_deploy_models
+from modal_deploy.settings import (
+    MODELS_JSON_ENV,
+    ModalDeploySettings,
+    read_deploy_models,
+    read_deploy_revisions,
+)
+
+DEPLOYING = MODELS_JSON_ENV not in os.environ  # on the operator's machine, not in a container
+DEPLOY = ModalDeploySettings()
+
+
+def _volume_manifest() -> str | None:
+    """The weights Volume's revisions manifest, read through Modal's API at deploy time."""
+    try:
+        data = b"".join(modal.Volume.from_name(DEPLOY.volume).read_file(REVISIONS_FILE))
+    except (FileNotFoundError, modal.exception.NotFoundError):
+        return None  # no download yet
+    except modal.exception.AuthError as exc:
+        print(f"Cannot read the Volume's revisions manifest: {exc}", file=sys.stderr)
+        return None  # no token: the deploy itself will say so
+    return data.decode()
+
 
 MODELS, MODELS_JSON = read_deploy_models(os.environ)
+REVISIONS = read_deploy_revisions(os.environ, _volume_manifest)
 SETTINGS = Settings()
-PLAN = build_plan(MODELS, MODELS_JSON, SETTINGS, ModalDeploySettings(), datetime.now(UTC))
+PLAN = build_plan(MODELS, MODELS_JSON, SETTINGS, DEPLOY, datetime.now(UTC), REVISIONS)
+if DEPLOYING:
+    for notice in deploy_notices(PLAN, os.environ, SETTINGS):
+        print(notice, file=sys.stderr, flush=True)
 
 app = modal.App(PLAN.app_name)
 image = build_image()
 volume = modal.Volume.from_name(PLAN.volume_name, create_if_missing=True)
+compile_cache = modal.Volume.from_name(PLAN.compile_volume_name, create_if_missing=True)
 # Streamed responses travel through it, one partition per request (ModalBackend.stream).
 stream_queue = modal.Queue.from_name(PLAN.stream_queue, create_if_missing=True)
 
 GPU_CLASSES = define_gpu_classes(
-    app, PLAN, module=__name__, image=image, volume=volume, stream_queue=stream_queue
+    app,
+    PLAN,
+    module=__name__,
+    image=image,
+    volume=volume,
+    compile_cache=compile_cache,
+    stream_queue=stream_queue,
 )
 globals().update(GPU_CLASSES)
 
@@ -62,12 +100,18 @@ if PLAN.has_warm_schedule:
 
     @app.function(image=image, env={**PLAN.container_env}, schedule=modal.Cron(WARM_SCHEDULE_CRON))
     def apply_warm_schedule() -> dict[str, int]:
-        """Set each scheduled class's warm containers for the current UTC hour."""
-        targets = PLAN.warm_targets(datetime.now(UTC))
+        """Set each scheduled class's warm containers for the current UTC hour, and the web
+        adapter's (one while any class is kept warm)."""
+        now = datetime.now(UTC)
+        targets = PLAN.warm_targets(now)
         for name, min_containers in targets.items():
             with warnings.catch_warnings():
                 # Classes have no `autoscaler.update()` yet in modal 1.6; this one still works.
                 warnings.simplefilter("ignore", modal.exception.DeprecationError)
                 GPU_CLASSES[name]().update_autoscaler(min_containers=min_containers)
             print(f"{name}: min_containers={min_containers}")
+        if PLAN.web is not None:
+            targets["web"] = PLAN.web_min_containers_at(now)
+            web.autoscaler.update(min_containers=targets["web"])
+            print(f"web: min_containers={targets['web']}")
         return targets

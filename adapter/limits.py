@@ -30,10 +30,12 @@ def the_limit(field: str, limits: Limits) -> str:
 
 def check_request(request: RequestModel, limits: Limits) -> None:
     """Refuse a request that breaks a cost limit (400) or asks for what is not served here."""
-    # The runner refuses an empty text with 400 before any model work (text-to-speech has no
-    # implementation here to check it; it can only be forwarded).
-    if isinstance(request, TextToSpeechParams) and not request.text.strip():
-        raise BadRequestError("Text input must be provided.")
+    # Characters as go-livepeer counts them (code points); an empty text is check_inputs'.
+    if isinstance(request, TextToSpeechParams) and len(request.text) > limits.max_tts_chars:
+        raise LimitExceededError(
+            f"The text is {len(request.text)} characters, over the limit "
+            f"{the_limit('max_tts_chars', limits)}."
+        )
     if getattr(request, "loras", ""):
         raise BadRequestError("LoRAs are not supported by this runner; send an empty 'loras'.")
 

@@ -1,9 +1,11 @@
 """What each request earned and cost: Prometheus metrics at /metrics and one log line each.
 
 Earned: the units go-livepeer debits for the request (`contract.units`), counted when it
-succeeds, as go-livepeer only debits then. Cost: the seconds the backend spent on it (the GPU
-container's time on Modal), counted whatever the outcome, as Modal bills failures too. An
-operator compares `units_total x price per unit` with `gpu_seconds_total x the GPU's price`.
+succeeds, as go-livepeer only debits then; a streamed answer counts once it has started, as
+go-livepeer has debited it by then, even if the stream is cut off later. Cost: the seconds the
+backend spent on it (the GPU container's time on Modal), counted whatever the outcome, as Modal
+bills failures too. An operator compares `units_total x price per unit` with
+`gpu_seconds_total x the GPU's price`.
 
 Each app has its own registry, so several apps in one process (tests) never share counters.
 """
@@ -94,6 +96,9 @@ class RequestRecord:
         self.pipeline = pipeline
         self.model = ""  # known once the request is routed
         self.units: int | None = None
+        # Debited whatever the status: a stream whose answer started (go-livepeer debits once
+        # the runner's answer begins, not when a stream cut off midway would have ended).
+        self.debited = False
         self.queue_s = 0.0
         self.gpu_s = 0.0
         self._started = time.monotonic()
@@ -152,7 +157,7 @@ class RequestRecord:
     def _record(self, status: str) -> None:
         labels = (self.pipeline.value, self.model)
         self.metrics.requests.labels(*labels, status).inc()
-        if status == "200" and self.units is not None and self.units > 0:
+        if (status == "200" or self.debited) and self.units is not None and self.units > 0:
             self.metrics.units.labels(*labels).inc(self.units)
         # logfmt: one line per request, easy to grep and to parse.
         logger.info(

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from adapter.backends.base import Backend, ModelState, RunHooks
 from adapter.capacity import CapacityLimiter
-from adapter.metrics import RunnerMetrics
+from adapter.metrics import RequestRecord, RunnerMetrics
 from adapter.pipelines import glue_for
 from adapter.settings import Settings
 from adapter.web.auth import accepted_tokens
@@ -80,7 +80,7 @@ class RunnerService:
     @asynccontextmanager
     async def _admitted(
         self, spec: PipelineSpec, request: RequestModel
-    ) -> AsyncIterator[tuple[ServedModel, RequestModel]]:
+    ) -> AsyncIterator[tuple[ServedModel, RequestModel, RequestRecord]]:
         """Route, check and queue a request; inside, it holds a slot and its work is timed."""
         with self.metrics.request(spec.pipeline) as record:
             model = self.resolve(spec.pipeline, requested_model_id(spec, request))
@@ -96,22 +96,25 @@ class RunnerService:
             async with limiter.slot():
                 record.leave_queue()
                 with record.running():
-                    yield model, prepared.request
+                    yield model, prepared.request, record
 
     async def handle(
         self, spec: PipelineSpec, request: RequestModel, hooks: RunHooks | None = None
     ) -> BaseModel:
         """Serve one request; `hooks` are a job's (its progress, its remote call)."""
-        async with self._admitted(spec, request) as (model, prepared):
+        async with self._admitted(spec, request) as (model, prepared, _):
             return await self.backend.run(model, prepared, hooks)
 
     async def stream(self, spec: PipelineSpec, request: RequestModel) -> AsyncIterator[BaseModel]:
         """Like `handle`, chunk by chunk; the slot is held until the stream ends or is closed
         (the client went away), which also stops the backend's work."""
-        async with self._admitted(spec, request) as (model, prepared):
+        async with self._admitted(spec, request) as (model, prepared, record):
             chunks = self.backend.stream(model, prepared)
             try:
                 async for chunk in chunks:
+                    # With its first chunk the answer starts (200): go-livepeer has debited the
+                    # request by then, however the stream ends.
+                    record.debited = True
                     yield chunk
             finally:
                 # Closing is what tells the backend to stop (an async generator's aclose).

@@ -23,6 +23,9 @@ MIB = 1024 * 1024
 DEMO_MODEL_ID = "demo/tiny-sd"
 DEMO_WHISPER_ID = "demo/tiny-whisper"
 DEMO_LLM_ID = "demo/tiny-llm"
+DEMO_SAM2_ID = "demo/tiny-sam2"
+DEMO_BLIP_ID = "demo/tiny-blip"
+DEMO_VITS_ID = "demo/tiny-vits"
 DEMO_VIDEO_ID = "demo/tiny-wan"
 
 
@@ -74,6 +77,23 @@ class Limits(BaseSettings):
         gt=0,
         description="Most frames of one video: a text-to-video request's num_frames, and the "
         "frames an image-to-video model makes (a model over it does not load).",
+    )
+    # segment-anything-2: its answer holds 3 x width x height numbers as text (about 66 MB of
+    # JSON at 1024x1024 with return_logits), and each point is a token of its mask decoder.
+    max_segment_input_pixels: int = Field(
+        1024 * 1024,
+        gt=0,
+        description="Most pixels of an image sent to /segment-anything-2 (the answer's masks "
+        "have its size, as text).",
+    )
+    max_segment_points: int = Field(
+        64, gt=0, description="Most point prompts (point_coords) of one segment-anything-2 request."
+    )
+    max_caption_tokens: int = Field(
+        40, gt=0, description="Most tokens an image-to-text caption adds after its prompt."
+    )
+    max_tts_chars: int = Field(
+        1000, gt=0, description="Longest text-to-speech text, in characters (code points)."
     )
 
 
@@ -255,6 +275,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest a request waits, holding its slot, for its model to finish loading.",
     )
+    max_load_attempts: int = Field(
+        3,
+        ge=1,
+        description="Loads of one model tried before it stays FAILED (/health ERROR) until "
+        "the process restarts; on Modal, per container, which then stays up answering 500 "
+        "and lowers its class's warm pool to 0 instead of crash-looping billed GPUs.",
+    )
     declared_statuses_only: bool = Field(
         True,
         description="Answer on the runner's routes only the statuses the spec declares for "
@@ -362,5 +389,8 @@ def demo_entries(settings: Settings) -> list[ModelEntry]:
         demo(Pipeline.UPSCALE, "demo/tiny-sd-x4-upscaler", "tiny-sd-x4-upscaler"),
         demo(Pipeline.AUDIO_TO_TEXT, DEMO_WHISPER_ID, "tiny-whisper", steps=None),
         demo(Pipeline.LLM, DEMO_LLM_ID, "tiny-llm", steps=None),
+        demo(Pipeline.SEGMENT_ANYTHING_2, DEMO_SAM2_ID, "tiny-sam2", steps=None),
+        demo(Pipeline.IMAGE_TO_TEXT, DEMO_BLIP_ID, "tiny-blip", steps=None),
+        demo(Pipeline.TEXT_TO_SPEECH, DEMO_VITS_ID, "tiny-vits", steps=None),
         demo(Pipeline.TEXT_TO_VIDEO, DEMO_VIDEO_ID, "tiny-wan"),
     ]

@@ -8,7 +8,8 @@ about to be snapshotted (Modal).
 
 States (ModelState), changed only by `_move`, under a lock:
     COLD -> LOADING -> READY;  LOADING -> FAILED;  FAILED -> LOADING (a retry, when the backend
-    decides);  COLD -> FAILED (the check at start: weights missing where the config says).
+    decides, `max_load_attempts` loads at most);  COLD -> FAILED (the check at start: weights
+    missing where the config says).
 """
 
 from __future__ import annotations
@@ -19,26 +20,22 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing, contextmanager, nullcontext, suppress
+from contextlib import closing, nullcontext, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
 from adapter.backends.base import ModelState
+from adapter.pipeline_errors import StopFlag, pipeline_errors
 from adapter.pipelines.base import PipelineRunner
 from adapter.settings import Settings
 from contract.aimodels import ServedModel
 from contract.errors import (
-    BadRequestError,
-    InferenceError,
-    InputError,
     ModelUnavailableError,
-    RunnerError,
 )
-from contract.pipelines import PIPELINE_SPECS
 from contract.schemas import RequestModel
 from functions.cancel import GenerationCancelled, OnStep
 
@@ -47,8 +44,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CANCELLED_MSG = "The request was cancelled."
-OUT_OF_MEMORY_MSG = "GPU out of memory."
 
 _TRANSITIONS: dict[ModelState, frozenset[ModelState]] = {
     ModelState.COLD: frozenset({ModelState.LOADING, ModelState.FAILED}),
@@ -56,65 +51,6 @@ _TRANSITIONS: dict[ModelState, frozenset[ModelState]] = {
     ModelState.READY: frozenset(),
     ModelState.FAILED: frozenset({ModelState.LOADING}),
 }
-
-
-class StopFlag:
-    """What a job's `should_stop` asks: whether its caller has gone, or (with a time limit)
-    the job has run longer than its limit since it reached the model's thread. Its `on_step`,
-    when given, hears of each denoising step (functions.cancel.report_step)."""
-
-    def __init__(self, time_limit_s: float | None = None, on_step: OnStep | None = None) -> None:
-        self.time_limit_s, self.on_step = time_limit_s, on_step
-        self._event = threading.Event()
-        self._deadline: float | None = None
-
-    def set(self) -> None:
-        self._event.set()
-
-    def start_clock(self) -> None:
-        if self.time_limit_s is not None:
-            self._deadline = time.monotonic() + self.time_limit_s
-
-    def overdue(self) -> bool:
-        return self._deadline is not None and time.monotonic() > self._deadline
-
-    def __call__(self) -> bool:
-        return self._event.is_set() or self.overdue()
-
-
-@contextmanager
-def pipeline_errors(model: ServedModel, stop: StopFlag | None = None) -> Iterator[None]:
-    """Translate what a pipeline raises into the error tree: the one place it is done.
-
-    The tree's own errors pass as they are; an InputError (an argument `functions/` refuses)
-    is a 400; torch's out-of-memory and a cancelled generation have their own messages (a
-    generation stopped by `stop`'s time limit says so); any other exception, a ValueError from
-    deep inside a library included, is the pipeline's 500 with a log line: the client cannot
-    fix it.
-    """
-    try:
-        yield
-    except RunnerError:
-        raise
-    except InputError as exc:
-        msg = str(exc)
-        raise BadRequestError(msg if msg.endswith(".") else f"{msg}.") from exc
-    except Exception as exc:
-        import torch
-
-        if isinstance(exc, GenerationCancelled):
-            if stop is not None and stop.overdue():
-                logger.error("%s ran past its %g s time limit", model.key, stop.time_limit_s)
-                raise InferenceError(
-                    f"{model.key} ran past its {stop.time_limit_s:g} s time limit."
-                ) from exc
-            raise InferenceError(CANCELLED_MSG) from exc
-        if isinstance(exc, torch.OutOfMemoryError):
-            torch.cuda.empty_cache()
-            logger.error("%s ran out of GPU memory: %s", model.key, exc)
-            raise InferenceError(OUT_OF_MEMORY_MSG) from exc
-        logger.exception("%s failed", model.key)
-        raise InferenceError(PIPELINE_SPECS[model.pipeline].failure_message) from exc
 
 
 class ModelWorker:
@@ -133,6 +69,7 @@ class ModelWorker:
         self._executor: ThreadPoolExecutor | None = None
         self._loading: Future[None] | None = None
         self._closed = False
+        self.load_attempts = 0  # bounded by settings.max_load_attempts
 
     @property
     def state(self) -> ModelState:
@@ -154,9 +91,26 @@ class ModelWorker:
             self._state, self._error = to, error
             return True
 
+    @property
+    def gave_up(self) -> bool:
+        """FAILED for good: its loads were tried `max_load_attempts` times."""
+        return (
+            self._state is ModelState.FAILED
+            and self.load_attempts >= self.settings.max_load_attempts
+        )
+
     def _claim_load(self) -> bool:
-        """COLD or FAILED -> LOADING, atomically: True for the one caller that got to load."""
-        return not self._closed and self._move(ModelState.LOADING, claim=True)
+        """COLD or FAILED -> LOADING, atomically: True for the one caller that got to load.
+        After `max_load_attempts` failed loads, never again: the model stays FAILED (/health
+        ERROR) instead of reloading GBs over and over for a cause that will not go away."""
+        if self._closed or self.gave_up:
+            return False
+        with self._lock:  # counted with the move, so two callers cannot both count
+            if ModelState.LOADING not in _TRANSITIONS[self._state]:
+                return False
+            self._state, self._error = ModelState.LOADING, ""
+            self.load_attempts += 1
+            return True
 
     def _thread(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -212,6 +166,8 @@ class ModelWorker:
         model stays LOADING until `finish` (Modal: loaded before a memory snapshot, finished
         after each restore). Raises ModelUnavailableError naming the model on failure."""
         if not self._claim_load():
+            if self.gave_up:
+                raise ModelUnavailableError(self._unavailable_msg())
             raise RuntimeError(f"{self.model.key} cannot load while {self._state}")
         self._loading_step(self._load_weights, on)
         if finish:
@@ -264,7 +220,13 @@ class ModelWorker:
         self._move(ModelState.READY)
 
     def _unavailable_msg(self) -> str:
-        return f"Model {self.model.model_id} failed to load: {self._error}"
+        msg = f"Model {self.model.model_id} failed to load: {self._error}"
+        if self.gave_up:
+            msg += (
+                f" (tried {self.load_attempts} times, ADAPTER_MAX_LOAD_ATTEMPTS; not tried "
+                "again until a restart)"
+            )
+        return msg
 
     # --- loading (on the model's thread) ----------------------------------------------------
 

@@ -13,11 +13,13 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -129,6 +131,14 @@ class RunnerSettings(BaseModel):
 OptimizationFlagValue = StrictStr | StrictBool | StrictInt | StrictFloat
 
 
+def _whole_number(value: Any) -> Any:
+    """A float that is a whole number as the int it stands for (from its shortest decimal
+    form, so 1e30 is exactly 10**30); anything else unchanged, for the field's own checks."""
+    if isinstance(value, float) and value.is_integer():
+        return int(Decimal(repr(value)))
+    return value
+
+
 class ModelEntry(BaseModel):
     """One entry of aiModels.json (go-livepeer's `core.AIModelConfig` plus `runner`)."""
 
@@ -144,7 +154,9 @@ class ModelEntry(BaseModel):
     gateway: StrictStr = ""
     # go-livepeer parses the raw JSON number; a string such as "0.5e-2USD" is refused there too.
     price_per_unit: Annotated[StrictInt | StrictFloat, Field(ge=0)] | None = None
-    pixels_per_unit: Annotated[StrictInt, Field(gt=0)] | None = None
+    # Any JSON number that is a positive whole number, as go-livepeer's big.Rat reads it:
+    # 100000000, 1e8 and 100000000.0 are the same; 1.5 and "1" are refused.
+    pixels_per_unit: Annotated[StrictInt, BeforeValidator(_whole_number), Field(gt=0)] | None = None
     currency: StrictStr = ""
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
 

@@ -97,7 +97,8 @@ class ModalSettings(BaseModel):
         "cpu",
         description="Memory snapshot for faster cold starts. 'cpu': imports and (where the "
         "pipeline supports it) weights loaded in CPU memory are snapshotted, then moved to the "
-        "GPU; 'gpu': Modal's alpha GPU snapshot of the model loaded on the GPU; 'off'.",
+        "GPU; 'gpu': Modal's alpha GPU snapshot of the model loaded, compiled and warmed up "
+        "on the GPU; 'off'.",
     )
     warm_schedule: list[WarmWindow] = Field(
         default_factory=list,

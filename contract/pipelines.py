@@ -227,6 +227,8 @@ PIPELINE_SPECS: dict[Pipeline, PipelineSpec] = {
         ),
         PipelineSpec(
             pipeline=Pipeline.TEXT_TO_SPEECH,
+            # Livepeer's 1.5e-06 USD per character; a unit is a thousandth of one.
+            recommended_usd_per_unit=Decimal("1.5e-09"),
             default_timeout_s=300.0,
             unit_name="character / 1000",
             request=TextToSpeechParams,

@@ -220,13 +220,39 @@ class AudioToTextForm(RequestModel):
 class SegmentAnything2Form(RequestModel):
     image: UploadField = Field(description="Image to segment.")
     model_id: str = Field("", description="Hugging Face model ID used for image generation.")
-    point_coords: str | None = Field(None, description="Nx2 array of point prompts (X,Y).")
-    point_labels: str | None = Field(None, description="1 = foreground, 0 = background.")
-    box: str | None = Field(None, description="A length 4 array box prompt, XYXY.")
-    mask_input: str | None = Field(None, description="A 1xHxW low-resolution mask input.")
-    multimask_output: bool = True
-    return_logits: bool = True
-    normalize_coords: bool = True
+    point_coords: str | None = Field(
+        None,
+        description="Nx2 array of point prompts to the model, where each point is in (X,Y) in "
+        "pixels.",
+    )
+    point_labels: str | None = Field(
+        None,
+        description="Labels for the point prompts, where 1 indicates a foreground point and 0 "
+        "indicates a background point.",
+    )
+    box: str | None = Field(
+        None,
+        description="A length 4 array given as a box prompt to the model, in XYXY format.",
+    )
+    mask_input: str | None = Field(
+        None,
+        description="A low-resolution mask input to the model, typically from a previous "
+        "prediction iteration, with the form 1xHxW (H=W=256 for SAM).",
+    )
+    multimask_output: bool = Field(
+        True,
+        description="If true, the model will return three masks for ambiguous input prompts, "
+        "often producing better masks than a single prediction.",
+    )
+    return_logits: bool = Field(
+        True,
+        description="If true, returns un-thresholded mask logits instead of a binary mask.",
+    )
+    normalize_coords: bool = Field(
+        True,
+        description="If true, the point coordinates will be normalized to the range [0,1], with "
+        "point_coords expected to be with respect to image dimensions.",
+    )
 
 
 class ImageToTextForm(RequestModel):
@@ -267,9 +293,9 @@ class TextResponse(BaseModel):
 
 
 class MasksResponse(BaseModel):
-    masks: str
-    scores: str
-    logits: str
+    masks: str = Field(description="The generated masks.")
+    scores: str = Field(description="The model's confidence scores for each generated mask.")
+    logits: str = Field(description="The raw, unnormalized predictions (logits) for the masks.")
 
 
 class ImageToTextResponse(BaseModel):

@@ -9,10 +9,14 @@ go-livepeer debits `units x price_per_unit / pixels_per_unit` (in wei) after a j
     image-to-video       height x width x 25 frames               (576 x 1024 when omitted)
     upscale, segment-anything-2, image-to-text
                          input image height x width
-    audio-to-text        whole seconds of audio (ffmpeg's duration, truncated) x 1000
-                         (a duration under one second is refused: "Unable to calculate duration")
+    audio-to-text        whole seconds of audio x 1000: the container's duration as FFmpeg reads
+                         it from a pipe, truncated; for mp3, wav and aac without one, bytes x 8
+                         / bitrate (lpms GetCodecInfoBytes). Under one second, or unmeasurable,
+                         is refused: "Unable to calculate duration"
     llm                  max_tokens (a request without it is refused: "MaxTokens not specified")
     text-to-speech       1000 x the number of characters (Unicode code points) of `text`
+    live-video-to-video  1280 x 720 x 30 per wall-clock second of the session, whatever the
+                         stream's real size and rate (`server/live_payment_processor.go`)
 
 text-to-video is not a go-livepeer pipeline, so its rule is **our own**, image-to-video's kind:
 
@@ -57,8 +61,11 @@ VIDEO_FRAMES = 25  # stable-video-diffusion-img2vid-xt's frame count, fixed in g
 MS_PER_SECOND = 1000
 UNITS_PER_CHARACTER = 1000
 
-# The gateway's stand-in for a live stream's pre-payment: 60 s of 1280x720 at 30 fps.
-LIVE_PREPAY_UNITS = 60 * 30 * 720 * 1280
+# go-livepeer bills a live-video-to-video session as if it were 1280x720 at 30 fps, whatever
+# the stream is (`defaultSegInfo` of server/live_payment_processor.go, since c71d466cc).
+LIVE_UNITS_PER_SECOND = 1280 * 720 * 30
+# The gateway's pre-payment of a live stream: 60 s of that.
+LIVE_PREPAY_UNITS = 60 * LIVE_UNITS_PER_SECOND
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,8 @@ class RequestFacts:
 
     input_width: int | None = None
     input_height: int | None = None
-    # Length of the uploaded audio in milliseconds (any precision; go-livepeer truncates it to
-    # whole seconds first).
+    # Length of the uploaded audio in milliseconds as go-livepeer measures it (the adapter
+    # passes functions.audio.livepeer_seconds x 1000; any precision, truncated to seconds).
     audio_duration_ms: int | Decimal | None = None
 
 
@@ -148,13 +155,14 @@ def request_units(request: RequestModel, facts: RequestFacts | None = None) -> i
             # Go's utf8.RuneCountInString: one per code point, as Python's len().
             return UNITS_PER_CHARACTER * len(request.text)
     raise UnitsError(
-        f"{pipeline.value} is not priced per request: go-livepeer charges a live stream by "
-        "pixels x fps x seconds (see live_video_units)"
+        f"{pipeline.value} is not priced per request: go-livepeer charges a live session "
+        "1280 x 720 x 30 units per second of its length (see live_video_units)"
     )
 
 
-def live_video_units(
-    width: int, height: int, fps: int | Decimal, seconds: int | Decimal
-) -> Decimal:
-    """Units of a live-video-to-video stream: pixels of every frame sent."""
-    return Decimal(width) * height * Decimal(fps) * Decimal(seconds)
+def live_video_units(seconds: int | float | Decimal) -> int:
+    """Units go-livepeer debits for `seconds` of a live-video-to-video session: 1280 x 720 x 30
+    a second, truncated to a whole unit, however large, small or fast the stream really is."""
+    if seconds < 0:
+        raise UnitsError(f"a session cannot last {seconds} s")
+    return int(LIVE_UNITS_PER_SECOND * Decimal(seconds))

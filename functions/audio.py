@@ -4,11 +4,14 @@ to the 16 kHz mono float32 samples speech models take.
 PyAV bundles FFmpeg's libraries in its wheel, so nothing outside Python is needed. The format is
 found from the bytes, never from a file name. Decoding stops as soon as the audio runs past
 `max_seconds`, so a small file that expands to hours of audio costs no more than the limit.
+Text-to-speech's answers go the other way: float samples to a 16-bit PCM WAV data URL.
 """
 
 from __future__ import annotations
 
+import base64
 import io
+import wave
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +25,11 @@ AUDIO_DEMUXERS = (
     "mov,mp4,m4a,3gp,3g2,mj2,"  # one demuxer: MP4 and its family
     "matroska,webm"  # one demuxer: Matroska and WebM
 )
+
+
+# lpms estimates the length of these from the file's size and bitrate when FFmpeg gives none.
+BITRATE_FORMATS = frozenset({"mp3", "wav", "aac"})
+MICROSECONDS = 1_000_000  # FFmpeg's AV_TIME_BASE
 
 
 class AudioDecodeError(ValueError):
@@ -87,3 +95,67 @@ def decode_audio(data: bytes, *, max_seconds: float, keep_samples: bool = True) 
         raise AudioDecodeError("the file holds no audio samples")
     samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
     return DecodedAudio(samples=samples.astype(np.float32, copy=False), seconds=count / SAMPLE_RATE)
+
+
+class _Pipe(io.BytesIO):
+    """The upload as go-livepeer hands it to FFmpeg: through a pipe, which cannot seek, so FFmpeg
+    reads neither the file's end nor its size (which is why Ogg has no length there)."""
+
+    def seekable(self) -> bool:
+        return False
+
+
+def livepeer_seconds(data: bytes) -> int:
+    """The whole seconds go-livepeer's orchestrator bills an audio upload for; 0 when it cannot
+    measure it (it then refuses the request: "Unable to calculate duration").
+
+    As lpms `GetCodecInfoBytes` (ffmpeg/ffmpeg.go, ffmpeg/extras.c): the container's duration
+    from FFmpeg reading a pipe, truncated to whole seconds; when that is 0 for MP3, WAV or ADTS
+    AAC, bytes x 8 / the audio stream's bitrate, tags and cover art included. Not the decoded
+    length: a 29.9996 s FLAC is 29 s there, an Ogg file nothing.
+    """
+    import av
+
+    try:
+        with av.open(
+            _Pipe(data),
+            mode="r",
+            options={"format_whitelist": AUDIO_DEMUXERS},
+            metadata_errors="ignore",
+        ) as container:
+            duration = container.duration  # None: AV_NOPTS_VALUE
+            name = container.format.name
+            audio = next((s for s in container.streams if s.type == "audio"), None)
+            bit_rate = audio.codec_context.bit_rate if audio is not None else 0
+    except av.FFmpegError:
+        return 0  # "Error getting codec info"
+    # C's int64 division truncates toward zero.
+    seconds = int(duration / MICROSECONDS) if duration is not None else 0
+    if seconds == 0 and bit_rate and bit_rate > 0 and name in BITRATE_FORMATS:
+        seconds = len(data) * 8 // bit_rate
+    return max(seconds, 0)
+
+
+# --- encoding (text-to-speech answers) -----------------------------------------------------
+
+WAV_SAMPLE_WIDTH = 2  # bytes: 16-bit PCM, as the runner's soundfile writes a WAV by default
+
+
+def encode_wav(samples: np.ndarray, sampling_rate: int) -> bytes:
+    """A mono 16-bit PCM WAV of float samples in [-1, 1] (values beyond are clipped)."""
+    if samples.ndim != 1:
+        raise ValueError(f"samples must be mono (one dimension), got shape {samples.shape}")
+    pcm = np.round(np.clip(samples.astype(np.float32), -1.0, 1.0) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(WAV_SAMPLE_WIDTH)
+        out.setframerate(sampling_rate)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def wav_data_url(samples: np.ndarray, sampling_rate: int) -> str:
+    """A `data:audio/wav;base64,...` URL, the form the runner's text-to-speech answers take."""
+    data = base64.b64encode(encode_wav(samples, sampling_rate)).decode("ascii")
+    return "data:audio/wav;base64," + data

@@ -1,12 +1,16 @@
 """Fetching a model's weights into a Hugging Face cache folder, once, before serving.
 
-Used by modal_app.py's `download_models` (into the Modal Volume); serving never downloads.
+Used by modal_download.py's `download` (into the Modal Volume); serving never downloads.
 Only the files a pipeline loads are fetched: model repos often carry the same weights several
 times (fp32 and fp16, .bin and .safetensors, single-file checkpoints, ONNX), tens of GB unused.
+Each download records the commit it resolved in the folder's revisions manifest
+(`REVISIONS_FILE`), which the deploy pins each Modal class to.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path, PurePosixPath
 
@@ -33,6 +37,8 @@ SKIPPED_SUFFIXES = (
 )
 SKIPPED_FOLDERS = frozenset({"onnx", "flax", "openvino", "coreml", "tensorrt", ".git"})
 FP16_SUFFIX = ".fp16.safetensors"
+# At the cache folder's root: {repo id: the commit sha its last download resolved}.
+REVISIONS_FILE = ".revisions.json"
 
 
 def _folder(name: str) -> str:
@@ -98,3 +104,25 @@ def download_model(
     )
     print(f"{repo_id}: done in {time.monotonic() - started:.0f} s -> {folder}", flush=True)
     return Path(folder)
+
+
+def read_revisions(cache_dir: Path) -> dict[str, str]:
+    """The revisions manifest of `cache_dir` ({} when there is none yet)."""
+    path = cache_dir / REVISIONS_FILE
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {str(repo): str(sha) for repo, sha in data.items()}
+
+
+def record_revision(cache_dir: Path, repo_id: str, folder: Path) -> str:
+    """Record in the manifest the commit `folder` (a `snapshots/<sha>` folder of `repo_id`)
+    holds, replacing the file at once (written aside, then renamed); returns the sha."""
+    sha = folder.name
+    if len(sha) != 40 or not set(sha) <= set("0123456789abcdef"):
+        raise ValueError(f"{folder} is not a snapshot folder named by its commit sha")
+    revisions = read_revisions(cache_dir) | {repo_id: sha}
+    staging = cache_dir / f"{REVISIONS_FILE}.{os.getpid()}"
+    staging.write_text(json.dumps(revisions, indent=1, sort_keys=True), encoding="utf-8")
+    staging.replace(cache_dir / REVISIONS_FILE)
+    return sha

@@ -21,7 +21,14 @@ from contract.aimodels import ServedModel
 from contract.errors import ConfigError
 from contract.modal_settings import MAX_TIMEOUT_S, WarmWindow
 from contract.pipelines import Pipeline
-from modal_deploy.settings import MODELS_JSON_ENV, ModalDeploySettings
+from modal_deploy.environment import COMPILE_CACHE_MOUNT, gpu_settings, settings_env, web_env
+from modal_deploy.settings import (
+    MODELS_JSON_ENV,
+    REVISIONS_ENV,
+    ModalDeploySettings,
+    class_entries,
+)
+from modal_deploy.weights import MODELS_MOUNT, pinned_model, repo_revisions, revisions_json
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +63,8 @@ IMAGE_PACKAGES = (
 LOCAL_PACKAGES = ("adapter", "contract", "functions", "modal_deploy", "pricing")
 PYTHON_VERSION = "3.11"
 
-MODELS_MOUNT = "/models"
-COMPILE_CACHE_DIR = f"{MODELS_MOUNT}/.compile-cache"
+# Re-exported: where the weights Volume and the compile-cache Volume are mounted.
+__all__ = ["COMPILE_CACHE_MOUNT", "MODELS_MOUNT"]
 # Beyond a class's own limits (start + run), time for Modal to queue and route the call.
 CALL_WAIT_MARGIN_S = 60
 MAX_NAME_LENGTH = 64
@@ -80,6 +87,12 @@ class ClassPlan:
     startup_timeout: int
     snapshot: str
     warm_schedule: tuple[WarmWindow, ...] = ()
+    # What the class is defined from, and nothing else of the file: its own entries (as the
+    # deploy gives them, without go-livepeer's url, prices and token) and the pinned commit of
+    # each repo it loads. Editing another model, or re-downloading another's weights, leaves
+    # this class's definition byte-identical: its warm pool and snapshot survive the deploy.
+    entries_json: str = "[]"
+    revisions: tuple[tuple[str, str], ...] = ()
 
     def cls_options(self) -> dict[str, Any]:
         """The keyword arguments of `app.cls` that come from the configuration."""
@@ -115,8 +128,19 @@ class ClassPlan:
 
     @property
     def env(self) -> dict[str, str]:
-        # Weights come from the Volume only (the worker's settings name it: `gpu_settings`).
-        return {"HF_HUB_OFFLINE": "1"}
+        """The class's own environment: weights from the Volume only (the worker's settings
+        name it: `gpu_settings`), its entries and its pinned revisions, from which its
+        container defines it again."""
+        return {
+            "HF_HUB_OFFLINE": "1",
+            MODELS_JSON_ENV: self.entries_json,
+            REVISIONS_ENV: revisions_json(dict(self.revisions)),
+        }
+
+    @property
+    def served_model(self) -> ServedModel:
+        """The model as the class loads it: from its pinned snapshot folders, when pinned."""
+        return pinned_model(self.model, self.revisions)
 
     @property
     def call_wait_s(self) -> int:
@@ -140,6 +164,8 @@ class WebPlan:
     min_containers: int
     timeout: int
     env: dict[str, str] = field(default_factory=dict)
+    cpu: float = 0.25
+    memory_mb: int = 1024
     # One container: the adapter's per-model capacity limits then hold for the whole app.
     max_containers: int = 1
     scaledown_window: int = 300
@@ -150,6 +176,8 @@ class WebPlan:
             "max_containers": self.max_containers,
             "scaledown_window": self.scaledown_window,
             "timeout": self.timeout,
+            "cpu": self.cpu,
+            "memory": self.memory_mb,
         }
 
 
@@ -157,6 +185,7 @@ class WebPlan:
 class AppPlan:
     app_name: str
     volume_name: str
+    compile_volume_name: str
     auth_secret: str
     hf_secret: str
     classes: tuple[ClassPlan, ...]
@@ -166,22 +195,35 @@ class AppPlan:
     gpu_settings: Settings
     # The deploy's settings that the containers must share (see `settings_env`).
     settings_env: dict[str, str] = field(default_factory=dict)
+    # The pinned commit of every repo the deploy loads (the Volume's manifest).
+    revisions: dict[str, str] = field(default_factory=dict)
 
     @property
-    def container_env(self) -> dict[str, str]:
-        """Given to every function: each container imports modal_app.py again and must
-        define the same functions and classes as the deploy did, under the same limits."""
+    def deploy_env(self) -> dict[str, str]:
+        """What every function gets of the deploy as a whole: each container imports
+        modal_app.py again and must define its function as the deploy did, under the same
+        limits."""
         return {
-            MODELS_JSON_ENV: self.models_json,
             "ADAPTER_MODAL_APP": self.app_name,
             "ADAPTER_MODAL_WEB": str(self.web is not None).lower(),
             **self.settings_env,
         }
 
+    @property
+    def container_env(self) -> dict[str, str]:
+        """The environment of the functions that call every class (the web adapter, the warm
+        schedule): the whole file, so their containers define every class."""
+        return {
+            MODELS_JSON_ENV: self.models_json,
+            REVISIONS_ENV: revisions_json(self.revisions),
+            **self.deploy_env,
+        }
+
     def gpu_class_options(self, plan: ClassPlan) -> dict[str, Any]:
         """Every keyword argument of `app.cls` for `plan` but the Modal objects (image and
-        Volume): the configured ones and the class's whole environment."""
-        return {**plan.cls_options(), "env": {**plan.env, **self.container_env}}
+        Volumes): the configured ones and the class's whole environment, which holds its own
+        entries only (a GPU container defines its own class, from them)."""
+        return {**plan.cls_options(), "env": {**self.deploy_env, **plan.env}}
 
     @property
     def stream_queue(self) -> str:
@@ -194,6 +236,11 @@ class AppPlan:
     def warm_targets(self, when: datetime) -> dict[str, int]:
         """min_containers per scheduled class at `when` (what the scheduled function applies)."""
         return {p.name: p.min_containers_at(when) for p in self.classes if p.warm_schedule}
+
+    def web_min_containers_at(self, when: datetime) -> int:
+        """The web adapter's warm containers at `when`: one while any class is kept warm, so a
+        warm model costs no web cold start, none while every class may scale to zero."""
+        return web_min_containers(self.classes, when)
 
 
 def _camel(pipeline: Pipeline) -> str:
@@ -216,6 +263,10 @@ def stream_queue_name(app_name: str) -> str:
     return f"{app_name[: MAX_NAME_LENGTH - 8]}-streams"
 
 
+def web_min_containers(classes: tuple[ClassPlan, ...], when: datetime) -> int:
+    return 1 if any(plan.min_containers_at(when) for plan in classes) else 0
+
+
 def plan_class(model: ServedModel, now: datetime) -> ClassPlan:
     """The GPU class of one served model; raises ConfigError naming the model and field."""
     from adapter.pipelines import PIPELINES
@@ -226,6 +277,7 @@ def plan_class(model: ServedModel, now: datetime) -> ClassPlan:
             f"{model.key}: field 'pipeline': {model.pipeline.value!r} has no implementation to "
             "run on Modal yet"
         )
+    PIPELINES[model.pipeline].check_model(model)
     settings = model.runner.modal
     schedule = tuple(settings.warm_schedule)
     if settings.min_containers is not None:
@@ -285,69 +337,41 @@ def plan_classes(models: list[ServedModel], now: datetime) -> tuple[ClassPlan, .
     return plans
 
 
-def limits_env(settings: Settings) -> dict[str, str]:
-    """The deploy's cost limits as the environment that sets them (`ADAPTER_MAX_*`)."""
-    return {f"ADAPTER_{k.upper()}": str(v) for k, v in settings.limits.model_dump().items()}
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The deploy's settings every container gets, set explicitly, so that modal_app.py,
-    imported again there, reads the same and bakes the same `gpu_settings`: the cost limits
-    (the GPU classes check some again: video frames at load, audio length, prompt tokens) and
-    the compile choices."""
-    return limits_env(settings) | {
-        "ADAPTER_COMPILE_BACKEND": settings.compile_backend,
-        "ADAPTER_COMPILE_MODE": settings.compile_mode,
-    }
-
-
-def gpu_settings(settings: Settings) -> Settings:
-    """What a GPU class's worker runs with, derived from the deploy's settings without reading
-    any environment: CUDA named (never probed before a snapshot), the weights Volume as the
-    model folder, compiled kernels kept on it (a new container reloads them instead of
-    compiling for minutes), the deploy's limits and compile choices."""
-    data = {
-        "device": "cuda",
-        "model_dir": MODELS_MOUNT,
-        "compile_cache_dir": COMPILE_CACHE_DIR,
-        "compile_backend": settings.compile_backend,
-        "compile_mode": settings.compile_mode,
-        "limits": settings.limits.model_dump(),
-    }
-    # By field name, through validation only: BaseSettings reads the environment in __init__.
-    return Settings.model_validate(data, by_name=True)
-
-
-def web_env(settings: Settings) -> dict[str, str]:
-    """Environment of the deployed adapter: the deploy's limits and queue settings carry over."""
-    env = limits_env(settings)
-    env |= {
-        "ADAPTER_QUEUE_TIMEOUT_S": str(settings.queue_timeout_s),
-        "ADAPTER_RETRY_AFTER_S": str(settings.retry_after_s),
-        "ADAPTER_MODAL_CONNECT_TIMEOUT_S": str(settings.modal_connect_timeout_s),
-    }
-    return env
-
-
 def build_plan(
     models: list[ServedModel],
     models_json: str,
     settings: Settings,
     deploy: ModalDeploySettings,
     now: datetime,
+    revisions: dict[str, str] | None = None,
 ) -> AppPlan:
-    classes = plan_classes(models, now)
+    """The deployment of `models`: `models_json` is the file as the containers get it (see
+    `deployed_models_json`), `revisions` the Volume's manifest (repo -> pinned commit)."""
+    revisions = dict(revisions or {})
+    own = class_entries(models_json)
+    classes = tuple(
+        replace(
+            plan,
+            entries_json=own.get(plan.model.key, "[]"),
+            revisions=repo_revisions(plan.model, revisions),
+        )
+        for plan in plan_classes(models, now)
+    )
     web = WebPlan(
         label=deploy.web_label or settings.modal_app,
         max_inputs=deploy.web_max_inputs,
-        # The adapter stays up while any model is warm, so a warm model costs no web cold start.
-        min_containers=1 if any(plan.min_containers for plan in classes) else 0,
+        # Deployed with the value of the deploy's hour; the warm schedule's function follows
+        # the clock (`web_min_containers_at`).
+        min_containers=web_min_containers(classes, now),
         timeout=min(max(plan.call_wait_s for plan in classes) + 60, MAX_TIMEOUT_S),
         env=web_env(settings),
+        cpu=deploy.web_cpu,
+        memory_mb=deploy.web_memory_mb,
     )
     return AppPlan(
         app_name=settings.modal_app,
         volume_name=deploy.volume,
+        compile_volume_name=deploy.compile_volume,
         auth_secret=deploy.auth_secret,
         hf_secret=deploy.hf_secret,
         classes=classes,
@@ -355,26 +379,5 @@ def build_plan(
         models_json=models_json,
         gpu_settings=gpu_settings(settings),
         settings_env=settings_env(settings),
+        revisions={repo: sha for plan in classes for repo, sha in plan.revisions},
     )
-
-
-@dataclass(frozen=True)
-class DownloadTarget:
-    repo_id: str
-    prefer_fp16: bool
-
-
-def download_targets(classes: tuple[ClassPlan, ...]) -> list[DownloadTarget]:
-    """The Hugging Face repos the Volume must hold: each model and each safety checker given by
-    id. Entries with a `model_path` (or the demo) bring their own files."""
-    wanted: dict[str, bool] = {}
-    for plan in classes:
-        runner = plan.model.runner
-        if runner.model_path is None and not runner.demo:
-            # On a GPU, 'auto' runs in float16, where the fp16 variant is what gets loaded.
-            fp16 = runner.torch_dtype in ("auto", "float16")
-            wanted[plan.model.model_id] = wanted.get(plan.model.model_id, True) and fp16
-        checker = runner.safety_checker
-        if checker and not checker.startswith("/"):
-            wanted[checker] = False  # the checker always runs in float32
-    return [DownloadTarget(repo, fp16) for repo, fp16 in wanted.items()]

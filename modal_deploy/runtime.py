@@ -13,10 +13,19 @@ Loading is split for Modal's memory snapshots (`runner.modal.snapshot`):
   (`PipelineRunner.movable`), the weights loaded into CPU memory: the expensive part, reading
   GBs from the Volume and building the modules. After each restore only the move to the GPU is
   left. No CUDA call happens before the snapshot (CPU snapshots have no GPU then).
-- "gpu": the model loads straight onto the GPU before Modal's GPU snapshot (alpha; see
-  docs/modal.md for its reliability caveats).
+- "gpu": the model loads straight onto the GPU, is compiled and warmed up there (the worker's
+  `finish`) before Modal's GPU snapshot (alpha; see docs/modal.md for its caveats), so a
+  restored container serves at once.
 - "off": one load after start.
-Compiling and warming up (the worker's `finish`) happen on the final device, after any snapshot.
+Otherwise compiling and warming up happen on the final device, after the snapshot. Once a model
+is ready, the compile-cache Volume is committed (kernels compiled here reach later containers);
+the weights Volume is mounted read-only.
+
+A failed load does not fail the container: Modal would replace it and load again, over and
+over, on billed GPUs (a warm pool crash-loops). The container stays up with its worker FAILED,
+answers each input at once with the load's error (a 500 naming it), and lowers its class's warm
+pool to 0 (`min_containers`), so idle failed containers go after `scaledown_window`; a load is
+tried again only in a new container, `max_load_attempts` times at most in one.
 
 Methods are `async` on purpose: Modal cancels an async input by cancelling its task, which sets
 the stop flag the pipelines check between steps. A cancelled sync input with concurrency on
@@ -27,21 +36,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from contextlib import suppress
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import modal
 from pydantic import BaseModel
 
+from adapter.backends.base import ModelState
 from adapter.pipelines import PIPELINES
 from adapter.pipelines.base import PipelineRunner
 from adapter.settings import Settings
 from adapter.worker import ModelWorker
 from contract.aimodels import ServedModel
+from contract.errors import ModelUnavailableError
 from contract.pipelines import Pipeline
 from contract.schemas import RequestModel
 from modal_deploy.plan import (
+    COMPILE_CACHE_MOUNT,
     IMAGE_PACKAGES,
     LOCAL_PACKAGES,
     MODELS_MOUNT,
@@ -68,6 +82,16 @@ def build_image() -> modal.Image:
     )
 
 
+def volume_committer(volume: Any) -> Callable[[], None]:
+    """Commit `volume` (a modal.Volume) from a container; nothing to do outside one."""
+
+    def commit() -> None:
+        if not modal.is_local():
+            volume.commit()
+
+    return commit
+
+
 class GpuModel:
     """The body of a generated GPU class; `define_gpu_classes` sets the class attributes."""
 
@@ -75,7 +99,10 @@ class GpuModel:
     settings: ClassVar[Settings]
     pipelines: ClassVar[Mapping[Pipeline, PipelineRunner]]
     stream_queue: ClassVar[Any]  # a modal.Queue (see stream_into)
+    compile_cache_commit: ClassVar[Callable[[], None]]  # a staticmethod: no self
+    modal_cls: ClassVar[Any]  # the modal.Cls of this class, to lower its own warm pool
     worker: ModelWorker
+    stood_down = False
 
     # --- loading -------------------------------------------------------------------------
 
@@ -84,16 +111,53 @@ class GpuModel:
         import torch
         import transformers  # noqa: F401
 
-        model = self.plan.model
+        model = self.plan.served_model  # from its pinned snapshot folders
         self.worker = ModelWorker(model, self.settings, self.pipelines[model.pipeline])
-        # Raised from enter, a failed load fails the container and the waiting inputs get it.
         if self.plan.snapshot == "gpu":
-            self.worker.load(finish=False)
+            # Loaded, compiled and warmed up on the GPU: all of it in the GPU snapshot.
+            self._loading(lambda: self.worker.load(finish=True), stand_down=False)
         elif self.plan.snapshot == "cpu" and self.worker.glue.movable:
-            self.worker.load(torch.device("cpu"), finish=False)
+            cpu = torch.device("cpu")
+            self._loading(lambda: self.worker.load(cpu, finish=False), stand_down=False)
 
     def _after_restore(self) -> None:
-        self.worker.finish()
+        if self.worker.state is not ModelState.READY:
+            # Finishes what the snapshot holds, or loads again if its load failed there.
+            self._loading(self.worker.finish, stand_down=True)
+
+    def _loading(self, step: Callable[[], None], *, stand_down: bool) -> None:
+        """Run a loading step; a failure leaves the worker FAILED (inputs answered with its
+        error) instead of failing the container. Before a snapshot nothing more: the restored
+        container tries again (an operator who fixed the weights redeploys, which also makes a
+        new snapshot); after it, the class's warm pool is lowered to 0."""
+        try:
+            step()
+        except ModelUnavailableError as exc:
+            logger.error("%s: %s", self.plan.name, exc)
+            if stand_down:
+                self._stand_down()
+            return
+        if self.worker.state is ModelState.READY:
+            try:
+                type(self).compile_cache_commit()
+            except Exception as exc:  # a cache not kept costs a compile later, not a request
+                logger.warning("%s: compile cache not committed: %r", self.plan.name, exc)
+
+    def _stand_down(self) -> None:
+        """Lower this class's warm pool to 0, so idle failed containers go after
+        `scaledown_window` instead of being kept (and billed); the next deploy, or the warm
+        schedule's next run, sets it back."""
+        self.stood_down = True
+        if modal.is_local():
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", modal.exception.DeprecationError)
+                self.modal_cls().update_autoscaler(min_containers=0)
+        except Exception as exc:
+            logger.warning("%s: warm pool not lowered: %r", self.plan.name, exc)
+        else:
+            logger.error("%s: warm pool lowered to 0 after a failed load", self.plan.name)
 
     # --- methods -------------------------------------------------------------------------
 
@@ -107,6 +171,9 @@ class GpuModel:
         return {
             "model": self.plan.model.key,
             "class": self.plan.name,
+            "state": self.worker.state.value,
+            "error": self.worker.error,
+            "revisions": ",".join(f"{repo}@{sha[:10]}" for repo, sha in self.plan.revisions),
             "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if on_cuda else "",
             "load_s": f"{self.worker.load_s:.1f}",
@@ -189,18 +256,27 @@ def define_gpu_classes(
     module: str,
     image: modal.Image,
     volume: modal.Volume,
+    compile_cache: modal.Volume,
     stream_queue: Any,
     pipelines: Mapping[Pipeline, PipelineRunner] = PIPELINES,
+    commit_compile_cache: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """One Modal class per planned model, named as the plan says, for `module`'s globals: the
-    one place a GPU class is defined. Its options are the plan's, all of them; `stream_queue`
-    is the Queue named `plan.stream_queue`; `pipelines` is the glue registry its worker runs
-    (tests pass their own).
+    one place a GPU class is defined. Its options are the plan's, all of them; `volume` (the
+    weights) is mounted read-only, `compile_cache` read-write and committed once the model is
+    ready (`commit_compile_cache`, by default that Volume's commit); `stream_queue` is the
+    Queue named `plan.stream_queue`; `pipelines` is the glue registry its worker runs (tests
+    pass their own).
 
     Modal finds a class in a container by importing `module` and looking the name up there, so
     the caller binds each returned class as a module global of that name.
     """
     classes: dict[str, Any] = {}
+    volumes: dict[str | PurePosixPath, modal.Volume | modal.CloudBucketMount] = {
+        MODELS_MOUNT: volume.with_mount_options(read_only=True),
+        COMPILE_CACHE_MOUNT: compile_cache,
+    }
+    commit = commit_compile_cache or volume_committer(compile_cache)
     for class_plan in plan.classes:
         base = PlainGpuModel if class_plan.snapshot == "off" else SnapshotGpuModel
         body = {
@@ -208,14 +284,16 @@ def define_gpu_classes(
             "settings": plan.gpu_settings,
             "pipelines": pipelines,
             "stream_queue": stream_queue,
+            "compile_cache_commit": staticmethod(commit),
             "__module__": module,
             "__qualname__": class_plan.name,
         }
         user_cls = type(class_plan.name, (base,), body)
         concurrent = modal.concurrent(**class_plan.concurrency_options())(user_cls)
         classes[class_plan.name] = app.cls(
-            image=image, volumes={MODELS_MOUNT: volume}, **plan.gpu_class_options(class_plan)
+            image=image, volumes=volumes, **plan.gpu_class_options(class_plan)
         )(concurrent)
+        setattr(user_cls, "modal_cls", classes[class_plan.name])  # noqa: B010 (a built type)
     return classes
 
 

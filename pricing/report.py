@@ -275,9 +275,6 @@ def render(report: EntryReport, options: Options) -> str:
     ]
     table = [header]
     for row in report.rows:
-        wei = "-"
-        if options.eth_usd is not None:
-            wei = _g(row.recommended_usd_per_unit / options.eth_usd * Decimal(10) ** 18)
         earns = row.config.per_unit_of_work * row.units_per_job
         earns_usd = configured_usd_per_unit(
             row.config.price_per_unit,
@@ -285,6 +282,10 @@ def render(report: EntryReport, options: Options) -> str:
             row.config.currency,
             options.eth_usd,
         )
+        wei = "-"
+        if options.eth_usd is not None and earns_usd is not None:
+            # Of the price written (rounded up to 4 digits), which is what go-livepeer debits.
+            wei = _g(earns_usd / options.eth_usd * Decimal(10) ** 18)
         table.append(
             [
                 row.gpu.label,

@@ -21,6 +21,7 @@ from functions.tiny.image_models import (
     build_tiny_sd_upscaler,
     build_tiny_svd,
 )
+from functions.tiny.segment_anything import build_tiny_sam2
 from functions.tiny.stable_diffusion import (
     build_tiny_safety_checker,
     build_tiny_sd,
@@ -101,6 +102,11 @@ def tiny_whisper(model_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llm(model_root: Path) -> Path:
     return build_tiny_llm(model_root / "tiny-llm")
+
+
+@pytest.fixture(scope="session")
+def tiny_sam2(model_root: Path) -> Path:
+    return build_tiny_sam2(model_root / "tiny-sam2")
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,7 @@ class LocalBackend:
                     f"{model.key}: field 'pipeline': {model.pipeline.value!r} has no local "
                     f"implementation yet (implemented: {implemented})"
                 )
+            self.pipelines[model.pipeline].check_model(model)
 
     async def start(self) -> None:
         for worker in self._workers.values():

@@ -16,7 +16,9 @@ class is found in the deployed app, LOADING while Modal cannot be reached yet (g
 counts that as ready, and requests then get 503), and FAILED (/health ERROR) when Modal refuses:
 no token, or the app or class is not deployed. go-livepeer gives up at once on ERROR, which is
 wanted: a missing deployment must stop the orchestrator's start loudly, not fail every job.
-Lookups are retried in the background, so a later deploy turns ERROR into OK.
+Lookups are retried in the background, so a later deploy turns ERROR into OK. A model whose
+container answers that its load failed (modal_deploy/runtime.py keeps such a container up
+instead of crash-looping) is FAILED too, until one of its calls succeeds again.
 
 `modal` is imported lazily: the local backend works without it.
 """
@@ -283,6 +285,9 @@ class ModalBackend:
                         raise
             try:
                 result = await call.get.aio(timeout=plan.call_wait_s)
+            except ModelUnavailableError:
+                self._states[model.key] = ModelState.FAILED  # its load failed: /health ERROR
+                raise
             except RunnerError:
                 raise  # raised in the container: the call is over
             except TimeoutError as exc:
@@ -298,6 +303,7 @@ class ModalBackend:
                 if hooks is None or not hooks.keep_call:
                     await self._cancel(call)
                 raise
+        self._states[model.key] = ModelState.READY
         assert isinstance(result, BaseModel)
         return result
 
@@ -320,7 +326,10 @@ class ModalBackend:
                             continue
                         over = True
                         if kind == "error":
+                            if isinstance(value, ModelUnavailableError):
+                                self._states[model.key] = ModelState.FAILED
                             raise value  # raised in the container, translated there
+                        self._states[model.key] = ModelState.READY
                         return
             finally:
                 outcome.cancel()  # stops waiting here, not the call

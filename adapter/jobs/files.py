@@ -116,7 +116,9 @@ def response_files(
     video = _video_file(response)
     if video is not None:
         return video
-    return [("response.json", _json_file(response.model_dump(mode="json")))], {}
+    text = getattr(response, "text", None)  # image-to-text's caption
+    summary = {"text": text} if isinstance(text, str) else {}
+    return [("response.json", _json_file(response.model_dump(mode="json")))], summary
 
 
 def _video_file(response: BaseModel) -> tuple[list[tuple[str, bytes]], dict[str, Any]] | None:

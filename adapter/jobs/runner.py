@@ -32,8 +32,8 @@ from adapter.jobs.outputs.base import OutputStore
 from adapter.jobs.requests import job_request
 from adapter.jobs.settings import JobsSettings
 from adapter.jobs.store.base import JobStore
+from adapter.pipeline_errors import OUT_OF_MEMORY_MSG
 from adapter.service import RunnerService
-from adapter.worker import OUT_OF_MEMORY_MSG
 from contract.errors import (
     BadRequestError,
     InferenceError,

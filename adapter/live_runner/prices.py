@@ -10,8 +10,8 @@ Two sources, in this order:
 2. The entry's own aiModels.json price in USD (`price_per_unit / pixels_per_unit` per unit):
    `fixed` is that price times go-livepeer's units of the pipeline's default request (the
    gateway's defaults; an uploaded image of DEFAULT_INPUT_SIDE squared, audio of
-   DEFAULT_AUDIO_SECONDS), rounded up to 4 significant digits. It already holds the operator's
-   margin, so none is added.
+   DEFAULT_AUDIO_SECONDS, a text-to-speech text of DEFAULT_TTS_CHARS), rounded up to 4
+   significant digits. It already holds the operator's margin, so none is added.
 3. A built-in demo model (random weights, `runner.demo`) with neither: Livepeer's recommended
    USD price per unit (RUNNER-CONTRACT.md §9) in place of the entry's, as in 2.
 """
@@ -34,6 +34,8 @@ from pricing.results import Measurement, ResultsError, find_measurements, load_r
 
 DEFAULT_INPUT_SIDE = 512
 DEFAULT_AUDIO_SECONDS = 60
+# The gateway sends no default text: a default text-to-speech request says a sentence or two.
+DEFAULT_TTS_CHARS = 100
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,8 @@ def default_facts(pipeline: Pipeline) -> RequestFacts:
 
 def default_units(pipeline: Pipeline) -> int:
     """go-livepeer's units of the pipeline's default request (see the module docstring)."""
-    return request_units(typical_request(pipeline, {}), default_facts(pipeline))
+    fields = {"text": "x" * DEFAULT_TTS_CHARS} if pipeline is Pipeline.TEXT_TO_SPEECH else {}
+    return request_units(typical_request(pipeline, fields), default_facts(pipeline))
 
 
 def entry_usd_per_unit(entry: ModelEntry) -> Decimal | None:

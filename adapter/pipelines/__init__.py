@@ -12,9 +12,12 @@ from pydantic import BaseModel
 from adapter.pipelines.audio_to_text import AudioToTextRunner
 from adapter.pipelines.base import PipelineRunner
 from adapter.pipelines.image_to_image import ImageToImageRunner
+from adapter.pipelines.image_to_text import ImageToTextRunner
 from adapter.pipelines.image_to_video import ImageToVideoRunner
 from adapter.pipelines.llm import LLMRunner
+from adapter.pipelines.segment_anything_2 import SegmentAnything2Runner
 from adapter.pipelines.text_to_image import TextToImageRunner
+from adapter.pipelines.text_to_speech import TextToSpeechRunner
 from adapter.pipelines.text_to_video import TextToVideoRunner
 from adapter.pipelines.upscale import UpscaleRunner
 from contract.errors import ConfigError
@@ -29,6 +32,9 @@ PIPELINES: dict[Pipeline, PipelineRunner] = {
         UpscaleRunner(),
         AudioToTextRunner(),
         LLMRunner(),
+        SegmentAnything2Runner(),
+        ImageToTextRunner(),
+        TextToSpeechRunner(),
         TextToVideoRunner(),
     )
 }

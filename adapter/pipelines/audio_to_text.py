@@ -101,6 +101,7 @@ class AudioToTextRunner(PipelineRunner):
     pipeline = Pipeline.AUDIO_TO_TEXT
 
     async def check(self, request: RequestModel, limits: Limits) -> Prepared:
+        from functions.audio import livepeer_seconds
         from functions.audio_to_text import check_inputs
 
         assert isinstance(request, AudioToTextForm)
@@ -111,7 +112,10 @@ class AudioToTextRunner(PipelineRunner):
         data = require_nonempty(request.audio.data, "audio")
         audio = await off_loop(decode_upload, data, limits, False)
         check_inputs(seconds=audio.seconds, timestamps=timestamps)
-        return Prepared(request, RequestFacts(audio_duration_ms=round(audio.seconds * 1000)))
+        # Units are counted on the length go-livepeer measures, not the decoded one: they are
+        # what the orchestrator debits (none where it cannot measure, so none are counted).
+        billed_seconds = await off_loop(livepeer_seconds, data)
+        return Prepared(request, RequestFacts(audio_duration_ms=billed_seconds * 1000))
 
     def build_demo(self, folder: Path) -> None:
         from functions.tiny.text_models import build_tiny_whisper

@@ -70,6 +70,11 @@ class PipelineRunner(ABC):
         its `functions/` module's `check_inputs`. None where it has no implementation here."""
         return Prepared(request)
 
+    def check_model(self, model: ServedModel) -> None:
+        """Refuse at start (ConfigError) an entry this glue cannot load, where its model id
+        says so; called by the backends that load models (local, Modal). None by default."""
+        return None
+
     @abstractmethod
     def load(
         self,

@@ -4,7 +4,7 @@ every pipeline answering from it."""
 from __future__ import annotations
 
 from adapter.app import create_app
-from adapter.settings import DEMO_LLM_ID, DEMO_WHISPER_ID
+from adapter.settings import DEMO_LLM_ID, DEMO_VITS_ID, DEMO_WHISPER_ID
 from tests.support.apps import make_settings, running_client
 from tests.support.audio import livepeer_form, wav
 from tests.support.images import decode
@@ -43,6 +43,19 @@ def test_the_demo_serves_every_pipeline_with_models_it_builds(tmp_path):
         transcript = client.post("/audio-to-text", content=body, headers=headers)
         assert transcript.status_code == 200, transcript.text
 
+        response = post_image(
+            client, "/segment-anything-2", png_bytes(), point_coords="[[8, 8]]", point_labels="[1]"
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["scores"].count(",") == 2  # three masks
+
+        caption = post_image(client, "/image-to-text", png_bytes(), prompt="a photo of")
+        assert caption.status_code == 200, caption.text
+        assert caption.json()["text"].startswith("a photo of")
+        speech = client.post("/text-to-speech", json={"text": "hello", "model_id": DEMO_VITS_ID})
+        assert speech.status_code == 200, speech.text
+        assert speech.json()["audio"]["url"].startswith("data:audio/wav;base64,")
+
         video = client.post(
             "/text-to-video", json={"prompt": "x", "width": 48, "height": 32, "num_frames": 5}
         )
@@ -52,10 +65,13 @@ def test_the_demo_serves_every_pipeline_with_models_it_builds(tmp_path):
 
     built = sorted(path.name for path in settings.demo_dir.iterdir())
     assert built == [
+        "tiny-blip",
         "tiny-llm",
+        "tiny-sam2",
         "tiny-sd",
         "tiny-sd-x4-upscaler",
         "tiny-svd",
+        "tiny-vits",
         "tiny-wan",
         "tiny-whisper",
     ]

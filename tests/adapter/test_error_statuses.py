@@ -72,6 +72,7 @@ DECODES_UPLOADS = {
     Pipeline.IMAGE_TO_VIDEO,
     Pipeline.UPSCALE,
     Pipeline.AUDIO_TO_TEXT,
+    Pipeline.IMAGE_TO_TEXT,
 }
 
 

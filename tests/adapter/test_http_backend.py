@@ -23,7 +23,7 @@ SMALL = {"prompt": "a lighthouse", "width": 64, "height": 48, "num_inference_ste
 
 
 @pytest.fixture(scope="module")
-def runner_entries(tiny_sd, tiny_svd, tiny_upscaler, tiny_whisper, tiny_llm):
+def runner_entries(tiny_sd, tiny_svd, tiny_upscaler, tiny_whisper, tiny_llm, tiny_sam2):
     return [
         sd_entry(tiny_sd),
         whisper_entry(tiny_whisper),
@@ -31,6 +31,7 @@ def runner_entries(tiny_sd, tiny_svd, tiny_upscaler, tiny_whisper, tiny_llm):
         model_entry("image-to-image", tiny_sd, "test/tiny-sd-img2img"),
         model_entry("image-to-video", tiny_svd, "test/tiny-svd"),
         model_entry("upscale", tiny_upscaler, "test/tiny-upscaler"),
+        model_entry("segment-anything-2", tiny_sam2, "test/tiny-sam2"),
     ]
 
 
@@ -76,6 +77,18 @@ def pipeline_requests():
         ),
         "upscale": multipart(
             go_multipart(png_bytes(32, 24), "in.png", prompt="x", seed=3, num_inference_steps=2)
+        ),
+        "segment-anything-2": multipart(
+            go_multipart(
+                image,
+                "in.png",
+                point_coords="[[0.25, 0.5], [0.75, 0.5]]",
+                point_labels="[1, 0]",
+                box="[0.1, 0.1, 0.9, 0.8]",
+                multimask_output=False,
+                return_logits=False,
+                normalize_coords=False,
+            )
         ),
     }
 
@@ -320,19 +333,17 @@ def test_a_stream_arrives_while_the_runner_generates_and_leaving_stops_it(
         gated.gate.set()
 
 
-def test_a_pipeline_without_an_implementation_here_is_still_forwarded(tmp_path, runner):
-    """segment-anything-2 has no implementation in this package, but the http backend can
-    front a runner that has one: the request is forwarded, and that runner's answer (here
-    our own runner's refusal) comes back with the contract's status and body."""
+def test_an_upstream_refusal_comes_back_as_the_contract_says(tmp_path, runner):
+    """The http backend forwards a model it does not load itself; the upstream's answer (here
+    a runner that does not serve image-to-text refusing it) comes back with the contract's
+    status and body."""
     entry = {
-        "pipeline": "segment-anything-2",
-        "model_id": "facebook/sam2-hiera-large",
+        "pipeline": "image-to-text",
+        "model_id": "Salesforce/blip-image-captioning-large",
         "runner": {"upstream_url": runner.url, "upstream_token": TOKEN},
     }
-    body, headers = go_multipart(png_bytes(32, 32), "in.png", field="image", multimask_output=True)
+    body, headers = go_multipart(png_bytes(32, 32), "in.png", field="image", prompt="a")
     with serve(http_adapter(tmp_path, [entry])) as url:
-        response = httpx.post(
-            f"{url}/segment-anything-2", content=body, headers=headers, timeout=60
-        )
+        response = httpx.post(f"{url}/image-to-text", content=body, headers=headers, timeout=60)
     assert response.status_code == 400
-    assert response.json()["detail"]["msg"].startswith("Pipeline segment-anything-2 is not served")
+    assert response.json()["detail"]["msg"].startswith("Pipeline image-to-text is not served")

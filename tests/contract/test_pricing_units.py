@@ -30,6 +30,7 @@ from contract.schemas import (
 )
 from contract.units import (
     LIVE_PREPAY_UNITS,
+    LIVE_UNITS_PER_SECOND,
     RequestFacts,
     UnitsError,
     live_video_units,
@@ -192,12 +193,20 @@ def test_text_to_speech_counts_a_thousand_per_character(text, units):
 # --- live-video-to-video and the whole table --------------------------------------------------
 
 
-def test_live_video_is_not_priced_per_request_but_per_streamed_pixel():
+def test_live_video_is_billed_as_720p30_per_second_whatever_the_stream():
     request = LiveVideoToVideoParams.model_validate({"subscribe_url": "a", "publish_url": "b"})
-    with pytest.raises(UnitsError, match="pixels x fps x seconds"):
+    with pytest.raises(UnitsError, match="1280 x 720 x 30 units per second"):
         request_units(request)
-    # The gateway pre-pays 60 s of 1280x720 at 30 fps.
-    assert live_video_units(1280, 720, 30, 60) == LIVE_PREPAY_UNITS == 1_658_880_000
+    # go-livepeer's LivePaymentProcessor: 27,648,000 units a second of session, the same for a
+    # 512x512 stream at 15 fps as for 1080p at 60; the seconds are wall-clock, truncated once.
+    assert live_video_units(1) == LIVE_UNITS_PER_SECOND == 27_648_000
+    assert live_video_units(10) == 276_480_000
+    assert live_video_units(Decimal("2.5")) == 69_120_000
+    assert live_video_units(0.1) == 2_764_800
+    # The gateway pre-pays 60 s of it.
+    assert live_video_units(60) == LIVE_PREPAY_UNITS == 1_658_880_000
+    with pytest.raises(UnitsError):
+        live_video_units(-1)
 
 
 def test_every_pipeline_has_a_unit_rule_and_a_unit_name():

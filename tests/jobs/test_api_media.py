@@ -110,3 +110,18 @@ def test_text_to_video_job_is_its_mp4_and_enhances_with_the_same_seed(client):
     assert enhanced["params"]["num_inference_steps"] == 50
     assert enhanced["parent_id"] == done["id"]
     client.post(enhanced["urls"]["cancel"])  # 50 steps: not needed here
+
+
+def test_upscale_job_reports_the_steps_of_its_legacy_callback(tmp_path: Path, tiny_upscaler: Path):
+    app = jobs_app(tmp_path, [model_entry("upscale", tiny_upscaler, "test/x4")])
+    with running_client(app) as client:
+        response = client.post(
+            "/v1/jobs",
+            data={"pipeline": "upscale", "prompt": "sharp", "num_inference_steps": "3"},
+            files={"image": ("in.png", png_bytes(32, 32), "image/png")},
+        )
+        assert response.status_code == 202, response.text
+        done = wait_for(client, response.json()["id"])
+        assert done["status"] == "succeeded", done
+        assert done["progress"] == {"step": 3, "total": 3, "fraction": 1.0}
+        assert client.get(done["urls"]["result"]).headers["content-type"] == "image/png"

@@ -46,7 +46,7 @@ def test_the_demo_registration_from_the_command_line(tmp_path):
     document = json.loads(done.stdout)
     assert_valid(document)
     by_app = {entry["app"]: entry for entry in document["runners"]}
-    assert len(by_app) == 7
+    assert len(by_app) == 10
     t2i = by_app["text-to-image/demo/tiny-sd"]
     assert t2i["runner_url"] == "http://127.0.0.1:8935/text-to-image/demo/tiny-sd"
     # Livepeer's recommended price per unit x the default request's units, rounded up.
@@ -57,6 +57,10 @@ def test_the_demo_registration_from_the_command_line(tmp_path):
         "image-to-video/demo/tiny-svd": D("1.3563368e-08") * 576 * 1024 * 25,
         "audio-to-text/demo/tiny-whisper": D("2e-08") * 60_000,
         "llm/demo/tiny-llm": D("8e-08") * 256,
+        "segment-anything-2/demo/tiny-sam2": D("3.22e-11") * 512 * 512,
+        # text-to-speech: a default text of 100 characters
+        "image-to-text/demo/tiny-blip": D("2.5e-10") * 512 * 512,
+        "text-to-speech/demo/tiny-vits": D("1.5e-09") * 1000 * 100,
         # Ours: image-to-video's recommended price per pixel x frame, of 480x832x81.
         "text-to-video/demo/tiny-wan": D("1.3563368e-08") * 480 * 832 * 81,
     }

@@ -24,23 +24,29 @@ def define_in_process() -> Callable[..., InProcessClasses]:
     defined again as it defines them (the same plan, through `define_gpu_classes`), with their
     workers on this machine's CPU instead of CUDA and `glues` injected into the registry they
     run; served in this process as the Modal backend calls them, with their own stream Queue
-    (tests/support/modal_inprocess.py; `options` go to InProcessClasses)."""
+    (tests/support/modal_inprocess.py; `options` go to InProcessClasses), the commits of the
+    compile cache recorded in its `compile_cache_commits`."""
 
     def define(app: ModuleType, *glues: PipelineRunner, **options: Any) -> InProcessClasses:
         on_cpu = app.PLAN.gpu_settings.model_copy(update={"device": "cpu"})
         plan = replace(app.PLAN, gpu_settings=on_cpu)
         pipelines = {**PIPELINES, **{glue.pipeline: glue for glue in glues}}
         stream_queue = InProcessQueue()
+        commits: list[str] = []  # each commit of the compile cache, as a model became ready
         classes = define_gpu_classes(
             modal.App(app.PLAN.app_name),
             plan,
             module=app.__name__,
             image=app.image,
             volume=app.volume,
+            compile_cache=app.compile_cache,
             stream_queue=stream_queue,
             pipelines=pipelines,
+            commit_compile_cache=lambda: commits.append("compile cache committed"),
         )
-        return InProcessClasses(classes, stream_queue, **options)
+        served = InProcessClasses(classes, stream_queue, **options)
+        served.compile_cache_commits = commits
+        return served
 
     return define
 

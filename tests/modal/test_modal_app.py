@@ -46,8 +46,10 @@ def test_modal_app_imports_offline_and_modal_records_each_models_settings():
         assert info.concurrency_info.max_inputs == plan.max_concurrent_inputs
         # Modal aims at one input per container: the most its one model thread runs at once.
         assert info.concurrency_info.target_inputs == 1
-        assert {path: mount.name for path, mount in info.volumes.items()} == {
-            "/models": "livepeer-models"
+        # The weights read-only; compiled kernels on their own Volume, committed explicitly.
+        assert {p: (m.name, m.read_only) for p, m in info.volumes.items()} == {
+            "/models": ("livepeer-models", True),
+            "/compile-cache": ("livepeer-compile-cache", False),
         }
         assert len(info.secrets) == 1 and info.secrets[0].startswith("Secret.from_dict(")
         assert info.method_names == ["check", "run", "stream_into"]
@@ -100,6 +102,9 @@ def test_a_tiny_pipeline_runs_through_the_modal_classs_local_execution(
     assert model.check.local() == {
         "model": "text-to-image/test/tiny-sd",
         "class": TINY,
+        "state": "READY",
+        "error": "",
+        "revisions": "",  # its weights are a local folder: nothing to pin
         "device": "cpu",
         "gpu": "",
         "load_s": model.check.local()["load_s"],

@@ -18,17 +18,18 @@ from modal_deploy.plan import (
     IMAGE_PACKAGES,
     build_plan,
     class_name,
-    download_targets,
     gpu_settings,
     plan_classes,
 )
 from modal_deploy.settings import (
     MODELS_JSON_ENV,
+    REVISIONS_ENV,
     SAMPLE_MODELS_FILE,
     ModalDeploySettings,
     deployed_models_json,
     read_deploy_models,
 )
+from modal_deploy.weights import download_targets
 
 NOON = datetime(2026, 11, 22, 12, 30, tzinfo=UTC)
 NIGHT = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -114,12 +115,20 @@ def test_each_entry_becomes_a_gpu_class_with_its_settings():
     }
     assert day.cls_options()["enable_memory_snapshot"] is False
     assert lightning.concurrency_options() == {"max_inputs": 2, "target_inputs": 1}
-    # Weights come from the Volume only.
-    assert lightning.env == {"HF_HUB_OFFLINE": "1"}
+    # Weights come from the Volume only; the class is defined from its own entry alone.
+    assert lightning.env == {
+        "HF_HUB_OFFLINE": "1",
+        MODELS_JSON_ENV: json.dumps(
+            [{k: ENTRIES[0][k] for k in ("capacity", "model_id", "pipeline", "runner", "warm")}],
+            separators=(",", ":"),
+            sort_keys=True,
+        ),
+        REVISIONS_ENV: "{}",
+    }
     # Every option of the class in one place: the configured ones and its whole environment.
     assert plan.gpu_class_options(lightning) == {
         **lightning.cls_options(),
-        "env": {"HF_HUB_OFFLINE": "1", **plan.container_env},
+        "env": {**plan.deploy_env, **lightning.env},
     }
 
 
@@ -140,7 +149,7 @@ def test_gpu_classes_run_with_settings_baked_into_the_plan_not_read_in_the_conta
     assert (baked.device, baked.model_dir, baked.compile_cache_dir) == (
         "cuda",
         Path("/models"),
-        Path("/models/.compile-cache"),
+        Path("/compile-cache"),
     )
     assert (baked.limits.max_video_frames, baked.compile_mode) == (9, "max-autotune")
     # What modal_app.py reads again in each container, set explicitly by the deploy.
@@ -190,6 +199,8 @@ def test_web_function_settings_and_environment():
         "max_containers": 1,
         "scaledown_window": 300,
         "timeout": plan.web.timeout,
+        "cpu": 0.25,  # sized by bench/modal_web.py (ADAPTER_MODAL_WEB_CPU)
+        "memory": 1024,  # ADAPTER_MODAL_WEB_MEMORY_MB
     }
     assert plan.web.env["ADAPTER_MAX_INFERENCE_STEPS"] == "12"
     # The GPU classes get the deploy's limits too: some are checked again there.
@@ -197,14 +208,67 @@ def test_web_function_settings_and_environment():
     assert limits["ADAPTER_MAX_INFERENCE_STEPS"] == "12"
     assert plan.container_env == {
         MODELS_JSON_ENV: deployed_models_json(ENTRIES),
+        REVISIONS_ENV: "{}",
         "ADAPTER_MODAL_APP": "my-runner",
         "ADAPTER_MODAL_WEB": "true",
         "ADAPTER_COMPILE_BACKEND": "inductor",
         "ADAPTER_COMPILE_MODE": "default",
-        **limits,
+        "ADAPTER_MAX_LOAD_ATTEMPTS": "3",
+        **{k: v for k, v in limits.items() if k != "ADAPTER_MAX_LOAD_ATTEMPTS"},
     }
     cold = plan_of([ENTRIES[1]])
     assert cold.web.min_containers == 0  # nothing warm, nothing kept up
+
+
+def test_the_deployed_adapter_gets_the_live_runner_door_settings(monkeypatch):
+    monkeypatch.setenv("ADAPTER_LIVE_RUNNER_SERVE_ON_MAIN", "true")
+    monkeypatch.setenv("ADAPTER_LIVE_RUNNER_PATH_SECRET", "a-path-secret-of-24-chars")
+    monkeypatch.setenv("ADAPTER_LIVE_RUNNER_RESULTS", "/only/on/this/machine.json")
+    plan = plan_of(ENTRIES)
+    env = plan.web.env
+    assert env["ADAPTER_LIVE_RUNNER_SERVE_ON_MAIN"] == "true"
+    assert env["ADAPTER_LIVE_RUNNER_PATH_SECRET"] == "a-path-secret-of-24-chars"
+    assert "ADAPTER_LIVE_RUNNER_RESULTS" not in env  # a local file: the deploy warns instead
+    # Read back in the web container as the deploy set them.
+    monkeypatch.delenv("ADAPTER_LIVE_RUNNER_RESULTS")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    again = Settings().live_runner
+    assert again.serve_on_main and again.path_secret.get_secret_value().startswith("a-path")
+    assert again.model_dump() == {**Settings().live_runner.model_dump(), "results": None}
+
+
+def test_web_adapter_warmth_follows_the_warm_schedule_at_every_hour():
+    # ENTRIES[2] is warm 8-20 and 22-2 only; the others are cold: the web follows it.
+    scheduled = plan_of([ENTRIES[1], ENTRIES[2]])
+    hours = {h: scheduled.web_min_containers_at(NOON.replace(hour=h)) for h in range(24)}
+    assert [h for h, n in hours.items() if n] == [
+        0,
+        1,
+        8,
+        9,
+        10,
+        11,
+        12,
+        13,
+        14,
+        15,
+        16,
+        17,
+        18,
+        19,
+        22,
+        23,
+    ]
+    for h in (3, 7, 12, 20, 22):  # deployed at several hours: the deploy's own hour is set
+        deployed = plan_of([ENTRIES[1], ENTRIES[2]], now=NOON.replace(hour=h))
+        assert deployed.web.min_containers == hours[h]
+        assert deployed.has_warm_schedule  # so the cron updates it through the day
+    # A model always warm keeps the web up at every hour; nothing warm, never.
+    always = plan_of(ENTRIES[:2])
+    assert {always.web_min_containers_at(NOON.replace(hour=h)) for h in range(24)} == {1}
+    cold = plan_of([ENTRIES[1]])
+    assert {cold.web_min_containers_at(NOON.replace(hour=h)) for h in range(24)} == {0}
 
 
 def test_adapter_beside_the_orchestrator_deploys_no_web_function():
@@ -320,7 +384,7 @@ def test_download_targets_are_the_models_and_checkers_without_their_own_files():
         },
     ]
     models = merge_entries(parse_entries(entries))
-    targets = download_targets(plan_classes(models, NOON))
+    targets = download_targets(models)
     assert [(t.repo_id, t.prefer_fp16) for t in targets] == [
         ("org/fp16-model", True),
         ("CompVis/stable-diffusion-safety-checker", False),

@@ -200,6 +200,8 @@ def valid_request(pipeline: Pipeline) -> dict[str, Any]:
             return {"files": image, "data": {"height": "64", "width": "64"}}
         case Pipeline.AUDIO_TO_TEXT:
             return {"files": {"audio": ("audio.wav", wav(0.5), "application/octet-stream")}}
-        case Pipeline.SEGMENT_ANYTHING_2 | Pipeline.IMAGE_TO_TEXT:
+        case Pipeline.SEGMENT_ANYTHING_2:
+            return {"files": image, "data": {"point_coords": "[[4, 4]]", "point_labels": "[1]"}}
+        case Pipeline.IMAGE_TO_TEXT:
             return {"files": image}
     raise AssertionError(pipeline)

@@ -162,6 +162,7 @@ class InProcessClasses:
         self.spawn_gate = spawn_gate
         self.get_wait_cap_s = get_wait_cap_s
         self.calls: list[InProcessCall] = []
+        self.compile_cache_commits: list[str] = []
         self.queue = stream_queue
         self.classes = dict(classes)
         self._targets: dict[str, InProcessTarget] = {}
@@ -194,26 +195,27 @@ class InProcessClasses:
         return self._targets[name]
 
 
-def import_modal_app(env: Mapping[str, str]) -> ModuleType:
-    """A fresh import of modal_app.py under `env`, as `modal deploy` or a container does it.
+def import_modal_app(env: Mapping[str, str], module: str = "modal_app") -> ModuleType:
+    """A fresh import of modal_app.py (or `module`) under `env`, as `modal deploy` or a
+    container does it.
 
     The module is taken out of sys.modules again so each caller gets its own configuration.
     """
-    saved_module = sys.modules.pop("modal_app", None)
+    saved_module = sys.modules.pop(module, None)
     saved_env = {name: os.environ.get(name) for name in (*env, MODELS_JSON_ENV)}
     os.environ.pop(MODELS_JSON_ENV, None)
     os.environ.update(env)
     try:
-        return importlib.import_module("modal_app")
+        return importlib.import_module(module)
     finally:
         for name, value in saved_env.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        sys.modules.pop("modal_app", None)
+        sys.modules.pop(module, None)
         if saved_module is not None:
-            sys.modules["modal_app"] = saved_module
+            sys.modules[module] = saved_module
 
 
 def tiny_entries(model_path: Path) -> list[dict[str, Any]]:
@@ -243,3 +245,69 @@ def modal_token_configured() -> bool:
     import modal.config
 
     return bool(modal.config.config.get("token_id") or modal.config.config.get("token_secret"))
+
+
+# --- a function's dependencies, as the deploy records them and as its container finds them ---
+
+DEPLOY_VARIABLES = ("ADAPTER_", "RUNNER_", "AUTH_TOKEN")
+
+
+def deploy_dependencies(obj: Any) -> list[Any]:
+    """The dependencies `modal deploy` records for a Function or Cls (the object ids of
+    `function_def.object_dependencies`, in this order: modal/_functions.py, `_deps`)."""
+    from modal._utils.async_utils import synchronizer
+
+    impl = synchronizer._translate_in(obj)
+    if isinstance(impl, modal.cls._Cls):
+        impl = impl._get_class_service_function()
+    return list(impl._deps_(only_explicit_mounts=True))
+
+
+def container_import(
+    module_name: str, name: str, env: Mapping[str, str]
+) -> tuple[list[Any], ModuleType]:
+    """The dependencies a container finds for `name` of `module_name`, imported as Modal's
+    container imports it (modal/_runtime/user_code_imports.py) in a container whose
+    environment is `env` alone: none of this shell's ADAPTER_*/RUNNER_* variables reach a
+    container, only what the function's own `env` and Secrets set. And the module as the
+    container imported it."""
+    from modal._runtime.user_code_imports import import_single_function_service
+    from modal_proto import api_pb2
+
+    saved_env = {k: v for k, v in os.environ.items() if k.startswith(DEPLOY_VARIABLES)}
+    saved_module = sys.modules.pop(module_name, None)
+    for key in saved_env:
+        del os.environ[key]
+    os.environ.update(env)
+    try:
+        definition = api_pb2.Function(
+            module_name=module_name, function_name=name, implementation_name=name
+        )
+        module = importlib.import_module(module_name)
+        if isinstance(getattr(module, name), modal.Cls):
+            # The decorated-class path of `import_class_service`, without its server calls.
+            return deploy_dependencies(getattr(module, name)), module
+        service = import_single_function_service(definition, None)
+        assert service.service_deps is not None
+        return list(service.service_deps), module
+    finally:
+        for key in env:
+            os.environ.pop(key, None)
+        os.environ.update(saved_env)
+        sys.modules.pop(module_name, None)
+        if saved_module is not None:
+            sys.modules[module_name] = saved_module
+
+
+def dependency_mismatch(deployed: list[Any], found: list[Any]) -> str:
+    """What modal/_container_entrypoint.py refuses (it raises ExecutionError "Function has N
+    dependencies but container got M object ids"), or would hydrate wrongly: each object id
+    hydrates the object at the same position. Empty when they agree."""
+    if len(found) != len(deployed):
+        return (
+            f"Function has {len(found)} dependencies but container got {len(deployed)} object ids"
+        )
+    for position, (sent, got) in enumerate(zip(deployed, found, strict=True)):
+        if type(sent) is not type(got) or repr(sent) != repr(got):
+            return f"dependency {position}: deployed {sent!r}, the container has {got!r}"
+    return ""
