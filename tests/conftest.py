@@ -32,6 +32,7 @@ from functions.tiny.video_models import build_tiny_wan
 from tests.support.apps import make_app
 from tests.support.fake_backend import FakeBackend, fake_app
 from tests.support.s3_server import S3Server
+from tests.support.services import unavailable
 
 # Two cores are shared with everything else CI runs; one intra-op thread keeps runs steady.
 torch.set_num_threads(1)
@@ -159,7 +160,7 @@ def pg_url() -> Any:
 
     reason = pg_unreachable_reason()
     if reason is not None:
-        pytest.skip(reason)
+        unavailable(reason)
     schema = create_pg_schema()
     try:
         yield schema_url(schema)

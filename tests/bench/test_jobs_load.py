@@ -82,10 +82,11 @@ def test_ten_jobs_on_postgresql_all_end_in_a_schema_of_their_own(
     tmp_path: Path, demo_dir: Path
 ) -> None:
     from tests.support.jobs_store import PG_URL, pg_unreachable_reason, raw_rows
+    from tests.support.services import unavailable
 
     reason = pg_unreachable_reason()
     if reason is not None:
-        pytest.skip(reason)
+        unavailable(reason)
     run = run_load(tmp_path, demo_dir, 10, "--database-url", PG_URL, "--keep")
     schema = run["config"]["schema"]
     shutil.rmtree(run["config"]["data_dir"])

@@ -11,13 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.support.apps import sd_entry
 from tests.support.jobs_store import raw_rows
 from tests.support.runner_process import RunnerProcess
-
-pytest.importorskip("adapter.jobs.runner", reason="the jobs door's runner is not in this tree")
 
 MODEL_ID = "test/tiny-sd"
 # Enough steps that a job runs for a while (about a second on a shared CPU): it is killed

@@ -18,8 +18,15 @@ from adapter.jobs.settings import JobsSettings
 from tests.support.apps import llm_entry, make_app, model_entry, sd_entry, serve, whisper_entry
 from tests.support.audio import wav
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, artifact, missing
+from tests.support.services import unavailable
 
-pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
+
+@pytest.fixture(autouse=True)
+def _browser_present() -> None:
+    reason = missing()
+    if reason is not None:
+        unavailable(reason)
+
 
 TOKEN = "ui-test-token"
 WAIT_MS = 120_000  # a job on two shared CPU cores; never a timing assertion
