@@ -1,6 +1,6 @@
 """Skipping a test whose real service (PostgreSQL, the browser) is missing, except in CI.
 
-CI (`.ci/run`) sets ADAPTER_TEST_REQUIRE_SERVICES=1: there a missing service is a failure, so
+CI (`.ci/run`) sets TESTS_REQUIRE_SERVICES=1: there a missing service is a failure, so
 the store's PostgreSQL tests and the page's browser test can never pass by being skipped.
 """
 
@@ -11,7 +11,7 @@ from typing import NoReturn
 
 import pytest
 
-REQUIRE_SERVICES_ENV = "ADAPTER_TEST_REQUIRE_SERVICES"
+REQUIRE_SERVICES_ENV = "TESTS_REQUIRE_SERVICES"
 
 
 def unavailable(reason: str) -> NoReturn:
