@@ -86,6 +86,20 @@ def test_mp3_and_wav_without_a_duration_are_billed_on_bytes_over_bitrate():
     assert billed_units(audio) == len(audio) * 8 // 352_800 * 1000 == 30_000
 
 
+def test_adts_aac_without_a_duration_is_billed_on_bytes_over_bitrate():
+    # The third format lpms estimates: raw ADTS AAC from a pipe has no duration either.
+    import av
+
+    from functions.audio import _Pipe
+
+    data = encoded("aac", SECONDS)
+    with av.open(_Pipe(data)) as container:
+        assert container.format.name == "aac" and container.duration is None
+        bit_rate = container.streams.audio[0].codec_context.bit_rate
+    assert bit_rate > 0
+    assert billed_units(data) == len(data) * 8 // bit_rate * 1000 == 30_000
+
+
 @pytest.mark.parametrize("data", [encoded("ogg", SECONDS), wav(0.5)], ids=["ogg", "half-second"])
 def test_audio_go_livepeer_cannot_measure_is_not_billed(data):
     # Ogg read from a pipe has neither a duration nor a bitrate; half a second truncates to 0.
