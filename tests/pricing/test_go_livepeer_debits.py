@@ -210,3 +210,14 @@ def test_the_text_to_speech_comparison_is_per_unit_not_per_character():
     text = "Hello, world!"
     units = request_units(TextToSpeechParams.model_validate({"text": text}), RequestFacts())
     assert units * per_unit == len(text) * per_character
+
+
+def test_the_pricing_doc_says_the_debit_is_above_the_price_and_what_the_gateway_prepays():
+    # go-livepeer's -autoAdjustPrice (on by default) adds the ticket redemption's tx cost to the
+    # price (core/ai_orchestrator.go jobPriceInfo); its gateway pre-pays text-to-speech by
+    # len(text), bytes (server/ai_process.go submitTextToSpeech), the orchestrator debits 1000 x
+    # code points.
+    doc = " ".join((REPO / "docs/pricing.md").read_text(encoding="utf-8").split())
+    assert "`-autoAdjustPrice` (on by default)" in doc
+    assert "(1 + tx cost / face value)" in doc
+    assert "pre-pays only the text's length in bytes" in doc
