@@ -67,6 +67,7 @@ PYTHON_VERSION = "3.11"
 __all__ = ["COMPILE_CACHE_MOUNT", "MODELS_MOUNT"]
 # Beyond a class's own limits (start + run), time for Modal to queue and route the call.
 CALL_WAIT_MARGIN_S = 60
+QUEUE_PARTITION_MAX_TTL_S = 24 * 3600  # modal.Queue's default and largest partition_ttl
 MAX_NAME_LENGTH = 64
 WARM_SCHEDULE_CRON = "*/15 * * * *"
 
@@ -146,6 +147,12 @@ class ClassPlan:
     def call_wait_s(self) -> int:
         """How long the adapter waits for a result before giving up (and cancelling)."""
         return self.startup_timeout + self.timeout + CALL_WAIT_MARGIN_S
+
+    @property
+    def stream_ttl_s(self) -> int:
+        """The `partition_ttl` of a streamed request's Queue partition: as long as the adapter
+        waits, within Modal's most (a day; `modal.Queue.put_many` takes only lower ones)."""
+        return min(self.call_wait_s, QUEUE_PARTITION_MAX_TTL_S)
 
     def min_containers_at(self, when: datetime) -> int:
         """Warm containers wanted at `when` (UTC): the schedule's window, else the static value."""

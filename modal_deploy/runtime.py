@@ -215,7 +215,7 @@ class GpuModel:
                 if not batch:
                     continue
                 await self.stream_queue.put_many.aio(
-                    batch, partition=partition, partition_ttl=self.plan.call_wait_s
+                    batch, partition=partition, partition_ttl=self.plan.stream_ttl_s
                 )
                 sent += len(batch)
                 if batch[-1][0] != "chunk":

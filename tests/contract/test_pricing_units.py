@@ -207,6 +207,9 @@ def test_live_video_is_billed_as_720p30_per_second_whatever_the_stream():
     assert live_video_units(60) == LIVE_PREPAY_UNITS == 1_658_880_000
     with pytest.raises(UnitsError):
         live_video_units(-1)
+    # Its unit is named for that fixed rate, not for the stream's own pixels.
+    name = PIPELINE_SPECS[Pipeline.LIVE_VIDEO_TO_VIDEO].unit_name
+    assert "1280x720 at 30 fps" in name and "27,648,000 a second" in name
 
 
 def test_every_pipeline_has_a_unit_rule_and_a_unit_name():

@@ -368,6 +368,8 @@ def test_a_streamed_answer_stops_on_the_gpu_when_its_client_leaves(
     # The generation stopped within a token of the client leaving, far from its 200.
     assert left_at == 8
     assert final - left_at <= 1
+    # Its partition lives as long as the adapter would wait for it.
+    assert set(classes.queue.ttls) == {tiny_llm_modal_app.PLAN.classes[0].stream_ttl_s}
 
 
 @pytest.mark.parametrize(

@@ -169,6 +169,18 @@ def test_timeouts_default_per_pipeline_and_bound_the_adapters_wait():
     assert plan.web.timeout == max(c.call_wait_s for c in plan.classes) + 60
 
 
+def test_a_streams_queue_partition_lives_as_long_as_the_wait_within_modals_day():
+    lightning = plan_of(ENTRIES).classes[0]
+    assert lightning.stream_ttl_s == lightning.call_wait_s == 900
+    # A day-long run: the adapter waits longer than a day, Modal keeps a partition a day at
+    # most (modal.Queue.put_many's largest partition_ttl).
+    long = json.loads(json.dumps(ENTRIES[:1]))
+    long[0]["runner"]["modal"]["timeout"] = 24 * 3600
+    (day_long,) = plan_of(long).classes
+    assert day_long.call_wait_s > 24 * 3600
+    assert day_long.stream_ttl_s == 24 * 3600
+
+
 def test_warm_schedule_sets_min_containers_by_utc_hour():
     plan = plan_of(ENTRIES, now=NOON)
     day = plan.classes[2]

@@ -86,6 +86,20 @@ def test_mp3_and_wav_without_a_duration_are_billed_on_bytes_over_bitrate():
     assert billed_units(audio) == len(audio) * 8 // 352_800 * 1000 == 30_000
 
 
+def test_adts_aac_without_a_duration_is_billed_on_bytes_over_bitrate():
+    # The third format lpms estimates: raw ADTS AAC from a pipe has no duration either.
+    import av
+
+    from functions.audio import _Pipe
+
+    data = encoded("aac", SECONDS)
+    with av.open(_Pipe(data)) as container:
+        assert container.format.name == "aac" and container.duration is None
+        bit_rate = container.streams.audio[0].codec_context.bit_rate
+    assert bit_rate > 0
+    assert billed_units(data) == len(data) * 8 // bit_rate * 1000 == 30_000
+
+
 @pytest.mark.parametrize("data", [encoded("ogg", SECONDS), wav(0.5)], ids=["ogg", "half-second"])
 def test_audio_go_livepeer_cannot_measure_is_not_billed(data):
     # Ogg read from a pipe has neither a duration nor a bitrate; half a second truncates to 0.
@@ -196,3 +210,14 @@ def test_the_text_to_speech_comparison_is_per_unit_not_per_character():
     text = "Hello, world!"
     units = request_units(TextToSpeechParams.model_validate({"text": text}), RequestFacts())
     assert units * per_unit == len(text) * per_character
+
+
+def test_the_pricing_doc_says_the_debit_is_above_the_price_and_what_the_gateway_prepays():
+    # go-livepeer's -autoAdjustPrice (on by default) adds the ticket redemption's tx cost to the
+    # price (core/ai_orchestrator.go jobPriceInfo); its gateway pre-pays text-to-speech by
+    # len(text), bytes (server/ai_process.go submitTextToSpeech), the orchestrator debits 1000 x
+    # code points.
+    doc = " ".join((REPO / "docs/pricing.md").read_text(encoding="utf-8").split())
+    assert "`-autoAdjustPrice` (on by default)" in doc
+    assert "(1 + tx cost / face value)" in doc
+    assert "pre-pays only the text's length in bytes" in doc

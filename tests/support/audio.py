@@ -16,6 +16,7 @@ FORMATS = {
     "flac": ("flac", "flac", 44_100),
     "ogg": ("ogg", "libopus", 48_000),
     "m4a": ("ipod", "aac", 44_100),
+    "aac": ("adts", "aac", 44_100),  # raw ADTS AAC: no duration field
     "mp4": ("mp4", "aac", 44_100),
     "webm": ("webm", "libopus", 48_000),
 }

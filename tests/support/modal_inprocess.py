@@ -68,6 +68,7 @@ class InProcessCall:
 class InProcessQueue:
     def __init__(self) -> None:
         self.partitions: dict[str, asyncio.Queue[Any]] = {}
+        self.ttls: list[int] = []  # each write's partition_ttl
         self.put_many = _Aio(self._put_many)
         self.get_many = _Aio(self._get_many)
 
@@ -83,6 +84,9 @@ class InProcessQueue:
         partition: str | None = None,
         partition_ttl: int = 24 * 3600,
     ) -> None:
+        if not 0 < partition_ttl <= 24 * 3600:
+            raise modal.exception.InvalidError(f"partition_ttl {partition_ttl} is out of range")
+        self.ttls.append(partition_ttl)
         for value in vs:
             self._partition(partition).put_nowait(over_the_wire(value))
 
