@@ -153,6 +153,13 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert ci_lines[-1] == command.group(1)
 
 
+def test_ci_waits_for_the_postgresql_server_before_the_tests() -> None:
+    # The jobs store's PostgreSQL tests skip when the server is not up yet; CI waits for it.
+    ci_lines = (REPO / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
+    waits = [i for i, line in enumerate(ci_lines) if "/dev/tcp/127.0.0.1/5432" in line]
+    assert waits and waits[0] < len(ci_lines) - 1
+
+
 def test_the_readme_is_a_front_door_of_at_most_400_lines() -> None:
     assert len(README.splitlines()) <= MAX_README_LINES
 
