@@ -4,6 +4,7 @@ its routes do (submit, read, cancel, enhance), apart from HTTP."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
@@ -26,6 +27,7 @@ from contract.aimodels import ServedModel
 from contract.errors import (
     BadRequestError,
     ConflictError,
+    LimitExceededError,
     NotFoundError,
     QueueFullError,
     UnknownModelError,
@@ -133,6 +135,7 @@ class JobsDoor:
             )
         secret = self.settings.jobs.webhook_secret.get_secret_value()
         check_webhook_url(submission.webhook, secret)
+        self._check_metadata(submission.metadata)
         spec, model = self.route(submission.pipeline, submission.model_id)
         unknown = sorted(set(uploads) - set(spec.upload_fields))
         if unknown:
@@ -170,6 +173,15 @@ class JobsDoor:
         else:
             await self._forget_inputs(job_id)  # the key's first job has its own
         return job, created
+
+    def _check_metadata(self, metadata: dict[str, Any]) -> None:
+        limit = self.settings.jobs.max_metadata_bytes
+        size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > limit:
+            raise LimitExceededError(
+                f"metadata is {size} bytes as JSON, over the limit "
+                f"ADAPTER_JOBS_MAX_METADATA_BYTES={limit}."
+            )
 
     async def _forget_inputs(self, job_id: str) -> None:
         try:

@@ -52,6 +52,11 @@ def refused(response, status: int, kind: str) -> str:
             "invalid_request",
             "webhook",
         ),
+        (
+            {"pipeline": "text-to-image", "params": T2I, "metadata": {"note": "é" * 8200}},
+            "limit_exceeded",
+            "ADAPTER_JOBS_MAX_METADATA_BYTES=16384",
+        ),
         ({"params": T2I}, "invalid_request", "pipeline"),
         ([1, 2], "invalid_request", "JSON object"),
     ],
