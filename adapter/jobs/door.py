@@ -269,7 +269,13 @@ class JobsDoor:
         seed = parent.result_data.get("seed")
         if "seed" in spec.request.model_fields and seed is not None:
             params["seed"] = seed  # the draft's own seed, even where it asked for a random one
-        params |= changes
+        params |= _never_less(params, changes)
+        if all(params.get(key) == parent.params.get(key) for key in changes):
+            raise ConflictError(
+                f"Job {job_id} already ran with its enhanced settings ("
+                + ", ".join(f"{key}={params[key]}" for key in changes)
+                + "): submit it again with the settings you want."
+            )
         uploads = await load_uploads(spec, parent.id, parent.params, self.outputs)
         submission = JobSubmission(
             pipeline=parent.pipeline,
@@ -279,3 +285,16 @@ class JobsDoor:
             metadata=parent.metadata,
         )
         return await self.submit(owner, submission, uploads, idempotency_key, parent.id)
+
+
+def _never_less(params: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """The enhanced settings, where a number is never below the draft's own (a draft of more
+    steps than the enhanced setting keeps its steps: enhancing never lowers the quality)."""
+    merged = dict(changes)
+    for key, value in changes.items():
+        draft = params.get(key)
+        numbers = (int, float)
+        if isinstance(value, numbers) and isinstance(draft, numbers):
+            if not isinstance(value, bool) and not isinstance(draft, bool) and draft > value:
+                merged[key] = draft
+    return merged
