@@ -153,6 +153,15 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert ci_lines[-1] == command.group(1)
 
 
+def test_ci_waits_for_the_postgresql_server_and_requires_the_services() -> None:
+    # The jobs store's PostgreSQL tests (and the page's browser test) skip where their service
+    # is missing; CI waits for PostgreSQL, then makes a missing service a failure.
+    ci_lines = (REPO / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
+    waits = [i for i, line in enumerate(ci_lines) if "/dev/tcp/127.0.0.1/5432" in line]
+    required = [i for i, line in enumerate(ci_lines) if line == "export TESTS_REQUIRE_SERVICES=1"]
+    assert waits and required and waits[0] < required[0] < len(ci_lines) - 1
+
+
 def test_the_readme_is_a_front_door_of_at_most_400_lines() -> None:
     assert len(README.splitlines()) <= MAX_README_LINES
 

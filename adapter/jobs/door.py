@@ -4,6 +4,7 @@ its routes do (submit, read, cancel, enhance), apart from HTTP."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
@@ -26,6 +27,7 @@ from contract.aimodels import ServedModel
 from contract.errors import (
     BadRequestError,
     ConflictError,
+    LimitExceededError,
     NotFoundError,
     QueueFullError,
     UnknownModelError,
@@ -133,6 +135,7 @@ class JobsDoor:
             )
         secret = self.settings.jobs.webhook_secret.get_secret_value()
         check_webhook_url(submission.webhook, secret)
+        self._check_metadata(submission.metadata)
         spec, model = self.route(submission.pipeline, submission.model_id)
         unknown = sorted(set(uploads) - set(spec.upload_fields))
         if unknown:
@@ -170,6 +173,15 @@ class JobsDoor:
         else:
             await self._forget_inputs(job_id)  # the key's first job has its own
         return job, created
+
+    def _check_metadata(self, metadata: dict[str, Any]) -> None:
+        limit = self.settings.jobs.max_metadata_bytes
+        size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > limit:
+            raise LimitExceededError(
+                f"metadata is {size} bytes as JSON, over the limit "
+                f"ADAPTER_JOBS_MAX_METADATA_BYTES={limit}."
+            )
 
     async def _forget_inputs(self, job_id: str) -> None:
         try:
@@ -257,7 +269,13 @@ class JobsDoor:
         seed = parent.result_data.get("seed")
         if "seed" in spec.request.model_fields and seed is not None:
             params["seed"] = seed  # the draft's own seed, even where it asked for a random one
-        params |= changes
+        params |= _never_less(params, changes)
+        if all(params.get(key) == parent.params.get(key) for key in changes):
+            raise ConflictError(
+                f"Job {job_id} already ran with its enhanced settings ("
+                + ", ".join(f"{key}={params[key]}" for key in changes)
+                + "): submit it again with the settings you want."
+            )
         uploads = await load_uploads(spec, parent.id, parent.params, self.outputs)
         submission = JobSubmission(
             pipeline=parent.pipeline,
@@ -267,3 +285,16 @@ class JobsDoor:
             metadata=parent.metadata,
         )
         return await self.submit(owner, submission, uploads, idempotency_key, parent.id)
+
+
+def _never_less(params: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """The enhanced settings, where a number is never below the draft's own (a draft of more
+    steps than the enhanced setting keeps its steps: enhancing never lowers the quality)."""
+    merged = dict(changes)
+    for key, value in changes.items():
+        draft = params.get(key)
+        numbers = (int, float)
+        if isinstance(value, numbers) and isinstance(draft, numbers):
+            if not isinstance(value, bool) and not isinstance(draft, bool) and draft > value:
+                merged[key] = draft
+    return merged

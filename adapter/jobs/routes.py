@@ -15,10 +15,15 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from adapter.jobs.door import JobsDoor, JobSubmission, owner_of
-from adapter.jobs.errors import JOBS_PREFIX, error_responses, validation_message
+from adapter.jobs.errors import (
+    JOBS_PREFIX,
+    door_error_body,
+    error_responses,
+    validation_message,
+)
 from adapter.jobs.events import job_events
 from adapter.jobs.files import output_key
 from adapter.jobs.model import JobQuery, JobRecord, JobStatus
@@ -205,7 +210,9 @@ async def _download(request: Request, owner: str, job_id: str, name: str | None)
             span = _parse_range(wanted, file.size)
         except ValueError:
             headers["Content-Range"] = f"bytes */{file.size}"
-            return Response(status_code=416, headers=headers)
+            message = f"The range {wanted!r} is past the end of {file.name} ({file.size} bytes)."
+            body = door_error_body(message, "range_not_satisfiable")
+            return JSONResponse(body, status_code=416, headers=headers)
         if span is not None:
             start, end = span
             data = await door.outputs.read_range(key, start, end)

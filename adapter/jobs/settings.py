@@ -57,6 +57,12 @@ class JobsSettings(BaseSettings):
         description="How long a running job stays this adapter's without a heartbeat (renewed "
         "every third of it); after, another replica (or a restart) takes it over.",
     )
+    max_metadata_bytes: int = Field(
+        16384,
+        gt=0,
+        description="Largest `metadata` of one job, as compact JSON in UTF-8 bytes (kept in its "
+        "row and returned with every read, list page and webhook); beyond, a submit is a 400.",
+    )
     max_attempts: int = Field(
         3, gt=0, description="Runs a job gets (its worker stopped, its model was unavailable)."
     )

@@ -52,6 +52,11 @@ def refused(response, status: int, kind: str) -> str:
             "invalid_request",
             "webhook",
         ),
+        (
+            {"pipeline": "text-to-image", "params": T2I, "metadata": {"note": "é" * 8200}},
+            "limit_exceeded",
+            "ADAPTER_JOBS_MAX_METADATA_BYTES=16384",
+        ),
         ({"params": T2I}, "invalid_request", "pipeline"),
         ([1, 2], "invalid_request", "JSON object"),
     ],
@@ -124,6 +129,7 @@ def test_an_ended_job_cannot_be_cancelled_and_a_failed_one_not_enhanced(client):
     ranged = client.get(done["urls"]["result"], headers={"Range": "bytes=999999-"})
     assert ranged.status_code == 416
     assert ranged.headers["content-range"] == f"bytes */{done['result']['outputs'][0]['size']}"
+    assert "past the end" in refused(ranged, 416, "range_not_satisfiable")
 
 
 def test_a_failed_job_cannot_be_enhanced(tmp_path: Path):

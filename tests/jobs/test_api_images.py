@@ -76,6 +76,9 @@ def test_enhance_reruns_the_prompt_and_seed_with_more_steps(client):
     assert enhanced["params"]["seed"] == draft["result"]["data"]["seed"]
     assert enhanced["params"]["num_inference_steps"] == 50
     assert wait_for(client, enhanced["id"])["status"] == "succeeded"
+    again = client.post(wait_for(client, enhanced["id"])["urls"]["enhance"])
+    assert again.status_code == 409, again.text
+    assert "already ran with its enhanced settings" in again.json()["error"]["message"]
 
 
 def test_the_same_idempotency_key_returns_the_first_job(client):
