@@ -269,13 +269,15 @@ class JobsDoor:
         seed = parent.result_data.get("seed")
         if "seed" in spec.request.model_fields and seed is not None:
             params["seed"] = seed  # the draft's own seed, even where it asked for a random one
-        params |= _never_less(params, changes)
-        if all(params.get(key) == parent.params.get(key) for key in changes):
+        enhanced = _enhanced(spec, params, changes, self.settings.limits.max_inference_steps)
+        if all(enhanced[key] == _draft_value(spec, params, key) for key in changes):
             raise ConflictError(
                 f"Job {job_id} already ran with its enhanced settings ("
-                + ", ".join(f"{key}={params[key]}" for key in changes)
-                + "): submit it again with the settings you want."
+                + ", ".join(f"{key}={enhanced[key]}" for key in changes)
+                + ") and at ADAPTER_MAX_INFERENCE_STEPS: submit it again with the settings you "
+                "want."
             )
+        params |= enhanced
         uploads = await load_uploads(spec, parent.id, parent.params, self.outputs)
         submission = JobSubmission(
             pipeline=parent.pipeline,
@@ -287,14 +289,33 @@ class JobsDoor:
         return await self.submit(owner, submission, uploads, idempotency_key, parent.id)
 
 
-def _never_less(params: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """The enhanced settings, where a number is never below the draft's own (a draft of more
-    steps than the enhanced setting keeps its steps: enhancing never lowers the quality)."""
+STEPS = "num_inference_steps"
+
+
+def _draft_value(spec: PipelineSpec, params: dict[str, Any], key: str) -> Any:
+    """What the draft ran with: its own value, else the request's default."""
+    if key in params:
+        return params[key]
+    field = spec.request.model_fields.get(key)
+    return None if field is None else field.default
+
+
+def _enhanced(
+    spec: PipelineSpec, params: dict[str, Any], changes: dict[str, Any], max_steps: int
+) -> dict[str, Any]:
+    """The enhanced settings, never below the draft's own numbers; a draft that already ran as
+    many steps as the enhanced setting is enhanced to twice its steps, up to
+    ADAPTER_MAX_INFERENCE_STEPS (a draft at the request's default of 50 steps included)."""
     merged = dict(changes)
     for key, value in changes.items():
-        draft = params.get(key)
-        numbers = (int, float)
-        if isinstance(value, numbers) and isinstance(draft, numbers):
-            if not isinstance(value, bool) and not isinstance(draft, bool) and draft > value:
-                merged[key] = draft
+        draft = _draft_value(spec, params, key)
+        if not _is_number(value) or not _is_number(draft):
+            continue
+        if draft >= value:
+            merged[key] = min(2 * draft, max_steps) if key == STEPS else draft
+            merged[key] = max(merged[key], draft)
     return merged
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -76,9 +76,20 @@ def test_enhance_reruns_the_prompt_and_seed_with_more_steps(client):
     assert enhanced["params"]["seed"] == draft["result"]["data"]["seed"]
     assert enhanced["params"]["num_inference_steps"] == 50
     assert wait_for(client, enhanced["id"])["status"] == "succeeded"
+    # A draft that already ran the enhanced steps (here, as at the request's default of 50)
+    # is enhanced to twice its steps, up to ADAPTER_MAX_INFERENCE_STEPS (100)...
     again = client.post(wait_for(client, enhanced["id"])["urls"]["enhance"])
-    assert again.status_code == 409, again.text
-    assert "already ran with its enhanced settings" in again.json()["error"]["message"]
+    assert again.status_code == 202, again.text
+    assert again.json()["params"]["num_inference_steps"] == 100
+    default_draft = wait_for(client, submit(client, params={"prompt": "a fox", "width": 64})["id"])
+    from_default = client.post(default_draft["urls"]["enhance"])
+    assert from_default.json()["params"]["num_inference_steps"] == 100
+    # ...and one at that limit cannot be enhanced further.
+    at_limit = client.post(wait_for(client, again.json()["id"])["urls"]["enhance"])
+    assert at_limit.status_code == 409, at_limit.text
+    message = at_limit.json()["error"]["message"]
+    assert "already ran with its enhanced settings" in message
+    assert "ADAPTER_MAX_INFERENCE_STEPS" in message
 
 
 def test_the_same_idempotency_key_returns_the_first_job(client):
