@@ -380,8 +380,9 @@ async def test_concurrent_claimers_never_share_a_job(url: str, clock: TickingClo
 
         got = await asyncio.gather(drain(one, "w1"), drain(one, "w2"), drain(two, "w3"))
         flat = [job_id for taken in got for job_id in taken]
-        assert sorted(flat) == sorted(ids)  # every job once: none twice, none missed
-        assert all(got), "each claimer should have taken some jobs"
+        # Every job once: none twice, none missed. (How the jobs split between the claimers is
+        # the scheduler's: on a busy CPU one claimer may drain them all, so it is not asserted.)
+        assert sorted(flat) == sorted(ids)
         assert await one.count_queued() == 0
     finally:
         await one.close()
