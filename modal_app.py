@@ -65,6 +65,8 @@ volume = modal.Volume.from_name(PLAN.volume_name, create_if_missing=True)
 compile_cache = modal.Volume.from_name(PLAN.compile_volume_name, create_if_missing=True)
 # Streamed responses travel through it, one partition per request (ModalBackend.stream).
 stream_queue = modal.Queue.from_name(PLAN.stream_queue, create_if_missing=True)
+# Failed loads per class definition: the warm schedule keeps a class failing past the bound cold.
+failed_marks = modal.Dict.from_name(PLAN.failed_marks, create_if_missing=True)
 
 GPU_CLASSES = define_gpu_classes(
     app,
@@ -74,6 +76,7 @@ GPU_CLASSES = define_gpu_classes(
     volume=volume,
     compile_cache=compile_cache,
     stream_queue=stream_queue,
+    failed_marks=failed_marks,
 )
 globals().update(GPU_CLASSES)
 
@@ -101,17 +104,26 @@ if PLAN.has_warm_schedule:
     @app.function(image=image, env={**PLAN.container_env}, schedule=modal.Cron(WARM_SCHEDULE_CRON))
     def apply_warm_schedule() -> dict[str, int]:
         """Set each scheduled class's warm containers for the current UTC hour, and the web
-        adapter's (one while any class is kept warm)."""
+        adapter's (one while any class is kept warm); a class whose loads failed past the bound
+        (the failed-marks Dict) stays at 0. Also run it right after a deploy, which resets them
+        to the definition's 0 (docs/modal.md)."""
         now = datetime.now(UTC)
-        targets = PLAN.warm_targets(now)
+        # One read per key: it also keeps the mark from expiring (7 days without access).
+        failed_loads = {
+            p.failed_key: int((failed_marks.get(p.failed_key) or {}).get("loads", 0))
+            for p in PLAN.classes
+        }
+        cold = PLAN.held_cold(failed_loads)
+        targets = PLAN.warm_targets(now, failed_loads)
         for name, min_containers in targets.items():
             with warnings.catch_warnings():
                 # Classes have no `autoscaler.update()` yet in modal 1.6; this one still works.
                 warnings.simplefilter("ignore", modal.exception.DeprecationError)
                 GPU_CLASSES[name]().update_autoscaler(min_containers=min_containers)
-            print(f"{name}: min_containers={min_containers}")
+            why = f" (held cold: its loads failed; see modal dict items {PLAN.failed_marks})"
+            print(f"{name}: min_containers={min_containers}{why if name in cold else ''}")
         if PLAN.web is not None:
-            targets["web"] = PLAN.web_min_containers_at(now)
+            targets["web"] = PLAN.web_min_containers_at(now, failed_loads)
             web.autoscaler.update(min_containers=targets["web"])
             print(f"web: min_containers={targets['web']}")
         return targets

@@ -279,8 +279,9 @@ class Settings(BaseSettings):
         3,
         ge=1,
         description="Loads of one model tried before it stays FAILED (/health ERROR) until "
-        "the process restarts; on Modal, per container, which then stays up answering 500 "
-        "and lowers its class's warm pool to 0 instead of crash-looping billed GPUs.",
+        "the process restarts; on Modal, a failed container stays up answering 500 and lowers "
+        "its class's warm pool to 0, and past this many failed loads over all its containers "
+        "the warm schedule keeps the class cold, instead of crash-looping billed GPUs.",
     )
     declared_statuses_only: bool = Field(
         True,

@@ -3,12 +3,16 @@ CPU-seconds and peak memory, to size `ADAPTER_MODAL_WEB_CPU` and `ADAPTER_MODAL_
 
     python -m bench.modal_web                      # 1024x1024, 40 requests, bursts of 32
     python -m bench.modal_web --size 512 --requests 20 --burst 8 --hold 1
+    python -m bench.modal_web --kinds segment-anything-2 --requests 4 --burst 4
 
 The adapter runs under uvicorn in its own process, with a backend that does the web side of a
 Modal call and nothing else: the request crosses Modal's serializer (what `.spawn` sends), the
 answer, a PNG data URL the GPU class made, is deserialized (what `.get` receives), and the
-adapter validates, checks and JSON-encodes as it does on Modal. Two requests: text-to-image
-(JSON in, one PNG out) and image-to-image (a PNG uploaded as multipart, one PNG out). The
+adapter validates, checks and JSON-encodes as it does on Modal. Three requests: text-to-image
+(JSON in, one PNG out), image-to-image (a PNG uploaded as multipart, one PNG out) and
+segment-anything-2 (a PNG uploaded with a point, three masks answered with their logits, as the
+runner writes them: `str()` of float32 lists, ~63 MB of text at 1024x1024; run it with a small
+`--burst`, each request in flight holds several copies). The
 server's CPU time and peak resident memory are read from /proc (Linux), so they include the
 HTTP parsing and sockets. Prints one JSON object.
 """
@@ -36,7 +40,10 @@ from pydantic import BaseModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"
-KINDS = ("text-to-image", "image-to-image")
+KINDS = ("text-to-image", "image-to-image", "segment-anything-2")
+UPLOADS = ("image-to-image", "segment-anything-2")
+SAM2_MASKS = 3  # multimask_output: the runner's default
+SAM2_LOW_RES = 256  # SAM 2's low-resolution logits, whatever the image's size
 
 
 def _png(size: int, seed: int) -> bytes:
@@ -47,7 +54,29 @@ def _png(size: int, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def web_app(size: int, capacity: int, hold_s: float) -> Any:
+def _masks_answer(size: int) -> BaseModel:
+    """SAM 2's answer with `return_logits` as the GPU class writes it (functions/
+    segment_anything_2.py, `masks_response_strings`): masks as logits at the image's size and
+    the low-resolution logits, float32 values of a model's spread (so each prints at its
+    float repr's usual length)."""
+    import numpy as np
+
+    from contract.schemas import MasksResponse
+    from functions.segment_anything_2 import Segmentation, masks_response_strings
+
+    rng = np.random.default_rng(7)
+    shape = (SAM2_MASKS, size, size)
+    low = (SAM2_MASKS, SAM2_LOW_RES, SAM2_LOW_RES)
+    result = Segmentation(
+        masks=rng.normal(0.0, 8.0, shape).astype(np.float32),
+        scores=np.array([0.91, 0.85, 0.42], dtype=np.float32)[:SAM2_MASKS],
+        logits=rng.normal(0.0, 8.0, low).clip(-32, 32).astype(np.float32),
+    )
+    masks, scores, logits = masks_response_strings(result)
+    return MasksResponse(masks=masks, scores=scores, logits=logits)
+
+
+def web_app(size: int, capacity: int, hold_s: float, kinds: tuple[str, ...] = KINDS) -> Any:
     """The adapter with a backend standing for the Modal call's web half (see the docstring)."""
     from modal._serialization import deserialize, serialize
 
@@ -60,7 +89,12 @@ def web_app(size: int, capacity: int, hold_s: float) -> Any:
 
     image = Image.open(io.BytesIO(_png(size, seed=3)))
     # Made once, in "the GPU class": what comes back over the wire for every request.
-    answer = serialize(ImageResponse(images=[Media(url=png_data_url(image), seed=1, nsfw=False)]))
+    png_answer = serialize(
+        ImageResponse(images=[Media(url=png_data_url(image), seed=1, nsfw=False)])
+    )
+    answers = {kind: png_answer for kind in kinds if kind != "segment-anything-2"}
+    if "segment-anything-2" in kinds:
+        answers["segment-anything-2"] = serialize(_masks_answer(size))
 
     class ModalWireBackend:
         def check(self, models: list[ServedModel]) -> None:
@@ -77,7 +111,7 @@ def web_app(size: int, capacity: int, hold_s: float) -> Any:
         ) -> BaseModel:
             serialize((request,))  # the spawn's arguments
             await asyncio.sleep(hold_s)  # the GPU at work: requests in flight hold their memory
-            result = deserialize(answer, None)  # the call's result
+            result = deserialize(answers[model.pipeline.value], None)  # the call's result
             assert isinstance(result, BaseModel)
             return result
 
@@ -89,7 +123,7 @@ def web_app(size: int, capacity: int, hold_s: float) -> Any:
 
     entries = [
         {"pipeline": kind, "model_id": f"bench/{kind}", "warm": True, "capacity": capacity}
-        for kind in KINDS
+        for kind in kinds
     ]
     settings = Settings(models_config=None, auth_token=TOKEN, device="cpu")
     return create_app(settings, merge_entries(parse_entries(entries)), ModalWireBackend())
@@ -113,7 +147,15 @@ def _request(client: httpx.AsyncClient, kind: str, upload: bytes) -> Any:
     if kind == "text-to-image":
         body = {"model_id": f"bench/{kind}", "prompt": "a lighthouse at dusk"}
         return client.post(f"/{kind}", json=body)
-    data = {"model_id": f"bench/{kind}", "prompt": "make it blue"}
+    if kind == "segment-anything-2":
+        data = {
+            "model_id": f"bench/{kind}",
+            "point_coords": "[[20, 12]]",
+            "point_labels": "[1]",
+            "return_logits": "true",
+        }
+    else:
+        data = {"model_id": f"bench/{kind}", "prompt": "make it blue"}
     return client.post(f"/{kind}", data=data, files={"image": ("in.png", upload, "image/png")})
 
 
@@ -133,7 +175,7 @@ async def _measure(url: str, pid: int, kind: str, args: argparse.Namespace) -> d
         after = _proc(pid)
     return {
         "kind": kind,
-        "upload_bytes": len(upload) if kind != "text-to-image" else 0,
+        "upload_bytes": len(upload) if kind in UPLOADS else 0,
         "response_bytes": len(burst[0].content),
         # Waiting costs no CPU: the sequential requests' CPU time is the requests' own.
         "cpu_s_per_request": round((sequential["cpu_s"] - idle["cpu_s"]) / args.requests, 4),
@@ -154,6 +196,7 @@ def _serve(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     port = _free_port()
     command = [sys.executable, "-m", "bench.modal_web", "--serve", str(port)]
     command += ["--size", str(args.size), "--burst", str(args.burst), "--hold", str(args.hold)]
+    command += ["--kinds", kind]
     server = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -183,12 +226,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--hold", type=float, default=2.0, help="seconds each call 'runs on the GPU'"
     )
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"requests to measure, of {','.join(KINDS)}"
+    )
     parser.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    kinds = tuple(kind for kind in args.kinds.split(",") if kind)
+    unknown = set(kinds) - set(KINDS)
+    if unknown or not kinds:
+        parser.error(f"--kinds: {sorted(unknown) or 'none'} not of {','.join(KINDS)}")
     if args.serve:
         import uvicorn
 
-        app = web_app(args.size, capacity=args.burst, hold_s=args.hold)
+        app = web_app(args.size, capacity=args.burst, hold_s=args.hold, kinds=kinds)
         uvicorn.run(app, host="127.0.0.1", port=args.serve, log_level="warning", access_log=False)
         return
     report = {
@@ -196,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
         "size": args.size,
-        "results": [_serve(kind, args) for kind in KINDS],
+        "results": [_serve(kind, args) for kind in kinds],
     }
     print(json.dumps(report, indent=2))
 

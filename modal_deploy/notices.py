@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from adapter.settings import Settings
+from contract.pipelines import Pipeline
 from modal_deploy.plan import AppPlan
-from modal_deploy.settings import SAMPLE_MODELS_FILE
+from modal_deploy.settings import SAMPLE_MODELS_FILE, sam2_web_memory_mb
 from modal_deploy.weights import unpinned_repos
 from pricing.gpus import UnknownGpuError, gpu_price
 
@@ -69,6 +70,22 @@ def deploy_notices(plan: AppPlan, environ: Mapping[str, str], settings: Settings
                 ]
             )
         )
+    if plan.web is not None:
+        sam2 = sum(
+            cls.model.max_in_flight
+            for cls in plan.classes
+            if cls.model.pipeline is Pipeline.SEGMENT_ANYTHING_2
+        )
+        in_flight = min(sam2, plan.web.max_inputs)
+        needed = sam2_web_memory_mb(in_flight) if sam2 else 0
+        if needed > plan.web.memory_mb:
+            notices.append(
+                f"segment-anything-2 answers up to {in_flight} at once here (their capacity), "
+                f"each ~64 MiB of text at 1024x1024 with logits: the web container needs about "
+                f"{needed} MiB, above ADAPTER_MODAL_WEB_MEMORY_MB={plan.web.memory_mb}; set "
+                f"ADAPTER_MODAL_WEB_MEMORY_MB={needed} (and ADAPTER_MODAL_WEB_CPU, ~0.5 "
+                "CPU-seconds an answer) or lower their capacity (docs/modal.md)."
+            )
     if settings.live_runner.results is not None:
         notices.append(
             "ADAPTER_LIVE_RUNNER_RESULTS names a file on this machine, which the deployed "

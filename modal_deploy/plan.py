@@ -12,6 +12,7 @@ import hashlib
 import logging
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -161,6 +162,14 @@ class ClassPlan:
         hour = when.hour
         return max((w.min_containers for w in self.warm_schedule if hour in w.hours), default=0)
 
+    @property
+    def failed_key(self) -> str:
+        """This class's key in the failed-marks Dict (`failed_marks_name`): its name and the
+        identity of its definition (its own entries and pinned revisions), so a redeploy with
+        new weights or an edited entry is a new key, tried afresh."""
+        identity = f"{self.entries_json}\n{revisions_json(dict(self.revisions))}"
+        return f"{self.name}@{hashlib.sha1(identity.encode()).hexdigest()[:12]}"
+
 
 @dataclass(frozen=True)
 class WebPlan:
@@ -240,14 +249,38 @@ class AppPlan:
     def has_warm_schedule(self) -> bool:
         return any(plan.warm_schedule for plan in self.classes)
 
-    def warm_targets(self, when: datetime) -> dict[str, int]:
-        """min_containers per scheduled class at `when` (what the scheduled function applies)."""
-        return {p.name: p.min_containers_at(when) for p in self.classes if p.warm_schedule}
+    @property
+    def failed_marks(self) -> str:
+        return failed_marks_name(self.app_name)
 
-    def web_min_containers_at(self, when: datetime) -> int:
+    @property
+    def scheduled(self) -> tuple[ClassPlan, ...]:
+        return tuple(plan for plan in self.classes if plan.warm_schedule)
+
+    def held_cold(self, failed_loads: Mapping[str, int]) -> frozenset[str]:
+        """The classes kept at 0 warm containers whatever the hour: those whose definition
+        (`failed_key`) failed `max_load_attempts` loads or more, counted over all the
+        containers that tried it (`failed_loads`: the failed-marks Dict, key -> loads)."""
+        bound = self.gpu_settings.max_load_attempts
+        return frozenset(p.name for p in self.classes if failed_loads.get(p.failed_key, 0) >= bound)
+
+    def warm_targets(
+        self, when: datetime, failed_loads: Mapping[str, int] | None = None
+    ) -> dict[str, int]:
+        """min_containers per scheduled class at `when` (what the scheduled function applies);
+        0 for a class `held_cold`: warming it again would only load, fail and stand down a
+        fresh billed GPU container at each run of the schedule."""
+        cold = self.held_cold(failed_loads or {})
+        return {p.name: 0 if p.name in cold else p.min_containers_at(when) for p in self.scheduled}
+
+    def web_min_containers_at(
+        self, when: datetime, failed_loads: Mapping[str, int] | None = None
+    ) -> int:
         """The web adapter's warm containers at `when`: one while any class is kept warm, so a
-        warm model costs no web cold start, none while every class may scale to zero."""
-        return web_min_containers(self.classes, when)
+        warm model costs no web cold start, none while every class may scale to zero (a class
+        held cold counts as cold)."""
+        cold = self.held_cold(failed_loads or {})
+        return web_min_containers(tuple(p for p in self.classes if p.name not in cold), when)
 
 
 def _camel(pipeline: Pipeline) -> str:
@@ -268,6 +301,13 @@ def stream_queue_name(app_name: str) -> str:
     """The Modal Queue that streamed responses travel through, one partition per request: the
     GPU class writes the chunks, the adapter reads them (see ModalBackend.stream)."""
     return f"{app_name[: MAX_NAME_LENGTH - 8]}-streams"
+
+
+def failed_marks_name(app_name: str) -> str:
+    """The Modal Dict of failed loads (key: a class's `failed_key`, value: {"loads": n,
+    "error": ...}), added to by each container whose load failed, read by the warm schedule's
+    function (`AppPlan.held_cold`)."""
+    return f"{app_name[: MAX_NAME_LENGTH - 7]}-failed"
 
 
 def web_min_containers(classes: tuple[ClassPlan, ...], when: datetime) -> int:
@@ -322,7 +362,10 @@ def plan_class(model: ServedModel, now: datetime) -> ClassPlan:
         warm_schedule=schedule,
     )
     if schedule:
-        plan = replace(plan, min_containers=plan.min_containers_at(now))
+        # The definition holds 0 whatever the hour of the deploy, so deploys at different
+        # hours define the class alike; the warm schedule's function sets the hour's value
+        # (Modal resets it to the definition's on each deploy: see docs/modal.md).
+        plan = replace(plan, min_containers=0)
         if model.warm and any(plan.min_containers_at(now.replace(hour=h)) == 0 for h in range(24)):
             logger.warning(
                 "%s is advertised warm but its warm_schedule leaves it cold in some hours",
@@ -367,9 +410,9 @@ def build_plan(
     web = WebPlan(
         label=deploy.web_label or settings.modal_app,
         max_inputs=deploy.web_max_inputs,
-        # Deployed with the value of the deploy's hour; the warm schedule's function follows
-        # the clock (`web_min_containers_at`).
-        min_containers=web_min_containers(classes, now),
+        # Fixed in the definition (scheduled classes count 0 there, whatever the deploy's
+        # hour); the warm schedule's function follows the clock (`web_min_containers_at`).
+        min_containers=1 if any(plan.min_containers for plan in classes) else 0,
         timeout=min(max(plan.call_wait_s for plan in classes) + 60, MAX_TIMEOUT_S),
         env=web_env(settings),
         cpu=deploy.web_cpu,

@@ -25,7 +25,12 @@ A failed load does not fail the container: Modal would replace it and load again
 over, on billed GPUs (a warm pool crash-loops). The container stays up with its worker FAILED,
 answers each input at once with the load's error (a 500 naming it), and lowers its class's warm
 pool to 0 (`min_containers`), so idle failed containers go after `scaledown_window`; a load is
-tried again only in a new container, `max_load_attempts` times at most in one.
+tried again only in a new container, `max_load_attempts` times at most in one. Once a load failed
+for good, the container also marks its class failed in the failed-marks Dict (key: the class's
+name and definition identity, `ClassPlan.failed_key`), which the warm schedule's function reads:
+a marked class stays at 0 warm containers in every window, instead of a fresh GPU container
+loading, failing and standing down at each cron run. A redeploy with new weights or an edited
+entry is a new key; `modal dict clear <app>-failed` clears the marks (docs/modal.md).
 
 Methods are `async` on purpose: Modal cancels an async input by cancelling its task, which sets
 the stop flag the pipelines check between steps. A cancelled sync input with concurrency on
@@ -101,6 +106,8 @@ class GpuModel:
     stream_queue: ClassVar[Any]  # a modal.Queue (see stream_into)
     compile_cache_commit: ClassVar[Callable[[], None]]  # a staticmethod: no self
     modal_cls: ClassVar[Any]  # the modal.Cls of this class, to lower its own warm pool
+    failed_marks: ClassVar[Any]  # a modal.Dict (see _mark_failed); None: none kept
+    failed_marks_name: ClassVar[str]
     worker: ModelWorker
     stood_down = False
 
@@ -146,8 +153,9 @@ class GpuModel:
     def _stand_down(self) -> None:
         """Lower this class's warm pool to 0, so idle failed containers go after
         `scaledown_window` instead of being kept (and billed); the next deploy, or the warm
-        schedule's next run, sets it back."""
+        schedule's next run, sets it back, until the class is held cold (`_mark_failed`)."""
         self.stood_down = True
+        self._mark_failed()
         if modal.is_local():
             return
         try:
@@ -158,6 +166,32 @@ class GpuModel:
             logger.warning("%s: warm pool not lowered: %r", self.plan.name, exc)
         else:
             logger.error("%s: warm pool lowered to 0 after a failed load", self.plan.name)
+
+    def _mark_failed(self) -> None:
+        """Add this container's failed loads to its definition's count in the failed-marks
+        Dict, which the warm schedule reads (`AppPlan.held_cold`): past `max_load_attempts`
+        over all containers, the class stays cold in every window. Two containers failing at
+        once may count one (one more try); a mark not written costs a failed load a window."""
+        marks = type(self).failed_marks
+        if marks is None:
+            return
+        key = self.plan.failed_key
+        try:
+            before = marks.get(key) or {}
+            loads = int(before.get("loads", 0)) + self.worker.load_attempts
+            marks.put(key, {"loads": loads, "error": self.worker.error})
+        except Exception as exc:
+            logger.warning("%s: failed load not recorded: %r", self.plan.name, exc)
+            return
+        if loads >= self.settings.max_load_attempts:
+            logger.error(
+                "%s: %d failed loads of %s: the warm schedule keeps it cold until a redeploy "
+                "with new weights or an edited entry, or `modal dict clear %s`",
+                self.plan.name,
+                loads,
+                key,
+                self.failed_marks_name,
+            )
 
     # --- methods -------------------------------------------------------------------------
 
@@ -258,6 +292,7 @@ def define_gpu_classes(
     volume: modal.Volume,
     compile_cache: modal.Volume,
     stream_queue: Any,
+    failed_marks: Any = None,
     pipelines: Mapping[Pipeline, PipelineRunner] = PIPELINES,
     commit_compile_cache: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
@@ -265,7 +300,8 @@ def define_gpu_classes(
     one place a GPU class is defined. Its options are the plan's, all of them; `volume` (the
     weights) is mounted read-only, `compile_cache` read-write and committed once the model is
     ready (`commit_compile_cache`, by default that Volume's commit); `stream_queue` is the
-    Queue named `plan.stream_queue`; `pipelines` is the glue registry its worker runs (tests
+    Queue named `plan.stream_queue`, `failed_marks` the Dict named `plan.failed_marks` (None: no
+    marks kept); `pipelines` is the glue registry its worker runs (tests
     pass their own).
 
     Modal finds a class in a container by importing `module` and looking the name up there, so
@@ -284,6 +320,8 @@ def define_gpu_classes(
             "settings": plan.gpu_settings,
             "pipelines": pipelines,
             "stream_queue": stream_queue,
+            "failed_marks": failed_marks,
+            "failed_marks_name": plan.failed_marks,
             "compile_cache_commit": staticmethod(commit),
             "__module__": module,
             "__qualname__": class_plan.name,

@@ -37,6 +37,22 @@ SAMPLE_MODELS_FILE = Path(__file__).resolve().parent.parent / "examples" / "aiMo
 # each 0.5 s send back; 1 GiB holds 100 requests in flight with room to spare.
 WEB_CPU_DEFAULT = 0.25
 WEB_MEMORY_MB_DEFAULT = 1024
+# segment-anything-2 answers at 1024x1024 with logits: ~64 MiB of text each, held while in
+# flight and copied to encode (bench/modal_web.py --kinds segment-anything-2, 2026-12-01, same
+# machine: 0.41-0.51 CPU-seconds a request; peak RSS 478 / 702 / 945 MiB with 1 / 4 / 8 in
+# flight over 275-291 MiB after warm-up). The web container then needs about
+# WEB_IDLE_MB + SAM2_FIRST_MB + SAM2_MORE_MB per further one in flight.
+WEB_IDLE_MB = 165
+SAM2_FIRST_MB = 200
+SAM2_MORE_MB = 75
+
+
+def sam2_web_memory_mb(in_flight: int) -> int:
+    """The web container's memory (MiB) for `in_flight` SAM 2 answers at 1024x1024 with
+    logits at once (0: none), per the figures above."""
+    if in_flight <= 0:
+        return WEB_IDLE_MB
+    return WEB_IDLE_MB + SAM2_FIRST_MB + SAM2_MORE_MB * (in_flight - 1)
 
 
 class ModalDeploySettings(BaseSettings):

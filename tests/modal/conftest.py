@@ -15,7 +15,12 @@ import pytest
 from adapter.pipelines import PIPELINES
 from adapter.pipelines.base import PipelineRunner
 from modal_deploy.runtime import define_gpu_classes
-from tests.support.modal_inprocess import InProcessClasses, InProcessQueue, import_modal_app
+from tests.support.modal_inprocess import (
+    InProcessClasses,
+    InProcessDict,
+    InProcessQueue,
+    import_modal_app,
+)
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +30,8 @@ def define_in_process() -> Callable[..., InProcessClasses]:
     workers on this machine's CPU instead of CUDA and `glues` injected into the registry they
     run; served in this process as the Modal backend calls them, with their own stream Queue
     (tests/support/modal_inprocess.py; `options` go to InProcessClasses), the commits of the
-    compile cache recorded in its `compile_cache_commits`."""
+    compile cache recorded in its `compile_cache_commits`, the failed-marks Dict in its
+    `failed_marks` (shared by all the containers of one definition, as on Modal)."""
 
     def define(app: ModuleType, *glues: PipelineRunner, **options: Any) -> InProcessClasses:
         on_cpu = app.PLAN.gpu_settings.model_copy(update={"device": "cpu"})
@@ -33,6 +39,7 @@ def define_in_process() -> Callable[..., InProcessClasses]:
         pipelines = {**PIPELINES, **{glue.pipeline: glue for glue in glues}}
         stream_queue = InProcessQueue()
         commits: list[str] = []  # each commit of the compile cache, as a model became ready
+        failed_marks = InProcessDict()
         classes = define_gpu_classes(
             modal.App(app.PLAN.app_name),
             plan,
@@ -41,11 +48,13 @@ def define_in_process() -> Callable[..., InProcessClasses]:
             volume=app.volume,
             compile_cache=app.compile_cache,
             stream_queue=stream_queue,
+            failed_marks=failed_marks,
             pipelines=pipelines,
             commit_compile_cache=lambda: commits.append("compile cache committed"),
         )
         served = InProcessClasses(classes, stream_queue, **options)
         served.compile_cache_commits = commits
+        served.failed_marks = failed_marks
         return served
 
     return define

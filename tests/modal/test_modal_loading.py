@@ -5,6 +5,7 @@ failed load that keeps the container up, FAILED, instead of crash-looping a warm
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,7 +19,7 @@ from contract.errors import ModelUnavailableError
 from contract.pipelines import Pipeline
 from modal_deploy.runtime import create_web_app
 from tests.support.apps import wait_until_settled
-from tests.support.modal_inprocess import import_modal_app, tiny_entries
+from tests.support.modal_inprocess import InProcessTarget, import_modal_app, tiny_entries
 
 pytestmark = pytest.mark.filterwarnings("ignore:The .* function is executing locally")
 
@@ -120,3 +121,47 @@ def test_a_models_loads_are_bounded_then_it_stays_failed(tmp_path, tiny_sd):
     fresh = ModelWorker(model, settings, PIPELINES[Pipeline.TEXT_TO_IMAGE])
     fresh.load()
     assert fresh.state is ModelState.READY
+
+
+def test_a_class_failing_past_the_bound_stays_cold_through_its_warm_windows(
+    tmp_path, tiny_sd, define_in_process
+):
+    entries = failing_entries(tmp_path, tiny_sd, "off")
+    entries[0]["runner"]["modal"]["warm_schedule"] = [{"hours_utc": "0-23", "min_containers": 1}]
+    app = app_of(tmp_path, entries)
+    served = define_in_process(app)
+    (plan,) = app.PLAN.classes
+    noon = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+    def schedule() -> dict[str, int]:  # what apply_warm_schedule computes from the Dict
+        loads = {plan.failed_key: (served.failed_marks.get(plan.failed_key) or {}).get("loads", 0)}
+        return app.PLAN.warm_targets(noon, loads) | {
+            "web": app.PLAN.web_min_containers_at(noon, loads)
+        }
+
+    assert schedule() == {TINY: 1, "web": 1}
+    # Each run of the cron raises the warm pool again: a fresh container loads, fails, stands
+    # down. Their failed loads add up in the Dict that outlives them ...
+    for container in range(1, app.PLAN.gpu_settings.max_load_attempts + 1):
+        assert schedule()[TINY] == 1
+        model = InProcessTarget(served.classes[TINY], served).obj
+        assert model.stood_down and model.worker.load_attempts == 1
+        mark = served.failed_marks.get(plan.failed_key)
+        assert mark["loads"] == container and "does not exist" in mark["error"]
+    # ... past the bound (ADAPTER_MAX_LOAD_ATTEMPTS, over all containers), no window warms it.
+    assert schedule() == {TINY: 0, "web": 0}
+    hours = [noon.replace(hour=h) for h in range(24)]
+    assert {app.PLAN.warm_targets(h, {plan.failed_key: 3})[TINY] for h in hours} == {0}
+
+    # A redeploy with the entry fixed is another definition: tried again (new pinned
+    # revisions too: tests/modal/test_modal_plan.py).
+    entries[0]["runner"]["model_path"] = str(tiny_sd)
+    redeployed = app_of(tmp_path, entries)
+    (new_plan,) = redeployed.PLAN.classes
+    assert new_plan.name == plan.name and new_plan.failed_key != plan.failed_key
+    loads = {new_plan.failed_key: 0, plan.failed_key: 3}
+    assert redeployed.PLAN.warm_targets(noon, loads) == {TINY: 1}
+    # The operator's `modal dict clear <app>-failed` clears it for the same definition too.
+    assert app.PLAN.failed_marks == "livepeer-ai-runner-failed"
+    served.failed_marks.clear()
+    assert schedule() == {TINY: 1, "web": 1}

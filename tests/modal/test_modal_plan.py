@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -194,8 +195,8 @@ def test_warm_schedule_sets_min_containers_by_utc_hour():
         1,
         0,
     ]
-    # Deployed with the value of the deploy's hour; the scheduled function follows the clock.
-    assert day.cls_options()["min_containers"] == 2
+    # Defined with 0 whatever the deploy's hour; the scheduled function follows the clock.
+    assert day.cls_options()["min_containers"] == 0
     assert plan_of(ENTRIES, now=NIGHT).classes[2].cls_options()["min_containers"] == 0
     assert plan.has_warm_schedule
     assert plan.warm_targets(NIGHT.replace(hour=23)) == {"TextToImage__acme_day_model": 1}
@@ -272,15 +273,54 @@ def test_web_adapter_warmth_follows_the_warm_schedule_at_every_hour():
         22,
         23,
     ]
-    for h in (3, 7, 12, 20, 22):  # deployed at several hours: the deploy's own hour is set
+    for h in (3, 7, 12, 20, 22):  # deployed at several hours: defined alike, cold until
         deployed = plan_of([ENTRIES[1], ENTRIES[2]], now=NOON.replace(hour=h))
-        assert deployed.web.min_containers == hours[h]
+        assert deployed.web.min_containers == 0  # the schedule's function sets the hour's
         assert deployed.has_warm_schedule  # so the cron updates it through the day
     # A model always warm keeps the web up at every hour; nothing warm, never.
     always = plan_of(ENTRIES[:2])
+    assert always.web.min_containers == 1
     assert {always.web_min_containers_at(NOON.replace(hour=h)) for h in range(24)} == {1}
     cold = plan_of([ENTRIES[1]])
     assert {cold.web_min_containers_at(NOON.replace(hour=h)) for h in range(24)} == {0}
+
+
+def test_deploys_at_different_hours_define_every_function_alike():
+    at = [plan_of(ENTRIES, now=NOON.replace(hour=h)) for h in (3, 9, 12, 21, 23)]
+    for plan in at[1:]:
+        for mine, first in zip(plan.classes, at[0].classes, strict=True):
+            assert plan.gpu_class_options(mine) == at[0].gpu_class_options(first)
+            assert mine.concurrency_options() == first.concurrency_options()
+        assert plan.web.function_options() == at[0].web.function_options()
+        assert plan.web.env == at[0].web.env and plan.container_env == at[0].container_env
+
+
+def test_the_warm_schedule_keeps_a_class_failing_past_the_bound_cold():
+    plan = plan_of(ENTRIES, max_load_attempts=3)
+    lightning, _, day = plan.classes
+    assert plan.failed_marks == "livepeer-ai-runner-failed"
+    # Its key names the class and its definition: pinned revisions, entries.
+    pinned = replace(day, revisions=(("acme/day-model", "a" * 40),))
+    repinned = replace(day, revisions=(("acme/day-model", "b" * 40),))
+    assert len({day.failed_key, pinned.failed_key, repinned.failed_key}) == 3
+    assert day.failed_key.startswith("TextToImage__acme_day_model@")
+    assert replace(day, name="x").failed_key != day.failed_key
+    assert replace(day, entries_json="[{}]").failed_key != day.failed_key
+    warm_hour, quiet_hour = NOON, NIGHT
+    assert plan.warm_targets(warm_hour) == {day.name: 2}
+    for loads, want in ((0, 2), (2, 2), (3, 0), (7, 0)):
+        marks = {day.failed_key: loads}
+        assert plan.warm_targets(warm_hour, marks) == {day.name: want}
+        assert plan.warm_targets(quiet_hour, marks) == {day.name: 0}
+    # Marks of another definition (the weights since re-downloaded) do not count.
+    assert plan.warm_targets(warm_hour, {repinned.failed_key: 9}) == {day.name: 2}
+    assert plan.held_cold({day.failed_key: 3, lightning.failed_key: 1}) == {day.name}
+    # The web stays up for the other warm classes, and goes with the last one held cold.
+    assert plan.web_min_containers_at(warm_hour, {day.failed_key: 3}) == 1
+    only_day = plan_of(ENTRIES[2:])
+    (alone,) = only_day.classes
+    assert only_day.web_min_containers_at(warm_hour) == 1
+    assert only_day.web_min_containers_at(warm_hour, {alone.failed_key: 3}) == 0
 
 
 def test_adapter_beside_the_orchestrator_deploys_no_web_function():

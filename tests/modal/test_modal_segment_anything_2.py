@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from adapter.pipelines import PIPELINES
-from adapter.settings import Limits
+from adapter.settings import Limits, Settings
 from contract.pipelines import Pipeline
 from contract.schemas import SegmentAnything2Form, Upload
+from modal_deploy.notices import deploy_notices
+from modal_deploy.settings import sam2_web_memory_mb
 from tests.support.apps import make_settings
 from tests.support.livepeer_multipart import png_bytes
 from tests.support.modal_inprocess import import_modal_app, over_the_wire
@@ -62,3 +65,19 @@ def test_the_modal_class_answers_as_the_glue_does_here(
     handle = glue.load(plan.model, tiny_sam2, torch.device("cpu"), torch.float32, settings)
     assert response == glue.run(handle, prepared, lambda: False)
     assert response.scores.count(",") == 0  # one mask
+
+
+def test_the_deploy_says_what_memory_sam2_answers_need_in_the_web_container(sam2_modal_app):
+    environ = {"ADAPTER_MODELS_CONFIG": "aiModels.json"}
+    plan = sam2_modal_app.PLAN  # capacity 1: 165 + 200 MiB fit the default 1 GiB
+    assert plan.web.memory_mb == 1024 and sam2_web_memory_mb(1) == 365
+    assert not [n for n in deploy_notices(plan, environ, Settings()) if "segment" in n]
+    (cls,) = plan.classes
+    busy = replace(cls, model=replace(cls.model, capacity=12))
+    assert busy.model.max_in_flight == 12
+    notices = deploy_notices(replace(plan, classes=(busy,)), environ, Settings())
+    (notice,) = [n for n in notices if "segment-anything-2" in n]
+    assert "up to 12 at once" in notice and "ADAPTER_MODAL_WEB_MEMORY_MB=1190" in notice
+    # More room set: nothing to say.
+    roomy = replace(plan, classes=(busy,), web=replace(plan.web, memory_mb=1190))
+    assert not [n for n in deploy_notices(roomy, environ, Settings()) if "segment" in n]

@@ -9,7 +9,9 @@
 - an input running past the class's `timeout` is stopped and raises FunctionTimeoutError;
 - `cancel` cancels the input's task (Modal cancels an async input the same way);
 - `InProcessQueue` stands for the stream `modal.Queue`: partitions whose items cross Modal's
-  serializer, `get_many` raising queue.Empty past its timeout.
+  serializer, `get_many` raising queue.Empty past its timeout;
+- `InProcessDict` stands for the failed-marks `modal.Dict` (blocking `get`/`put`, as a
+  container calls them), its keys and values crossing Modal's serializer.
 Nothing here returns canned output: every result comes from the real class and pipeline.
 """
 
@@ -108,6 +110,25 @@ class InProcessQueue:
         return got
 
 
+class InProcessDict:
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def get(self, key: Any, default: Any | None = None) -> Any:
+        found = self.data.get(serialize(key))
+        return default if found is None else deserialize(found, None)
+
+    def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> bool:
+        if skip_if_exists and serialize(key) in self.data:
+            return False
+        self.data[serialize(key)] = serialize(value)
+        return True
+
+    def clear(self) -> None:
+        """What `modal dict clear <name>` does."""
+        self.data.clear()
+
+
 class InProcessMethod:
     def __init__(self, target: InProcessTarget, name: str) -> None:
         self._target = target
@@ -167,6 +188,7 @@ class InProcessClasses:
         self.get_wait_cap_s = get_wait_cap_s
         self.calls: list[InProcessCall] = []
         self.compile_cache_commits: list[str] = []
+        self.failed_marks = InProcessDict()  # the fixture sets the classes' own
         self.queue = stream_queue
         self.classes = dict(classes)
         self._targets: dict[str, InProcessTarget] = {}
