@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 # A job ended by its own request's fault: running it again would fail the same way.
 _FINAL = (BadRequestError, UnauthorizedError, PayloadTooLargeError, UnsupportedMediaError)
 SHUTDOWN_MSG = "The adapter stopped while the job ran."
+UNSAVED_MSG = "The job ended but the store could not save its result ({}); it is not run again."
 
 
 def retryable(error: BaseException) -> bool:
@@ -312,15 +313,25 @@ class JobRunner:
         result_data: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> None:
-        finished = await self.store.finish(
-            job.id,
-            self.worker_id,
-            status,
-            outputs=outputs,
-            result_data=result_data,
-            error=error,
-            webhook_payload=self._payload(job, status, outputs, result_data, error),
-        )
+        try:
+            finished = await self.store.finish(
+                job.id,
+                self.worker_id,
+                status,
+                outputs=outputs,
+                result_data=result_data,
+                error=error,
+                webhook_payload=self._payload(job, status, outputs, result_data, error),
+            )
+        except Exception as exc:
+            if error == UNSAVED_MSG.format(type(exc).__name__):
+                raise  # the store is down: the lease runs out and recovery takes the job
+            # Left running, the job would run again once its lease expired, and fail to save
+            # again: it ends failed instead, with why (the error is one the store can save).
+            logger.exception("jobs: saving %s as %s failed", job.id, status.value)
+            message, data = UNSAVED_MSG.format(type(exc).__name__), {"retryable": False}
+            await self._finish(job, JobStatus.FAILED, result_data=data, error=message)
+            return
         if finished is None:
             logger.warning("jobs: %s ended here but another worker holds it now", job.id)
         elif job.webhook is not None and self.on_webhook is not None:

@@ -3,6 +3,7 @@ the same, and one test module runs against both."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -36,6 +37,9 @@ class JobStore(Protocol):
 
     async def queue_position(self, job_id: str) -> int | None:
         """How many queued jobs are ahead of this one (0: next); None unless it is queued."""
+
+    async def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
+        """queue_position of many jobs (a page) in one query; only the queued ones appear."""
 
     async def count_queued(self, owner: str | None = None) -> int: ...
 

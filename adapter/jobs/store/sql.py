@@ -24,11 +24,13 @@ CLAIM = (
 )
 
 
-def queue_position(m: str) -> str:
+def queue_positions(m: str, count: int) -> str:
+    """(id, ahead) of those of `count` ids that are queued, in one query: the queued jobs
+    numbered in claim order (oldest first) once, not one count per job."""
     return (
-        "SELECT (SELECT COUNT(*) FROM jobs AS q WHERE q.status = 'queued'"
-        " AND (q.created_at, q.id) < (j.created_at, j.id)) AS ahead"
-        f" FROM jobs AS j WHERE j.id = {m} AND j.status = 'queued'"
+        "SELECT id, ahead FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY created_at, id) - 1"
+        " AS ahead FROM jobs WHERE status = 'queued') AS q"
+        f" WHERE id IN ({', '.join(m for _ in range(count))})"
     )
 
 

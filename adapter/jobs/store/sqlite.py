@@ -13,7 +13,7 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +39,7 @@ from adapter.jobs.store.common import (
     later,
     not_found,
     utc_now,
+    without_nul,
 )
 from adapter.jobs.store.transitions import Changes
 
@@ -206,11 +207,12 @@ class SqliteJobStore:
     ) -> JobRecord:
         """Write the changes; when they end a job with a webhook, queue its event too (the
         door's `payload`, or the builder's body of the ended job)."""
+        changes = without_nul(changes)  # PostgreSQL refuses U+0000 (common.without_nul)
         values = [encode(name, value) for name, value in changes.items()]
         conn.execute(sql.update_job(M, list(changes)), (*values, job.id))
         changed = transitions.apply(job, changes)
         if changed.status.terminal and not job.status.terminal and changed.webhook:
-            body = json.dumps(self._payload(changed) if payload is None else payload)
+            body = json.dumps(without_nul(self._payload(changed) if payload is None else payload))
             now = to_us(self._clock())
             conn.execute(sql.insert_delivery(M), (job.id, changed.webhook, body, now, now))
         return changed
@@ -245,10 +247,13 @@ class SqliteJobStore:
         rows = await self._read(lambda conn: conn.execute(text, args).fetchall())
         return sql.page_of([decode(row) for row in rows], query.limit)
 
+    async def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
+        text = sql.queue_positions(M, len(job_ids))
+        rows = await self._read(lambda conn: conn.execute(text, tuple(job_ids)).fetchall())
+        return {row[0]: int(row[1]) for row in rows}
+
     async def queue_position(self, job_id: str) -> int | None:
-        text = sql.queue_position(M)
-        row = await self._read(lambda conn: conn.execute(text, (job_id,)).fetchone())
-        return None if row is None else int(row[0])
+        return (await self.queue_positions([job_id])).get(job_id)
 
     async def count_queued(self, owner: str | None = None) -> int:
         text, args = sql.count_queued(M, owner)
@@ -387,5 +392,5 @@ class SqliteJobStore:
     async def reschedule_delivery(
         self, delivery_id: int, next_attempt_at: datetime | None, error: str
     ) -> None:
-        args = (to_us(next_attempt_at), error, delivery_id)
+        args = (to_us(next_attempt_at), without_nul(error), delivery_id)
         await self._write(lambda conn: conn.execute(sql.reschedule_delivery(M), args))
