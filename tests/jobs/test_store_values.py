@@ -1,9 +1,11 @@
 """What a job store writes always saves, on SQLite and the real PostgreSQL alike: a NUL
 character (U+0000, which PostgreSQL refuses in text and jsonb, and the tiny LLM sometimes
-writes) is removed from every string; and a page's queue positions take one query."""
+writes) is removed from every string; a page's queue positions take one query; SQLite files
+opened by several stores at once open."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 
 from adapter.jobs.model import JobStatus
 from adapter.jobs.store.base import JobStore
+from adapter.jobs.store.migrations import LATEST
 from tests.support.jobs_store import TickingClock, make_store, new_job
 
 pytestmark = pytest.mark.anyio
@@ -94,3 +97,17 @@ async def test_queue_positions_of_a_page_in_one_call(store: JobStore) -> None:
     assert await store.queue_positions([]) == {}
     for job_id in ids:
         assert await store.queue_position(job_id) == positions.get(job_id)
+
+
+async def test_many_sqlite_stores_opening_a_new_file_at_once_all_open(tmp_path: Path) -> None:
+    # Switching a new file to WAL is answered "database is locked" at once, busy_timeout or
+    # not, when another store switches it at the same moment: opening retries it.
+    for round_ in range(30):
+        stores = [
+            make_store(f"sqlite:///{tmp_path / f'{round_}.db'}", TickingClock()) for _ in range(6)
+        ]
+        try:
+            await asyncio.gather(*(store.open() for store in stores))
+            assert {await store.schema_version() for store in stores} == {LATEST}
+        finally:
+            await asyncio.gather(*(store.close() for store in stores))

@@ -9,7 +9,7 @@ come from the store's clock (the replica's, like the `now` of recover), JSON col
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -241,10 +241,17 @@ class PostgresJobStore:
         rows = await self._run(lambda conn: self._rows(conn, text, args))
         return int(rows[0]["n"])
 
-    async def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
+    async def claim(
+        self, worker_id: str, lease_s: float, models: Collection[tuple[str, str]] | None = None
+    ) -> JobRecord | None:
+        query = sql.claim(M, models)
+        if query is None:
+            return None
+        # SKIP LOCKED: a row another replica is claiming right now is passed over.
+        text, args = f"{query[0]} FOR UPDATE OF j SKIP LOCKED", query[1]
+
         async def run(conn: Conn) -> JobRecord | None:
-            # SKIP LOCKED: a row another replica is claiming right now is passed over.
-            rows = await self._rows(conn, f"{sql.CLAIM} FOR UPDATE OF j SKIP LOCKED")
+            rows = await self._rows(conn, text, args)
             job = await self._fetch(conn, rows[0]["id"]) if rows else None
             if job is None:
                 return None

@@ -13,7 +13,7 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,6 +41,7 @@ from adapter.jobs.store.common import (
     utc_now,
     without_nul,
 )
+from adapter.jobs.store.sqlite_open import connect, retry_locked
 from adapter.jobs.store.transitions import Changes
 
 T = TypeVar("T")
@@ -114,23 +115,12 @@ class SqliteJobStore:
         await asyncio.to_thread(self._open)
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: no implicit transactions; each change says BEGIN IMMEDIATE.
-        conn = sqlite3.connect(
-            self.path,
-            timeout=self._busy_timeout_s,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        # In WAL mode NORMAL loses no committed row on a process crash (only on power loss).
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn = connect(self.path, self._busy_timeout_s)
         self._conn = conn
         try:
             with self._lock:
-                self._tx(self._migrate)
+                # Stores opening the file together migrate one at a time (BEGIN IMMEDIATE).
+                retry_locked(lambda: self._tx(self._migrate), self._busy_timeout_s)
         except BaseException:
             self._conn = None
             conn.close()
@@ -259,9 +249,13 @@ class SqliteJobStore:
         text, args = sql.count_queued(M, owner)
         return await self._read(lambda conn: int(conn.execute(text, args).fetchone()[0]))
 
-    async def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
+    async def claim(
+        self, worker_id: str, lease_s: float, models: Collection[tuple[str, str]] | None = None
+    ) -> JobRecord | None:
+        query = sql.claim(M, models)
+
         def run(conn: sqlite3.Connection) -> JobRecord | None:
-            row = conn.execute(sql.CLAIM).fetchone()
+            row = None if query is None else conn.execute(*query).fetchone()
             job = None if row is None else self._fetch(conn, row[0])
             if job is None:
                 return None
