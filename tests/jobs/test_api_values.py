@@ -55,7 +55,7 @@ def test_a_result_the_store_cannot_save_fails_the_job_once(
         real_finish = store.finish
         saves: list[JobStatus] = []
 
-        async def refusing_finish(job_id: str, worker_id: str, status: JobStatus, **kw: Any):
+        async def refusing_finish(job_id: str, worker_id: str, status: JobStatus, **kw: Any) -> Any:
             saves.append(status)
             if status is JobStatus.SUCCEEDED:  # what PostgreSQL said of a NUL in a result
                 raise psycopg.errors.UntranslatableCharacter("unsupported Unicode escape")

@@ -66,7 +66,7 @@ def test_jobs_run_only_when_their_model_has_a_slot(tmp_path: Path, tiny_sd: Path
     url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
     with running_client(app) as client, RunningWatch(url) as watch:
         try:
-            ids = {A: [], B: []}
+            ids: dict[str, list[str]] = {A: [], B: []}
             for model in (A, A, A, A, B, B):
                 body = {"pipeline": "text-to-image", "model_id": model, "params": T2I}
                 response = client.post("/v1/jobs", json=body)
@@ -83,9 +83,11 @@ def test_jobs_run_only_when_their_model_has_a_slot(tmp_path: Path, tiny_sd: Path
             # A runner route's request for A waits for A's slot, as before.
             limiter = app.state.service.limiters[next(m.key for m in models if m.model_id == A)]
             answers: list[int] = []
-            body = {"model_id": A, **T2I}
+            route_body: dict[str, Any] = {"model_id": A, **T2I}
             route = threading.Thread(
-                target=lambda: answers.append(client.post("/text-to-image", json=body).status_code)
+                target=lambda: answers.append(
+                    client.post("/text-to-image", json=route_body).status_code
+                )
             )
             route.start()
             wait_until(lambda: limiter.queued == 1)
