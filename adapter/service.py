@@ -79,7 +79,7 @@ class RunnerService:
 
     @asynccontextmanager
     async def _admitted(
-        self, spec: PipelineSpec, request: RequestModel
+        self, spec: PipelineSpec, request: RequestModel, hooks: RunHooks | None = None
     ) -> AsyncIterator[tuple[ServedModel, RequestModel, RequestRecord]]:
         """Route, check and queue a request; inside, it holds a slot and its work is timed."""
         with self.metrics.request(spec.pipeline) as record:
@@ -95,6 +95,8 @@ class RunnerService:
             record.enter_queue()
             async with limiter.slot():
                 record.leave_queue()
+                if hooks is not None and hooks.on_admitted is not None:
+                    hooks.on_admitted()
                 with record.running():
                     yield model, prepared.request, record
 
@@ -102,7 +104,7 @@ class RunnerService:
         self, spec: PipelineSpec, request: RequestModel, hooks: RunHooks | None = None
     ) -> BaseModel:
         """Serve one request; `hooks` are a job's (its progress, its remote call)."""
-        async with self._admitted(spec, request) as (model, prepared, _):
+        async with self._admitted(spec, request, hooks) as (model, prepared, _):
             return await self.backend.run(model, prepared, hooks)
 
     async def stream(self, spec: PipelineSpec, request: RequestModel) -> AsyncIterator[BaseModel]:

@@ -27,6 +27,9 @@ class RunHooks:
     # Set before the run is cancelled for a shutdown: a remote call goes on, to be waited for
     # again by the next start (a cancel of the job itself leaves it False: the call stops).
     keep_call: bool = False
+    # Called once the run holds its model's capacity slot (before it starts): the job runner
+    # counts a claimed job against the slot it is about to take until then.
+    on_admitted: Callable[[], None] | None = None
 
 
 class ModelState(StrEnum):

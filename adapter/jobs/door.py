@@ -56,6 +56,25 @@ def owner_of(token: str | None, auth_on: bool) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
+def nul_at(value: Any, path: str) -> str | None:
+    """Where in a submitted value a string holds U+0000 (which PostgreSQL cannot store)."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items: list[tuple[Any, Any]] = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return f"{path}.{key!r}"
+        found = nul_at(item, f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]")
+        if found is not None:
+            return found
+    return None
+
+
 class JobSubmission(BaseModel):
     """`POST /v1/jobs` as JSON (as multipart: the same fields, `params` and `metadata` as JSON
     text or the params as fields of their own, and the pipeline's file fields)."""
@@ -133,6 +152,10 @@ class JobsDoor:
             raise BadRequestError(
                 f"The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY} characters."
             )
+        fields = submission.model_dump().items()
+        nul = next((at for name, v in fields if (at := nul_at(v, name)) is not None), None)
+        if nul is not None:
+            raise BadRequestError(f"{nul} holds a NUL character (U+0000), which jobs cannot store.")
         secret = self.settings.jobs.webhook_secret.get_secret_value()
         check_webhook_url(submission.webhook, secret)
         self._check_metadata(submission.metadata)
@@ -220,6 +243,11 @@ class JobsDoor:
         if job.status is not JobStatus.QUEUED:
             return None
         return await self.store.queue_position(job.id)
+
+    async def queue_positions(self, jobs: list[JobRecord]) -> dict[str, int]:
+        """The positions of a page's queued jobs, in one query."""
+        queued = [job.id for job in jobs if job.status is JobStatus.QUEUED]
+        return await self.store.queue_positions(queued) if queued else {}
 
     async def page(self, owner: str, query: JobQuery) -> JobPage:
         from dataclasses import replace

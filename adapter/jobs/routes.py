@@ -268,7 +268,8 @@ def build_router() -> APIRouter:
             cursor=cursor,
         )
         page = await _door(request).page(owner, query)
-        views = [await _view(request, job) for job in page.jobs]
+        positions = await _door(request).queue_positions(page.jobs)
+        views = [job_view(job, positions.get(job.id), _root(request)) for job in page.jobs]
         return JobList(data=views, next_cursor=page.next_cursor)
 
     @router.get("/{job_id}", response_model=Job, responses=common, summary="Get a job")

@@ -26,9 +26,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapter.backends.base import RunHooks
+from adapter.jobs.claims import ClaimedJob, Claims
 from adapter.jobs.files import job_prefixes, store_outputs
 from adapter.jobs.model import JobRecord, JobStatus
 from adapter.jobs.outputs.base import OutputStore
+from adapter.jobs.progress import StepTracker
 from adapter.jobs.requests import job_request
 from adapter.jobs.settings import JobsSettings
 from adapter.jobs.store.base import JobStore
@@ -51,6 +53,7 @@ logger = logging.getLogger(__name__)
 # A job ended by its own request's fault: running it again would fail the same way.
 _FINAL = (BadRequestError, UnauthorizedError, PayloadTooLargeError, UnsupportedMediaError)
 SHUTDOWN_MSG = "The adapter stopped while the job ran."
+UNSAVED_MSG = "The job ended but the store could not save its result ({}); it is not run again."
 
 
 def retryable(error: BaseException) -> bool:
@@ -63,34 +66,6 @@ def retryable(error: BaseException) -> bool:
     if isinstance(error, InferenceError):
         return error.msg == OUT_OF_MEMORY_MSG
     return True
-
-
-class StepTracker:
-    """The latest (step, total) a pipeline reported from its thread, handed to the event loop
-    without blocking that thread; the writer stores only the latest, however fast steps come."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.latest: tuple[int, int] | None = None
-        self.written: tuple[int, int] | None = None
-        self._loop = loop
-        self._changed = asyncio.Event()
-
-    def on_step(self, step: int, total: int) -> None:  # on the model's thread
-        self.latest = (step, total)
-        with suppress(RuntimeError):  # the loop has closed: no one reads progress any more
-            self._loop.call_soon_threadsafe(self._changed.set)
-
-    async def write_each(self, write: Callable[[int, int], Awaitable[None]]) -> None:
-        while True:
-            await self._changed.wait()
-            self._changed.clear()
-            await self.flush(write)
-
-    async def flush(self, write: Callable[[int, int], Awaitable[None]]) -> None:
-        latest = self.latest
-        if latest is not None and latest != self.written:
-            self.written = latest
-            await write(*latest)
 
 
 class _Stop(Exception):
@@ -116,6 +91,10 @@ class JobRunner:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._wake: asyncio.Event | None = None
+        # One claim at a time here, each only of a model with a free slot (adapter/jobs/claims.py).
+        self._claiming = asyncio.Lock()
+        self._claims = Claims(service)
+        self._claimed: dict[str, ClaimedJob] = {}  # job id -> its count, until it ends
         self._work: dict[str, asyncio.Task[Any]] = {}  # job id -> its running request
         self._stops: dict[str, str] = {}  # job id -> why its work was stopped
         self.webhook_payload: Callable[[JobRecord], dict[str, Any]] | None = None
@@ -128,6 +107,8 @@ class JobRunner:
         # Before claiming: jobs a dead worker held go back to the queue (a restart's own ones
         # wait for their leases to expire; another replica may hold them).
         await self._recover()
+        for limiter in self.service.limiters.values():
+            limiter.add_listener(self.wake)  # a slot freed: a job of its model may start
         for index in range(self.concurrency):
             self._spawn(self._claim_loop(), f"jobs-claim-{index}")
         self._spawn(self._every(self.settings.poll_interval_s, self._recover), "jobs-recover")
@@ -178,7 +159,7 @@ class JobRunner:
         assert self._wake is not None
         while True:
             try:
-                job = await self.store.claim(self.worker_id, self.settings.lease_s)
+                job = await self._claim()
             except Exception:
                 logger.exception("jobs: claiming failed")
                 job = None
@@ -193,6 +174,19 @@ class JobRunner:
                 # The store failed as the job ended: its lease runs out and recovery queues it
                 # again; this loop goes on claiming.
                 logger.exception("jobs: ending %s failed", job.id)
+
+    async def _claim(self) -> JobRecord | None:
+        """The next job of a model with a free slot, counted against it (None: no such job),
+        so a job shows `running` only when it can start, never while it waits for a slot."""
+        async with self._claiming:
+            free = self._claims.free_models()
+            if not free:
+                return None
+            job = await self.store.claim(self.worker_id, self.settings.lease_s, free.keys())
+            if job is not None:
+                key = free[(job.pipeline, job.model_id)]
+                self._claimed[job.id] = self._claims.claimed(key)
+            return job
 
     async def _recover(self) -> None:
         for job in await self.store.recover(datetime.now(UTC)):
@@ -217,8 +211,14 @@ class JobRunner:
         async def remember_call(call_id: str) -> None:
             await self.store.set_call_id(job.id, self.worker_id, call_id)
 
-        hooks = RunHooks(on_step=tracker.on_step, on_call=remember_call, call_id=job.call_id)
-        work = asyncio.ensure_future(self._execute(job, hooks))
+        claimed = self._claimed.pop(job.id, None) or self._claims.claimed("")
+        hooks = RunHooks(
+            on_step=tracker.on_step,
+            on_call=remember_call,
+            call_id=job.call_id,
+            on_admitted=claimed.uncount,  # the limiter counts it while it holds the slot
+        )
+        work = asyncio.ensure_future(self._execute(job, hooks, claimed))
         self._work[job.id] = work
         helpers = [
             asyncio.ensure_future(self._heartbeat(job.id)),
@@ -247,12 +247,16 @@ class JobRunner:
             await tracker.flush(write_progress)
             await self._finish(job, JobStatus.SUCCEEDED, outputs=response, result_data=summary)
         finally:
+            claimed.end()  # its end is saved: the model's slot is free for the next job
+            self.wake()
             for helper in helpers:
                 helper.cancel()
             self._work.pop(job.id, None)
             self._stops.pop(job.id, None)
 
-    async def _execute(self, job: JobRecord, hooks: RunHooks) -> tuple[Any, dict[str, Any]]:
+    async def _execute(
+        self, job: JobRecord, hooks: RunHooks, claimed: ClaimedJob
+    ) -> tuple[Any, dict[str, Any]]:
         spec = PIPELINE_SPECS[Pipeline(job.pipeline)]
         request = await job_request(spec, job, self.outputs)
         limit_s = self.service.resolve(spec.pipeline, job.model_id).request_timeout_s
@@ -268,6 +272,8 @@ class JobRunner:
                 await asyncio.sleep(max(exc.retry_after_s, self.settings.poll_interval_s))
             except TimeoutError as exc:
                 raise InferenceError(f"The job ran past its {limit_s:g} s time limit.") from exc
+            finally:
+                claimed.count()  # out of its slot, until its end is saved
         return await store_outputs(self.outputs, job.id, response, job.params)
 
     async def _heartbeat(self, job_id: str) -> None:
@@ -312,15 +318,25 @@ class JobRunner:
         result_data: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> None:
-        finished = await self.store.finish(
-            job.id,
-            self.worker_id,
-            status,
-            outputs=outputs,
-            result_data=result_data,
-            error=error,
-            webhook_payload=self._payload(job, status, outputs, result_data, error),
-        )
+        try:
+            finished = await self.store.finish(
+                job.id,
+                self.worker_id,
+                status,
+                outputs=outputs,
+                result_data=result_data,
+                error=error,
+                webhook_payload=self._payload(job, status, outputs, result_data, error),
+            )
+        except Exception as exc:
+            if error == UNSAVED_MSG.format(type(exc).__name__):
+                raise  # the store is down: the lease runs out and recovery takes the job
+            # Left running, the job would run again once its lease expired, and fail to save
+            # again: it ends failed instead, with why (the error is one the store can save).
+            logger.exception("jobs: saving %s as %s failed", job.id, status.value)
+            message, data = UNSAVED_MSG.format(type(exc).__name__), {"retryable": False}
+            await self._finish(job, JobStatus.FAILED, result_data=data, error=message)
+            return
         if finished is None:
             logger.warning("jobs: %s ended here but another worker holds it now", job.id)
         elif job.webhook is not None and self.on_webhook is not None:

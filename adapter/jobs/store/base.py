@@ -3,6 +3,7 @@ the same, and one test module runs against both."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -37,10 +38,16 @@ class JobStore(Protocol):
     async def queue_position(self, job_id: str) -> int | None:
         """How many queued jobs are ahead of this one (0: next); None unless it is queued."""
 
+    async def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
+        """queue_position of many jobs (a page) in one query; only the queued ones appear."""
+
     async def count_queued(self, owner: str | None = None) -> int: ...
 
-    async def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
-        """Take the next queued job, fair between owners, as running under a lease."""
+    async def claim(
+        self, worker_id: str, lease_s: float, models: Collection[tuple[str, str]] | None = None
+    ) -> JobRecord | None:
+        """Take the next queued job, fair between owners, as running under a lease; with
+        `models`, only a job of one of those (pipeline, model_id) pairs (None: any)."""
 
     async def renew(self, job_id: str, worker_id: str, lease_s: float) -> JobRecord | None:
         """Extend the lease; the row (its cancel_requested tells the runner to stop) or None

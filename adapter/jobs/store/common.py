@@ -22,6 +22,22 @@ PayloadBuilder = Callable[[JobRecord], dict[str, Any]]
 DELIVERY_HOLD_S = 60.0
 
 
+def without_nul(value: Any) -> Any:
+    """The value with U+0000 removed from every string in it (dict keys too, recursively).
+
+    PostgreSQL refuses that character in text and in jsonb, and a model's text sometimes has
+    one (the tiny LLM's does): both stores remove it from all they write, so a job's result,
+    error, params, metadata and webhook event always save, and the two stores hold the same.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(without_nul(v) for v in value)
+    return value
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

@@ -9,7 +9,7 @@ come from the store's clock (the replica's, like the `now` of recover), JSON col
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -41,6 +41,7 @@ from adapter.jobs.store.common import (
     later,
     not_found,
     utc_now,
+    without_nul,
 )
 from adapter.jobs.store.transitions import Changes
 
@@ -184,11 +185,12 @@ class PostgresJobStore:
     ) -> JobRecord:
         """Write the changes (the row is locked); when they end a job with a webhook, queue its
         event in the same transaction (the door's `payload`, or the builder's body)."""
+        changes = without_nul(changes)  # PostgreSQL refuses U+0000 (common.without_nul)
         values = [encode(name, value) for name, value in changes.items()]
         await conn.execute(sql.update_job(M, list(changes)), (*values, job.id))
         changed = transitions.apply(job, changes)
         if changed.status.terminal and not job.status.terminal and changed.webhook:
-            body = Jsonb(self._payload(changed) if payload is None else payload)
+            body = Jsonb(without_nul(self._payload(changed) if payload is None else payload))
             now = self._clock()
             await conn.execute(sql.insert_delivery(M), (job.id, changed.webhook, body, now, now))
         return changed
@@ -224,20 +226,32 @@ class PostgresJobStore:
         rows = await self._run(lambda conn: self._rows(conn, text, args))
         return sql.page_of([decode(row) for row in rows], query.limit)
 
+    async def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
+        if not job_ids:
+            return {}
+        text = sql.queue_positions(M, len(job_ids))
+        rows = await self._run(lambda conn: self._rows(conn, text, list(job_ids)))
+        return {row["id"]: int(row["ahead"]) for row in rows}
+
     async def queue_position(self, job_id: str) -> int | None:
-        text = sql.queue_position(M)
-        rows = await self._run(lambda conn: self._rows(conn, text, (job_id,)))
-        return int(rows[0]["ahead"]) if rows else None
+        return (await self.queue_positions([job_id])).get(job_id)
 
     async def count_queued(self, owner: str | None = None) -> int:
         text, args = sql.count_queued(M, owner)
         rows = await self._run(lambda conn: self._rows(conn, text, args))
         return int(rows[0]["n"])
 
-    async def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
+    async def claim(
+        self, worker_id: str, lease_s: float, models: Collection[tuple[str, str]] | None = None
+    ) -> JobRecord | None:
+        query = sql.claim(M, models)
+        if query is None:
+            return None
+        # SKIP LOCKED: a row another replica is claiming right now is passed over.
+        text, args = f"{query[0]} FOR UPDATE OF j SKIP LOCKED", query[1]
+
         async def run(conn: Conn) -> JobRecord | None:
-            # SKIP LOCKED: a row another replica is claiming right now is passed over.
-            rows = await self._rows(conn, f"{sql.CLAIM} FOR UPDATE OF j SKIP LOCKED")
+            rows = await self._rows(conn, text, args)
             job = await self._fetch(conn, rows[0]["id"]) if rows else None
             if job is None:
                 return None
@@ -373,5 +387,5 @@ class PostgresJobStore:
     async def reschedule_delivery(
         self, delivery_id: int, next_attempt_at: datetime | None, error: str
     ) -> None:
-        args = (next_attempt_at, error, delivery_id)
+        args = (next_attempt_at, without_nul(error), delivery_id)
         await self._run(lambda conn: conn.execute(sql.reschedule_delivery(M), args))

@@ -13,7 +13,7 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,7 +39,9 @@ from adapter.jobs.store.common import (
     later,
     not_found,
     utc_now,
+    without_nul,
 )
+from adapter.jobs.store.sqlite_open import connect, retry_locked
 from adapter.jobs.store.transitions import Changes
 
 T = TypeVar("T")
@@ -113,23 +115,12 @@ class SqliteJobStore:
         await asyncio.to_thread(self._open)
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: no implicit transactions; each change says BEGIN IMMEDIATE.
-        conn = sqlite3.connect(
-            self.path,
-            timeout=self._busy_timeout_s,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        # In WAL mode NORMAL loses no committed row on a process crash (only on power loss).
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn = connect(self.path, self._busy_timeout_s)
         self._conn = conn
         try:
             with self._lock:
-                self._tx(self._migrate)
+                # Stores opening the file together migrate one at a time (BEGIN IMMEDIATE).
+                retry_locked(lambda: self._tx(self._migrate), self._busy_timeout_s)
         except BaseException:
             self._conn = None
             conn.close()
@@ -206,11 +197,12 @@ class SqliteJobStore:
     ) -> JobRecord:
         """Write the changes; when they end a job with a webhook, queue its event too (the
         door's `payload`, or the builder's body of the ended job)."""
+        changes = without_nul(changes)  # PostgreSQL refuses U+0000 (common.without_nul)
         values = [encode(name, value) for name, value in changes.items()]
         conn.execute(sql.update_job(M, list(changes)), (*values, job.id))
         changed = transitions.apply(job, changes)
         if changed.status.terminal and not job.status.terminal and changed.webhook:
-            body = json.dumps(self._payload(changed) if payload is None else payload)
+            body = json.dumps(without_nul(self._payload(changed) if payload is None else payload))
             now = to_us(self._clock())
             conn.execute(sql.insert_delivery(M), (job.id, changed.webhook, body, now, now))
         return changed
@@ -245,18 +237,25 @@ class SqliteJobStore:
         rows = await self._read(lambda conn: conn.execute(text, args).fetchall())
         return sql.page_of([decode(row) for row in rows], query.limit)
 
+    async def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
+        text = sql.queue_positions(M, len(job_ids))
+        rows = await self._read(lambda conn: conn.execute(text, tuple(job_ids)).fetchall())
+        return {row[0]: int(row[1]) for row in rows}
+
     async def queue_position(self, job_id: str) -> int | None:
-        text = sql.queue_position(M)
-        row = await self._read(lambda conn: conn.execute(text, (job_id,)).fetchone())
-        return None if row is None else int(row[0])
+        return (await self.queue_positions([job_id])).get(job_id)
 
     async def count_queued(self, owner: str | None = None) -> int:
         text, args = sql.count_queued(M, owner)
         return await self._read(lambda conn: int(conn.execute(text, args).fetchone()[0]))
 
-    async def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
+    async def claim(
+        self, worker_id: str, lease_s: float, models: Collection[tuple[str, str]] | None = None
+    ) -> JobRecord | None:
+        query = sql.claim(M, models)
+
         def run(conn: sqlite3.Connection) -> JobRecord | None:
-            row = conn.execute(sql.CLAIM).fetchone()
+            row = None if query is None else conn.execute(*query).fetchone()
             job = None if row is None else self._fetch(conn, row[0])
             if job is None:
                 return None
@@ -387,5 +386,5 @@ class SqliteJobStore:
     async def reschedule_delivery(
         self, delivery_id: int, next_attempt_at: datetime | None, error: str
     ) -> None:
-        args = (to_us(next_attempt_at), error, delivery_id)
+        args = (to_us(next_attempt_at), without_nul(error), delivery_id)
         await self._write(lambda conn: conn.execute(sql.reschedule_delivery(M), args))

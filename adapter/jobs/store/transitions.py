@@ -12,21 +12,22 @@ from datetime import datetime
 from typing import Any
 
 from adapter.jobs.model import JobRecord, JobStatus, NewJob, OutputFile
-from adapter.jobs.store.common import check_terminal, later, worker_stopped
+from adapter.jobs.store.common import check_terminal, later, without_nul, worker_stopped
 
 Changes = dict[str, Any]
 
 
 def new_row(job: NewJob, now: datetime) -> JobRecord:
+    # Without U+0000, which PostgreSQL refuses (the door refuses it in what a client sends).
     return JobRecord(
         id=job.id,
         owner=job.owner,
         status=JobStatus.QUEUED,
         pipeline=job.pipeline,
         model_id=job.model_id,
-        params=job.params,
-        metadata=job.metadata,
-        webhook=job.webhook,
+        params=without_nul(job.params),
+        metadata=without_nul(job.metadata),
+        webhook=without_nul(job.webhook),
         parent_id=job.parent_id,
         idempotency_key=job.idempotency_key,
         attempts=0,
