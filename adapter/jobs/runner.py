@@ -72,6 +72,10 @@ class _Stop(Exception):
     """Why a running job's work was stopped from outside: 'cancel' or 'lost' (the lease)."""
 
 
+# How long stop() waits for its loops to end once cancelled.
+STOP_WAIT_S = 5.0
+
+
 class JobRunner:
     def __init__(
         self,
@@ -123,9 +127,12 @@ class JobRunner:
         next start runs them)."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # Bounded: a task that ignored its cancellation is logged, never waited for forever
+            # (a shutdown must end before the platform's kill).
+            _done, pending = await asyncio.wait(self._tasks, timeout=STOP_WAIT_S)
+            for task in pending:
+                logger.warning("jobs: %s did not stop within %g s", task.get_name(), STOP_WAIT_S)
         self._tasks.clear()
 
     def wake(self) -> None:
@@ -164,8 +171,12 @@ class JobRunner:
                 logger.exception("jobs: claiming failed")
                 job = None
             if job is None:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+                # cancellation of stop() when the wake-up comes at the same moment, and the
+                # loop would never end.
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
+                    async with asyncio.timeout(self.settings.poll_interval_s):
+                        await self._wake.wait()
                 self._wake.clear()
                 continue
             try:
@@ -262,9 +273,8 @@ class JobRunner:
         limit_s = self.service.resolve(spec.pipeline, job.model_id).request_timeout_s
         while True:
             try:
-                response = await asyncio.wait_for(
-                    self.service.handle(spec, request, hooks), limit_s
-                )
+                async with asyncio.timeout(limit_s):
+                    response = await self.service.handle(spec, request, hooks)
                 break
             except OverloadedError as exc:
                 # Every slot of the model is busy (runner routes share them): wait for one,

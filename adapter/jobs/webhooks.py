@@ -263,8 +263,10 @@ class WebhookSender:
                 await self.send_due()
             except Exception:
                 log.exception("Reading the webhook outbox failed; trying again")
+            # asyncio.timeout, not wait_for, which on Python 3.11 can swallow stop()'s cancel.
             try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+                async with asyncio.timeout(self.poll_interval_s):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
