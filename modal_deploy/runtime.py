@@ -59,6 +59,7 @@ from contract.aimodels import ServedModel
 from contract.errors import ModelUnavailableError
 from contract.pipelines import Pipeline
 from contract.schemas import RequestModel
+from modal_deploy.class_plan import ClassPlan
 from modal_deploy.plan import (
     COMPILE_CACHE_MOUNT,
     IMAGE_PACKAGES,
@@ -66,7 +67,6 @@ from modal_deploy.plan import (
     MODELS_MOUNT,
     PYTHON_VERSION,
     AppPlan,
-    ClassPlan,
 )
 
 if TYPE_CHECKING:

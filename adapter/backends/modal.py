@@ -49,7 +49,8 @@ from contract.errors import (
     ServiceUnavailableError,
 )
 from contract.schemas import RequestModel
-from modal_deploy.plan import ClassPlan, plan_class, stream_queue_name
+from modal_deploy.class_plan import ClassPlan
+from modal_deploy.plan import plan_class, stream_queue_name
 
 logger = logging.getLogger(__name__)
 
