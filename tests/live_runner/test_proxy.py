@@ -200,9 +200,12 @@ def test_llm_whole_and_streamed_as_server_sent_events(stack):
 
 def test_overload_is_503_with_retry_after_and_the_contract_body_through_the_proxy(stack):
     _adapter, _proxy, url = stack
-    results: list[httpx.Response] = []
+    first_token = threading.Event()
+    ended = threading.Event()
 
     def long_stream() -> None:
+        # Greedy: the tiny model then never samples EOS, so the stream runs its 1024 tokens
+        # (seconds on CPU) instead of ending at a random early EOS before the probe arrives.
         with httpx.stream(
             "POST",
             app_url(url, "llm"),
@@ -210,25 +213,26 @@ def test_overload_is_503_with_retry_after_and_the_contract_body_through_the_prox
             json={
                 "messages": [{"role": "user", "content": "hi"}],
                 "max_tokens": 1024,
+                "temperature": 0,
                 "stream": True,
             },
         ) as stream:
-            results.append(stream)
-            for _ in stream.iter_lines():
-                pass
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    first_token.set()
+        ended.set()
 
     worker = threading.Thread(target=long_stream)
     worker.start()
-    deadline = time.monotonic() + 30
-    while not results:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    assert first_token.wait(timeout=60), "the long stream never produced a token"
     refused = httpx.post(
         app_url(url, "llm"),
         timeout=30,
         json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
     )
+    stream_was_running = not ended.is_set()
     worker.join(timeout=120)
+    assert stream_was_running, "the long stream ended before the probe was answered"
     assert refused.status_code == 503, refused.text
     assert refused.headers["retry-after"].isdigit()
     assert set(refused.json()) == {"detail"} and "capacity" in refused.json()["detail"]["msg"]
