@@ -4,7 +4,8 @@ the next token of a transformers `generate`. The one place every pipeline stops 
 
 The same step callbacks report progress: a `should_stop` that also has an `on_step(step,
 total)` method (the adapter's StopFlag, for a job that shows its progress) hears of each
-finished denoising step, from the pipeline's own loop, on the thread that runs it."""
+finished denoising step (or generated token, out of the most allowed), from the pipeline's own
+loop, on the thread that runs it."""
 
 from __future__ import annotations
 
@@ -64,14 +65,22 @@ def stop_between_legacy_steps(should_stop: StopCheck | None, total: int = 0) -> 
     return on_step
 
 
-def stop_when_asked(should_stop: StopCheck | None) -> StoppingCriteriaList:
+def stop_when_asked(
+    should_stop: StopCheck | None, *, prompt_tokens: int = 0, max_new_tokens: int = 0
+) -> StoppingCriteriaList:
     """Criteria for transformers' `generate(stopping_criteria=...)`, met for every sequence once
-    `should_stop()` is true (generation ends at its next token); empty when nothing can ask."""
+    `should_stop()` is true (generation ends at its next token); empty when nothing can ask.
+
+    Given `max_new_tokens` (and the `prompt_tokens` that `generate` sees ahead of them), each
+    new token is reported as a step of that many: an upper bound, since EOS may end the answer
+    sooner."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class StopWhenAsked(StoppingCriteria):
         def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+            if max_new_tokens > 0:
+                report_step(should_stop, int(input_ids.shape[1]) - prompt_tokens, max_new_tokens)
             stop = bool(should_stop is not None and should_stop())
             return torch.full(
                 (input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device

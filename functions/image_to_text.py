@@ -91,10 +91,13 @@ class ImageCaptioner:
             else value.to(device=self.device)
             for name, value in inputs.items()
         }
+        max_new_tokens = min(self.max_new_tokens, room)
         output = self.model.generate(
             **tensors,
-            max_new_tokens=min(self.max_new_tokens, room),
-            stopping_criteria=stop_when_asked(should_stop),
+            max_new_tokens=max_new_tokens,
+            stopping_criteria=stop_when_asked(
+                should_stop, prompt_tokens=prompt_tokens, max_new_tokens=max_new_tokens
+            ),
         )
         if should_stop is not None and should_stop():
             raise GenerationCancelled()

@@ -206,7 +206,9 @@ class ChatModel:
             "max_new_tokens": max_new_tokens,
             "eos_token_id": self.eos_ids,
             "pad_token_id": self.pad_id,
-            "stopping_criteria": stop_when_asked(should_stop),
+            "stopping_criteria": stop_when_asked(
+                should_stop, prompt_tokens=len(prompt_ids), max_new_tokens=max_new_tokens
+            ),
             "streamer": streamer,
         }
         if sampling.temperature == 0:

@@ -13,8 +13,10 @@ from adapter.jobs.model import JobRecord, JobStatus
 
 
 class JobProgress(BaseModel):
-    step: int = Field(description="Denoising steps done.")
-    total: int = Field(description="Steps the pipeline runs.")
+    step: int = Field(description="Denoising steps done (llm, image-to-text: tokens generated).")
+    total: int = Field(
+        description="Steps the pipeline runs (llm, image-to-text: the most tokens it may generate)."
+    )
     fraction: float = Field(description="step / total, 0 to 1.")
 
 

@@ -45,11 +45,18 @@ def test_audio_to_text_job_keeps_its_transcript_as_json(client):
 
 
 def test_llm_job_keeps_the_answer(client):
-    params = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": True}
+    params = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 4,
+        "temperature": 0,  # greedy: the tiny model runs to max_tokens
+        "stream": True,
+    }
     response = client.post("/v1/jobs", json={"pipeline": "llm", "params": params})
     assert response.status_code == 202, response.text
     done = wait_for(client, response.json()["id"])
     assert done["status"] == "succeeded", done
+    # Each generated token is a step, out of max_tokens.
+    assert done["progress"] == {"step": 4, "total": 4, "fraction": 1.0}
     answer = json.loads(client.get(done["urls"]["result"]).content)
     assert answer["choices"][0]["message"]["content"] == done["result"]["data"]["text"]
     assert "stream" not in done["params"]  # a job keeps the whole answer

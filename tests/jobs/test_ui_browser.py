@@ -7,6 +7,7 @@ are kept under test-artifacts/ at the repo root; their paths are printed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,7 @@ def test_submit_watch_the_progress_see_the_image_and_enhance(page: Any, adapter_
     first = page.locator("#job-id").inner_text()
     seen = page.evaluate("window.progressSeen")
     assert seen[-1] == 100 and page.locator("#progress").get_attribute("aria-valuetext") == "100%"
+    expect(page.locator("#job-step")).to_have_text("Step 30 of 30")
     # Followed by its event stream, not by polling.
     assert any(url.endswith(f"/v1/jobs/{first}/events") for url in asked)
     assert not any(url.endswith(f"/v1/jobs/{first}") for url in asked)
@@ -240,6 +242,8 @@ def test_a_text_answer_is_shown_as_text(page: Any):
     page.get_by_role("button", name="Submit").click()
     expect(status(page)).to_have_text("Done.", timeout=WAIT_MS)
     expect(page.locator("#output pre.text")).to_be_attached()
+    # Tokens, out of the most allowed (a sampled answer may end at EOS sooner).
+    expect(page.locator("#job-step")).to_have_text(re.compile(r"^Token [1-8] of at most 8$"))
     expect(page.locator("#download")).to_have_text("Download response.json")
     assert page.locator("#enhance").is_hidden()  # an LLM job has nothing to enhance
     assert page.problems == []

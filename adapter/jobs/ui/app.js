@@ -314,8 +314,17 @@ function showProgress(job) {
     bar.value = Math.round(Math.min(100, Math.max(0, percent)));
   }
   bar.setAttribute("aria-valuetext", percent === null ? "waiting" : `${bar.value}%`);
-  $("job-step").textContent =
-    progress && progress.total ? `Step ${progress.step} of ${progress.total}` : "";
+  $("job-step").textContent = progress && progress.total ? stepText(job.pipeline, progress) : "";
+}
+
+// Text pipelines count generated tokens out of the most allowed: the answer may end sooner.
+const TOKEN_PIPELINES = new Set(["llm", "image-to-text"]);
+
+function stepText(pipeline, progress) {
+  if (TOKEN_PIPELINES.has(pipeline)) {
+    return `Token ${progress.step} of at most ${progress.total}`;
+  }
+  return `Step ${progress.step} of ${progress.total}`;
 }
 
 function render(job) {
