@@ -29,48 +29,23 @@ from adapter.backends.base import RunHooks
 from adapter.jobs.claims import ClaimedJob, Claims
 from adapter.jobs.files import job_prefixes, store_outputs
 from adapter.jobs.model import JobRecord, JobStatus
+from adapter.jobs.outcomes import (
+    SAVE_RETRY_DELAYS_S,
+    SHUTDOWN_MSG,
+    UNSAVED_MSG,
+    may_pass,
+    retryable,
+)
 from adapter.jobs.outputs.base import OutputStore
 from adapter.jobs.progress import StepTracker
 from adapter.jobs.requests import job_request
 from adapter.jobs.settings import JobsSettings
 from adapter.jobs.store.base import JobStore
-from adapter.pipeline_errors import OUT_OF_MEMORY_MSG
 from adapter.service import RunnerService
-from contract.errors import (
-    BadRequestError,
-    InferenceError,
-    OverloadedError,
-    PayloadTooLargeError,
-    RunnerError,
-    UnauthorizedError,
-    UnsupportedMediaError,
-    UpstreamError,
-)
+from contract.errors import InferenceError, OverloadedError, RunnerError
 from contract.pipelines import PIPELINE_SPECS, Pipeline
 
 logger = logging.getLogger(__name__)
-
-# A job ended by its own request's fault: running it again would fail the same way.
-_FINAL = (BadRequestError, UnauthorizedError, PayloadTooLargeError, UnsupportedMediaError)
-SHUTDOWN_MSG = "The adapter stopped while the job ran."
-UNSAVED_MSG = "The job ended but the store could not save its result ({}); it is not run again."
-
-
-def retryable(error: BaseException) -> bool:
-    """Whether another attempt may succeed: an outage, a model that did not load, a worker that
-    died, out of memory; not a bad request nor a pipeline that fails on this input."""
-    if isinstance(error, _FINAL):
-        return False
-    if isinstance(error, UpstreamError):
-        return error.status_code >= 500
-    if isinstance(error, InferenceError):
-        return error.msg == OUT_OF_MEMORY_MSG
-    return True
-
-
-class _Stop(Exception):
-    """Why a running job's work was stopped from outside: 'cancel' or 'lost' (the lease)."""
-
 
 # How long stop() waits for its loops to end once cancelled.
 STOP_WAIT_S = 5.0
@@ -329,15 +304,7 @@ class JobRunner:
         error: str | None = None,
     ) -> None:
         try:
-            finished = await self.store.finish(
-                job.id,
-                self.worker_id,
-                status,
-                outputs=outputs,
-                result_data=result_data,
-                error=error,
-                webhook_payload=self._payload(job, status, outputs, result_data, error),
-            )
+            finished = await self._save_end(job, status, outputs, result_data, error)
         except Exception as exc:
             if error == UNSAVED_MSG.format(type(exc).__name__):
                 raise  # the store is down: the lease runs out and recovery takes the job
@@ -351,6 +318,46 @@ class JobRunner:
             logger.warning("jobs: %s ended here but another worker holds it now", job.id)
         elif job.webhook is not None and self.on_webhook is not None:
             self.on_webhook()
+
+    async def _save_end(
+        self,
+        job: JobRecord,
+        status: JobStatus,
+        outputs: Any,
+        result_data: dict[str, Any] | None,
+        error: str | None,
+    ) -> JobRecord | None:
+        """The store's `finish`, tried again after each of SAVE_RETRY_DELAYS_S while its error
+        is one that may pass; any other error, and the last try's, is the caller's."""
+        payload = self._payload(job, status, outputs, result_data, error)
+
+        async def save() -> JobRecord | None:
+            return await self.store.finish(
+                job.id,
+                self.worker_id,
+                status,
+                outputs=outputs,
+                result_data=result_data,
+                error=error,
+                webhook_payload=payload,
+            )
+
+        for delay in SAVE_RETRY_DELAYS_S:
+            try:
+                return await save()
+            except Exception as exc:
+                if not may_pass(exc):
+                    raise
+                logger.warning(
+                    "jobs: saving %s as %s failed (%s: %s); trying again in %g s",
+                    job.id,
+                    status.value,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+        return await save()
 
     def _payload(
         self,

@@ -122,6 +122,9 @@ class PostgresJobStore:
             max_size=self._pool_size,
             open=False,
             kwargs={"autocommit": True},
+            # A connection the server ended while it sat in the pool (a restart, a failover,
+            # an idle timeout) is replaced before use, not handed to a request that then fails.
+            check=AsyncConnectionPool.check_connection,
         )
         try:
             await pool.open(wait=True, timeout=self._connect_timeout_s)
