@@ -306,10 +306,12 @@ class JobRunner:
         try:
             finished = await self._save_end(job, status, outputs, result_data, error)
         except Exception as exc:
-            if error == UNSAVED_MSG.format(type(exc).__name__):
-                raise  # the store is down: the lease runs out and recovery takes the job
-            # Left running, the job would run again once its lease expired, and fail to save
-            # again: it ends failed instead, with why (the error is one the store can save).
+            if may_pass(exc) or error == UNSAVED_MSG.format(type(exc).__name__):
+                # The store is still down after every try: the lease runs out and recovery
+                # queues the job again (an attempt spent, the work redone, nothing lost).
+                raise
+            # The store refuses this end for good: left running, the job would run again once
+            # its lease expired and fail to save again, so it ends failed instead, with why.
             logger.exception("jobs: saving %s as %s failed", job.id, status.value)
             message, data = UNSAVED_MSG.format(type(exc).__name__), {"retryable": False}
             await self._finish(job, JobStatus.FAILED, result_data=data, error=message)

@@ -1,5 +1,6 @@
 """Saving a job's end when the store fails: a blip is tried again and the finished work kept; a
-store that keeps refusing that end leaves the job failed with why, never running again."""
+store down through every try gets the job back by its lease, to run again; an end the store
+refuses for good leaves the job failed with why, never running again."""
 
 from __future__ import annotations
 
@@ -23,17 +24,24 @@ class FlakyFinish:
     """The real store's `finish`, refusing the ends whose status is in `refuse` the first
     `times` calls of each (times=None: always)."""
 
-    def __init__(self, real: Any, refuse: set[JobStatus], times: int | None) -> None:
+    def __init__(
+        self,
+        real: Any,
+        refuse: set[JobStatus],
+        times: int | None,
+        error: Exception | None = None,
+    ) -> None:
         self.real = real
         self.refuse = refuse
         self.times = times
+        self.error = error or ConnectionError("the store's connection dropped")
         self.calls: list[JobStatus] = []
 
     async def __call__(self, job_id: str, worker_id: str, status: JobStatus, **kw: Any) -> Any:
         self.calls.append(status)
         refused = sum(1 for s in self.calls if s == status) - 1
         if status in self.refuse and (self.times is None or refused < self.times):
-            raise ConnectionError("the store's connection dropped")
+            raise self.error
         return await self.real(job_id, worker_id, status, **kw)
 
 
@@ -65,15 +73,26 @@ def test_a_store_blip_at_the_end_keeps_the_finished_job(tmp_path, tiny_sd, caplo
     assert "trying again in 0.05 s" in caplog.text
 
 
-def test_a_store_that_keeps_refusing_the_end_leaves_the_job_failed_with_why(tmp_path, tiny_sd):
+def test_a_store_down_through_every_try_runs_the_job_again_once_it_is_back(tmp_path, tiny_sd):
+    done, finish, image = run_one(tmp_path, tiny_sd, {"refuse": {JobStatus.SUCCEEDED}, "times": 4})
+    # The first attempt's end failed all four tries and was not written as a failure; its lease
+    # ran out, recovery queued it, and the second attempt's end saved.
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 2
+    assert finish.calls == [JobStatus.SUCCEEDED] * 5
+    assert image is not None and image.headers["content-type"] == "image/png"
+
+
+def test_an_end_the_store_refuses_for_good_fails_the_job_once_with_why(tmp_path, tiny_sd):
     done, finish, _image = run_one(
-        tmp_path, tiny_sd, {"refuse": {JobStatus.SUCCEEDED}, "times": None}
+        tmp_path,
+        tiny_sd,
+        {"refuse": {JobStatus.SUCCEEDED}, "times": None, "error": ValueError("bad value")},
     )
     assert done["status"] == "failed", done
-    assert done["error"] == {"message": UNSAVED_MSG.format("ConnectionError"), "retryable": False}
+    assert done["error"] == {"message": UNSAVED_MSG.format("ValueError"), "retryable": False}
     assert done["attempts"] == 1
-    # Every try of the first end (one and the three retries), then the failure, saved at once.
-    assert finish.calls == [JobStatus.SUCCEEDED] * 4 + [JobStatus.FAILED]
+    assert finish.calls == [JobStatus.SUCCEEDED, JobStatus.FAILED]  # not tried again
 
 
 def test_postgresql_ending_every_pooled_connection_at_the_end_loses_nothing(
