@@ -22,6 +22,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -331,7 +332,17 @@ class JobRunner:
     ) -> JobRecord | None:
         """The store's `finish`, tried again after each of SAVE_RETRY_DELAYS_S while its error
         is one that may pass; any other error, and the last try's, is the caller's."""
-        payload = self._payload(job, status, outputs, result_data, error)
+        payload = None  # the webhook event, queued in the same transaction
+        if job.webhook is not None and self.webhook_payload is not None:
+            ended = replace(
+                job,
+                status=status,
+                outputs=tuple(outputs),
+                result_data=result_data or {},
+                error=error,
+                finished_at=datetime.now(UTC),
+            )
+            payload = self.webhook_payload(ended)
 
         async def save() -> JobRecord | None:
             return await self.store.finish(
@@ -360,25 +371,3 @@ class JobRunner:
                 )
             await asyncio.sleep(delay)
         return await save()
-
-    def _payload(
-        self,
-        job: JobRecord,
-        status: JobStatus,
-        outputs: Any,
-        result_data: dict[str, Any] | None,
-        error: str | None,
-    ) -> dict[str, Any] | None:
-        if job.webhook is None or self.webhook_payload is None:
-            return None
-        from dataclasses import replace
-
-        ended = replace(
-            job,
-            status=status,
-            outputs=tuple(outputs),
-            result_data=result_data or {},
-            error=error,
-            finished_at=datetime.now(UTC),
-        )
-        return self.webhook_payload(ended)
