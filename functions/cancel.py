@@ -79,8 +79,7 @@ def stop_when_asked(
 
     class StopWhenAsked(StoppingCriteria):
         def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-            if max_new_tokens > 0:
-                report_step(should_stop, int(input_ids.shape[1]) - prompt_tokens, max_new_tokens)
+            report_step(should_stop, int(input_ids.shape[1]) - prompt_tokens, max_new_tokens)
             stop = bool(should_stop is not None and should_stop())
             return torch.full(
                 (input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device

@@ -4,7 +4,6 @@ PostgreSQL server (a fresh schema per test): both backends must behave the same.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
 from pathlib import Path
 
@@ -20,33 +19,6 @@ from tests.support.jobs_store import TickingClock, make_store, new_job, raw_rows
 
 pytestmark = pytest.mark.anyio
 HOOK = "https://example.com/hook"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-def clock() -> TickingClock:
-    return TickingClock()
-
-
-@pytest.fixture
-async def store(url: str, clock: TickingClock) -> AsyncIterator[JobStore]:
-    store = make_store(url, clock)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def test_migrations_applied_twice_are_a_no_op(url: str, clock: TickingClock) -> None:

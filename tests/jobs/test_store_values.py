@@ -6,7 +6,6 @@ opened by several stores at once open."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,33 +18,6 @@ from tests.support.jobs_store import TickingClock, make_store, new_job
 pytestmark = pytest.mark.anyio
 HOOK = "https://example.com/hook"
 NUL = "\x00"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-def clock() -> TickingClock:
-    return TickingClock()
-
-
-@pytest.fixture
-async def store(url: str, clock: TickingClock) -> AsyncIterator[JobStore]:
-    store = make_store(url, clock)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def test_nul_characters_are_removed_from_everything_stored(
