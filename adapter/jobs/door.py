@@ -239,15 +239,12 @@ class JobsDoor:
             raise NotFoundError(f"No job {job_id}.")
         return job
 
-    async def queue_position(self, job: JobRecord) -> int | None:
+    async def placed(self, job: JobRecord) -> tuple[JobRecord, int | None]:
+        """The job to show and its queue position. A queued job is read again with its
+        position in one snapshot: a runner may have claimed it since `job` was read."""
         if job.status is not JobStatus.QUEUED:
-            return None
-        return await self.store.queue_position(job.id)
-
-    async def queue_positions(self, jobs: list[JobRecord]) -> dict[str, int]:
-        """The positions of a page's queued jobs, in one query."""
-        queued = [job.id for job in jobs if job.status is JobStatus.QUEUED]
-        return await self.store.queue_positions(queued) if queued else {}
+            return job, None
+        return await self.store.get_placed(job.id) or (job, None)
 
     async def page(self, owner: str, query: JobQuery) -> JobPage:
         from dataclasses import replace

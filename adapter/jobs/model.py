@@ -95,8 +95,12 @@ class JobQuery:
 
 @dataclass(frozen=True)
 class JobPage:
+    """A page of jobs and the queue positions of its queued ones, read in one snapshot (a job
+    claimed between two separate reads would show as queued with no position)."""
+
     jobs: list[JobRecord]
     next_cursor: str | None
+    positions: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def _root(request: Request) -> str:
 
 
 async def _view(request: Request, job: JobRecord) -> Job:
-    return job_view(job, await _door(request).queue_position(job), _root(request))
+    return job_view(*await _door(request).placed(job), _root(request))
 
 
 def _json(job: Job, status_code: int = 200, replayed: bool = False) -> Response:
@@ -268,8 +268,7 @@ def build_router() -> APIRouter:
             cursor=cursor,
         )
         page = await _door(request).page(owner, query)
-        positions = await _door(request).queue_positions(page.jobs)
-        views = [job_view(job, positions.get(job.id), _root(request)) for job in page.jobs]
+        views = [job_view(job, page.positions.get(job.id), _root(request)) for job in page.jobs]
         return JobList(data=views, next_cursor=page.next_cursor)
 
     @router.get("/{job_id}", response_model=Job, responses=common, summary="Get a job")

@@ -84,15 +84,21 @@ async def test_claims_are_fair_between_owners(store: JobStore) -> None:
     assert [j.id for j in order if j] == [a1.id, b1.id, a2.id, b2.id, a3.id]
 
 
+async def position(store: JobStore, job_id: str) -> int | None:
+    placed = await store.get_placed(job_id)
+    assert placed is not None
+    return placed[1]
+
+
 async def test_queue_position_and_count(store: JobStore) -> None:
     jobs = [(await store.create(new_job("alice" if i % 2 else "bob")))[0] for i in range(4)]
-    assert [await store.queue_position(j.id) for j in jobs] == [0, 1, 2, 3]
+    assert [await position(store, j.id) for j in jobs] == [0, 1, 2, 3]
     assert await store.count_queued() == 4
     assert await store.count_queued("alice") == 2 and await store.count_queued("carol") == 0
     claimed = await store.claim("w", 60)
     assert claimed is not None and claimed.id == jobs[0].id
-    assert [await store.queue_position(j.id) for j in jobs] == [None, 0, 1, 2]
-    assert await store.queue_position("job_missing") is None
+    assert [await position(store, j.id) for j in jobs] == [None, 0, 1, 2]
+    assert await store.get_placed("job_missing") is None
     assert await store.count_queued("bob") == 1
 
 
@@ -214,7 +220,7 @@ async def test_requeue_retries_then_fails(store: JobStore) -> None:
     assert await store.requeue(job.id, "w2", "nope") is None
     back = await store.requeue(job.id, "w1", "CUDA out of memory")
     assert back is not None and back.status is JobStatus.QUEUED and back.lease_owner is None
-    assert back.error == "CUDA out of memory" and await store.queue_position(job.id) == 0
+    assert back.error == "CUDA out of memory" and await position(store, job.id) == 0
     job = await store.claim("w1", 60)
     assert job is not None and job.attempts == 2
     failed = await store.requeue(job.id, "w1", "CUDA out of memory")

@@ -1,7 +1,7 @@
 """What a job store writes always saves, on SQLite and the real PostgreSQL alike: a NUL
 character (U+0000, which PostgreSQL refuses in text and jsonb, and the tiny LLM sometimes
-writes) is removed from every string; a page's queue positions take one query; SQLite files
-opened by several stores at once open."""
+writes) is removed from every string; a job's queue position is read in the same snapshot as
+the job; SQLite files opened by several stores at once open."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from adapter.jobs.model import JobStatus
+from adapter.jobs.model import JobQuery, JobStatus
+from adapter.jobs.store import sql
 from adapter.jobs.store.base import JobStore
 from adapter.jobs.store.migrations import LATEST
-from tests.support.jobs_store import TickingClock, make_store, new_job
+from tests.support.jobs_store import TickingClock, make_store, new_job, raw_rows
 
 pytestmark = pytest.mark.anyio
 HOOK = "https://example.com/hook"
@@ -61,14 +62,45 @@ async def test_an_error_with_nul_is_saved(store: JobStore) -> None:
     assert (await store.get(again.id)) == failed
 
 
-async def test_queue_positions_of_a_page_in_one_call(store: JobStore) -> None:
+async def test_a_pages_queue_positions_come_with_it(store: JobStore) -> None:
     ids = [(await store.create(new_job(f"owner{i % 2}")))[0].id for i in range(5)]
     await store.claim("w1", 60)  # the oldest runs: the others move up
-    positions = await store.queue_positions([*ids, "job_unknown"])
-    assert positions == {ids[1]: 0, ids[2]: 1, ids[3]: 2, ids[4]: 3}
-    assert await store.queue_positions([]) == {}
+    page = await store.page(JobQuery(limit=10))
+    assert [job.id for job in page.jobs] == ids[::-1]
+    assert page.positions == {ids[1]: 0, ids[2]: 1, ids[3]: 2, ids[4]: 3}
     for job_id in ids:
-        assert await store.queue_position(job_id) == positions.get(job_id)
+        placed = await store.get_placed(job_id)
+        assert placed is not None and placed[1] == page.positions.get(job_id)
+    running = await store.page(JobQuery(status=JobStatus.RUNNING))
+    assert [job.id for job in running.jobs] == [ids[0]] and running.positions == {}
+
+
+async def test_a_job_claimed_between_the_two_reads_still_shows_its_place(
+    store: JobStore, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job and its position are read in one snapshot. Another replica claims a job after
+    the store read the job and before it reads the positions (here, as the positions' SQL is
+    built): the answer is still the job as queued with its place, never queued with none."""
+    ids = [(await store.create(new_job()))[0].id for _ in range(3)]
+    to_claim = [ids[0], ids[1]]
+    build = sql.queue_positions
+
+    def claimed_meanwhile(m: str, count: int) -> str:
+        if to_claim:
+            job_id = to_claim.pop(0)
+            raw_rows(url, f"UPDATE jobs SET status = 'running' WHERE id = '{job_id}'")
+        return build(m, count)
+
+    monkeypatch.setattr(sql, "queue_positions", claimed_meanwhile)
+    page = await store.page(JobQuery(status=JobStatus.QUEUED))
+    assert [job.id for job in page.jobs] == ids[::-1]
+    assert page.positions == {ids[0]: 0, ids[1]: 1, ids[2]: 2}
+    placed = await store.get_placed(ids[1])
+    assert placed is not None
+    assert (placed[0].status, placed[1]) == (JobStatus.QUEUED, 0)  # ids[0] runs by now
+    assert to_claim == []  # both claims happened inside the reads
+    placed = await store.get_placed(ids[1])
+    assert placed is not None and (placed[0].status, placed[1]) == (JobStatus.RUNNING, None)
 
 
 async def test_many_sqlite_stores_opening_a_new_file_at_once_all_open(tmp_path: Path) -> None:

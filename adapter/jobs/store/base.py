@@ -3,7 +3,7 @@ the same, and one test module runs against both."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -33,13 +33,13 @@ class JobStore(Protocol):
 
     async def get(self, job_id: str) -> JobRecord | None: ...
 
-    async def page(self, query: JobQuery) -> JobPage: ...
+    async def get_placed(self, job_id: str) -> tuple[JobRecord, int | None] | None:
+        """The job and how many queued jobs are ahead of it (0: next; None unless it is
+        queued), read in one snapshot so a queued job always has its position."""
 
-    async def queue_position(self, job_id: str) -> int | None:
-        """How many queued jobs are ahead of this one (0: next); None unless it is queued."""
-
-    async def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
-        """queue_position of many jobs (a page) in one query; only the queued ones appear."""
+    async def page(self, query: JobQuery) -> JobPage:
+        """A page and, in the same snapshot, the positions of its queued jobs (one query for
+        all of them, none when the page holds no queued job)."""
 
     async def count_queued(self, owner: str | None = None) -> int: ...
 

@@ -161,11 +161,15 @@ class PostgresJobStore:
         )
         return int(rows[0]["v"])
 
-    async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        """`fn` in one transaction (committed when it returns, rolled back if it raises)."""
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]], *, snapshot: bool = False) -> T:
+        """`fn` in one transaction (committed when it returns, rolled back if it raises). A
+        `snapshot` is read-only and REPEATABLE READ: every statement sees the database as the
+        first one did (READ COMMITTED, the default, gives each statement its own)."""
         if self._pool is None:
             raise RuntimeError("the job store is not open")
         async with self._pool.connection() as conn, conn.transaction():
+            if snapshot:
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             return await fn(conn)
 
     @staticmethod
@@ -224,20 +228,28 @@ class PostgresJobStore:
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._run(lambda conn: self._fetch(conn, job_id))
 
+    async def get_placed(self, job_id: str) -> tuple[JobRecord, int | None] | None:
+        async def run(conn: Conn) -> tuple[JobRecord, int | None] | None:
+            job = await self._fetch(conn, job_id)
+            return None if job is None else (job, (await self._positions(conn, [job])).get(job_id))
+
+        return await self._run(run, snapshot=True)
+
     async def page(self, query: JobQuery) -> JobPage:
         text, args = sql.page(query, M, lambda when: when)
-        rows = await self._run(lambda conn: self._rows(conn, text, args))
-        return sql.page_of([decode(row) for row in rows], query.limit)
 
-    async def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
-        if not job_ids:
+        async def run(conn: Conn) -> JobPage:
+            jobs = [decode(row) for row in await self._rows(conn, text, args)]
+            return sql.page_of(jobs, query.limit, await self._positions(conn, jobs))
+
+        return await self._run(run, snapshot=True)
+
+    async def _positions(self, conn: Conn, jobs: Sequence[JobRecord]) -> dict[str, int]:
+        ids = sql.queued_ids(jobs)
+        if not ids:
             return {}
-        text = sql.queue_positions(M, len(job_ids))
-        rows = await self._run(lambda conn: self._rows(conn, text, list(job_ids)))
+        rows = await self._rows(conn, sql.queue_positions(M, len(ids)), ids)
         return {row["id"]: int(row["ahead"]) for row in rows}
-
-    async def queue_position(self, job_id: str) -> int | None:
-        return (await self.queue_positions([job_id])).get(job_id)
 
     async def count_queued(self, owner: str | None = None) -> int:
         text, args = sql.count_queued(M, owner)

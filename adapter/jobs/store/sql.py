@@ -8,7 +8,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from adapter.jobs.model import JobPage, JobQuery, JobRecord
+from adapter.jobs.model import JobPage, JobQuery, JobRecord, JobStatus
 from adapter.jobs.store.common import check_limit, decode_cursor, encode_cursor
 
 COLUMNS = tuple(f.name for f in fields(JobRecord))
@@ -42,6 +42,10 @@ def queue_positions(m: str, count: int) -> str:
         " AS ahead FROM jobs WHERE status = 'queued') AS q"
         f" WHERE id IN ({', '.join(m for _ in range(count))})"
     )
+
+
+def queued_ids(jobs: Sequence[JobRecord]) -> list[str]:
+    return [job.id for job in jobs if job.status is JobStatus.QUEUED]
 
 
 def count_queued(m: str, owner: str | None) -> tuple[str, list[Any]]:
@@ -133,8 +137,9 @@ def page(query: JobQuery, m: str, t: TimeValue) -> tuple[str, list[Any]]:
     return sql, [*args, query.limit + 1]
 
 
-def page_of(jobs: list[JobRecord], limit: int) -> JobPage:
+def page_of(jobs: list[JobRecord], limit: int, positions: dict[str, int]) -> JobPage:
     """The page of the rows `page` fetched: a cursor when there was one row more."""
     more = len(jobs) > limit
     jobs = jobs[:limit]
-    return JobPage(jobs, encode_cursor(jobs[-1].created_at, jobs[-1].id) if more else None)
+    cursor = encode_cursor(jobs[-1].created_at, jobs[-1].id) if more else None
+    return JobPage(jobs, cursor, {job.id: positions[job.id] for job in jobs if job.id in positions})

@@ -167,6 +167,19 @@ class SqliteJobStore:
 
         return await asyncio.to_thread(locked)
 
+    async def _snapshot(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn`'s reads in one transaction, so they all see the file as it was at the first
+        (WAL keeps that snapshot while other connections commit)."""
+
+        def read(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+
+        return await self._read(read)
+
     def _migrate(self, conn: sqlite3.Connection) -> None:
         dialect = migrations.SQLITE
         conn.execute(dialect.render(migrations.SCHEMA_VERSION_TABLE))
@@ -232,18 +245,29 @@ class SqliteJobStore:
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._read(lambda conn: self._fetch(conn, job_id))
 
+    async def get_placed(self, job_id: str) -> tuple[JobRecord, int | None] | None:
+        def run(conn: sqlite3.Connection) -> tuple[JobRecord, int | None] | None:
+            job = self._fetch(conn, job_id)
+            return None if job is None else (job, self._positions(conn, [job]).get(job_id))
+
+        return await self._snapshot(run)
+
     async def page(self, query: JobQuery) -> JobPage:
         text, args = sql.page(query, M, to_us)
-        rows = await self._read(lambda conn: conn.execute(text, args).fetchall())
-        return sql.page_of([decode(row) for row in rows], query.limit)
 
-    async def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
-        text = sql.queue_positions(M, len(job_ids))
-        rows = await self._read(lambda conn: conn.execute(text, tuple(job_ids)).fetchall())
+        def run(conn: sqlite3.Connection) -> JobPage:
+            jobs = [decode(row) for row in conn.execute(text, args).fetchall()]
+            return sql.page_of(jobs, query.limit, self._positions(conn, jobs))
+
+        return await self._snapshot(run)
+
+    @staticmethod
+    def _positions(conn: sqlite3.Connection, jobs: Sequence[JobRecord]) -> dict[str, int]:
+        ids = sql.queued_ids(jobs)
+        if not ids:
+            return {}
+        rows = conn.execute(sql.queue_positions(M, len(ids)), ids).fetchall()
         return {row[0]: int(row[1]) for row in rows}
-
-    async def queue_position(self, job_id: str) -> int | None:
-        return (await self.queue_positions([job_id])).get(job_id)
 
     async def count_queued(self, owner: str | None = None) -> int:
         text, args = sql.count_queued(M, owner)
