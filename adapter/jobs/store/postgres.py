@@ -10,7 +10,6 @@ come from the store's clock (the replica's, like the `now` of recover), JSON col
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -43,34 +42,13 @@ from adapter.jobs.store.common import (
     utc_now,
     without_nul,
 )
+from adapter.jobs.store.postgres_codec import Row, decode, encode
 from adapter.jobs.store.transitions import Changes
 
 T = TypeVar("T")
 Conn = AsyncConnection[Any]
-Row = dict[str, Any]
-JSON_COLUMNS = frozenset({"params", "metadata", "result_data"})
 ENDED = [s.value for s in TERMINAL]
 M = "%s"
-
-
-def encode(name: str, value: Any) -> Any:
-    if name in JSON_COLUMNS:
-        return Jsonb(value)
-    if name == "outputs":
-        return Jsonb([asdict(o) for o in value])
-    if isinstance(value, JobStatus):
-        return value.value
-    return value
-
-
-def decode(row: Row) -> JobRecord:
-    values = dict(row)
-    for name, value in row.items():
-        if isinstance(value, datetime):
-            values[name] = value.astimezone(UTC)
-    values["status"] = JobStatus(row["status"])
-    values["outputs"] = tuple(OutputFile(**o) for o in row["outputs"])
-    return JobRecord(**values)
 
 
 def where_it_is(url: str) -> str:

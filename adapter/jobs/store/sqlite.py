@@ -14,8 +14,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,56 +40,14 @@ from adapter.jobs.store.common import (
     utc_now,
     without_nul,
 )
+from adapter.jobs.store.sqlite_codec import decode, encode, from_us, to_us
 from adapter.jobs.store.sqlite_open import connect, retry_locked
 from adapter.jobs.store.transitions import Changes
 
 T = TypeVar("T")
 FILE_NAME = "jobs.sqlite3"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
-JSON_COLUMNS = frozenset({"params", "metadata", "result_data"})
 ENDED = tuple(s.value for s in TERMINAL)
 M = "?"
-
-
-def to_us(when: datetime | None) -> int | None:
-    return None if when is None else (when - EPOCH) // MICROSECOND
-
-
-def from_us(value: int | None) -> datetime | None:
-    return None if value is None else EPOCH + value * MICROSECOND
-
-
-def encode(name: str, value: Any) -> Any:
-    if isinstance(value, datetime):
-        return to_us(value)
-    if name in JSON_COLUMNS:
-        return json.dumps(value)
-    if name == "outputs":
-        return json.dumps([asdict(o) for o in value])
-    if name == "cancel_requested":
-        return int(value)
-    if isinstance(value, JobStatus):
-        return value.value
-    return value
-
-
-def decode(row: sqlite3.Row) -> JobRecord:
-    values: dict[str, Any] = {}
-    for name in sql.COLUMNS:
-        value = row[name]
-        if name.endswith("_at"):
-            value = from_us(value)
-        elif name in JSON_COLUMNS:
-            value = json.loads(value)
-        elif name == "outputs":
-            value = tuple(OutputFile(**o) for o in json.loads(value))
-        elif name == "status":
-            value = JobStatus(value)
-        elif name == "cancel_requested":
-            value = bool(value)
-        values[name] = value
-    return JobRecord(**values)
 
 
 class SqliteJobStore:
