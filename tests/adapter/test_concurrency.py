@@ -225,7 +225,7 @@ def test_a_client_leaving_stops_the_inference_and_frees_the_slot(tmp_path, tiny_
         with httpx.Client(base_url=url) as client, pytest.raises(httpx.ReadTimeout):
             # The client gives up after 1 s and closes its connection.
             client.post("/text-to-image", json=SMALL, timeout=httpx.Timeout(60, read=1))
-        assert glue.started.is_set()
+        assert glue.started.wait(60), "the pipeline never started"
         assert glue.saw_stop.wait(60), "the pipeline never saw the stop flag"
         for _ in range(6000):
             if limiter.in_flight == 0:

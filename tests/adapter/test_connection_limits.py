@@ -45,6 +45,7 @@ class StallingUpstream:
 
     def __init__(self) -> None:
         self.released = threading.Event()
+        self.arrived = threading.Event()  # a text-to-image request is held
         self.app = FastAPI()
 
         @self.app.get("/health")
@@ -53,6 +54,7 @@ class StallingUpstream:
 
         @self.app.post("/text-to-image")
         async def generate() -> dict[str, list]:
+            self.arrived.set()
             while not self.released.is_set():
                 await asyncio.sleep(0.05)
             return {"images": []}
@@ -62,8 +64,11 @@ class StallingUpstream:
 
 
 @contextmanager
-def stalling_upstream() -> Iterator[str]:
+def stalling_upstream(held: list[StallingUpstream] | None = None) -> Iterator[str]:
+    """The upstream's URL; `held`, when given, receives the upstream itself."""
     upstream = StallingUpstream()
+    if held is not None:
+        held.append(upstream)
     with serve(upstream.app) as url:
         try:
             yield url
@@ -316,8 +321,9 @@ def test_two_hundred_trickling_connections_are_all_closed_after_the_limit(adapte
 
 def test_sigterm_answers_a_request_still_running_after_the_drain_deadline(tmp_path):
     drain_s = 2.0
+    held: list[StallingUpstream] = []
     with (
-        stalling_upstream() as upstream_url,
+        stalling_upstream(held) as upstream_url,
         launched(tmp_path, upstream_url, ADAPTER_SHUTDOWN_DRAIN_S=str(drain_s)) as adapter,
     ):
         answer: dict[str, httpx.Response] = {}
@@ -328,13 +334,14 @@ def test_sigterm_answers_a_request_still_running_after_the_drain_deadline(tmp_pa
 
         client = threading.Thread(target=generate)
         client.start()
-        time.sleep(0.8)  # the request is at the upstream, which holds it
+        assert held[0].arrived.wait(30), "the request never reached the upstream"
         signalled = time.monotonic()
         adapter.process.send_signal(signal.SIGTERM)
         adapter.process.wait(timeout=drain_s + 30)
         exited_after = time.monotonic() - signalled
         client.join(timeout=10)
-    assert drain_s <= exited_after < drain_s + 2.0, exited_after
+    # The drain's deadline, then the exit (a hang would take the 30 s wait above).
+    assert drain_s <= exited_after < drain_s + 5.0, exited_after
     response = answer["r"]
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/json"

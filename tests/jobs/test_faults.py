@@ -58,7 +58,7 @@ def wait_until_one_runs(base: str, ids: list[str], timeout_s: float = 120.0) -> 
         for job_id in ids:
             job = job_of(base, job_id)
             progress = job["progress"]
-            if job["status"] == "running" and progress and progress["step"] < 30:
+            if job["status"] == "running" and progress and progress["step"] < 20:
                 return job_id
         time.sleep(0.02)
     raise AssertionError("no job started running")

@@ -129,15 +129,20 @@ def test_overload_is_503_with_retry_after_even_with_declared_statuses(tmp_path):
         retry_after_s=7,
         live_runner=LiveRunnerSettings(port=port),
     )
-    app = create_app(settings, models(tmp_path, max_queue=0), FakeBackend(delay_s=1.5))
+    backend = FakeBackend(gate=threading.Event())  # the first run holds the slot until set
+    app = create_app(settings, models(tmp_path, max_queue=0), backend)
     url = f"http://127.0.0.1:{port}{T2I}/text-to-image"
     with serve(app):
         first = threading.Thread(
             target=httpx.post, args=(url,), kwargs={"json": {"prompt": "x"}, "timeout": 30}
         )
         first.start()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while backend.running == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert backend.running == 1
         refused = httpx.post(url, json={"prompt": "x"}, timeout=30)
+        backend.gate.set()
         first.join()
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "7"

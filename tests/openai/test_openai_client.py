@@ -164,34 +164,35 @@ def test_a_request_the_runner_cannot_honour_is_a_400(runner):
 
 
 def test_overload_is_a_429_with_retry_after(runner):
-    """A burst on a model that serves one request at a time and queues none: those that find
-    it busy get OpenAI's 429, which the client raises as RateLimitError."""
-    start = threading.Barrier(6)
-    outcomes: list[object] = []
+    """A model that serves one request at a time and queues none: while a stream holds its
+    slot, another request gets OpenAI's 429, which the client raises as RateLimitError."""
+    first_chunk, ended = threading.Event(), threading.Event()
 
-    def ask() -> None:
-        api = client(runner)
-        start.wait()
-        try:
-            outcomes.append(
-                api.chat.completions.create(
-                    model=LLM,
-                    messages=[{"role": "user", "content": "hi"}],
-                    max_tokens=32,
-                )
-            )
-        except openai.APIStatusError as exc:
-            outcomes.append(exc)
+    def long_stream() -> None:
+        # Greedy: the tiny model then never samples EOS, so the stream runs its 1024 tokens
+        # (seconds on CPU) instead of ending at a random early EOS before the probe arrives.
+        stream = client(runner).chat.completions.create(
+            model=LLM,
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=1024,
+            temperature=0,
+            stream=True,
+        )
+        for _chunk in stream:
+            first_chunk.set()
+        ended.set()
 
-    threads = [threading.Thread(target=ask) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    refused = [o for o in outcomes if isinstance(o, openai.APIStatusError)]
-    assert refused, "no request of the burst was refused"
-    for error in refused:
-        assert isinstance(error, openai.RateLimitError), error
-        assert error.response.headers["retry-after"] == "2"
-        assert error.code == "rate_limit_exceeded"
-    assert len(outcomes) == 6 and len(refused) < 6
+    worker = threading.Thread(target=long_stream)
+    worker.start()
+    assert first_chunk.wait(timeout=60), "the long stream never produced a chunk"
+    with pytest.raises(openai.APIStatusError) as caught:
+        client(runner).chat.completions.create(
+            model=LLM, messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        )
+    stream_was_running = not ended.is_set()
+    worker.join(timeout=120)
+    assert stream_was_running, "the long stream ended before the probe was answered"
+    error = caught.value
+    assert isinstance(error, openai.RateLimitError), error
+    assert error.response.headers["retry-after"] == "2"
+    assert error.code == "rate_limit_exceeded"

@@ -116,7 +116,7 @@ def test_registers_then_answers_plain_and_streamed_chat(tmp_path, tiny_llm):
             )
             messages = queen.stream()
             # The first chunk comes well inside the dispatcher's ft_timeout (10 s).
-            assert messages[0].at - sent < 2.0
+            assert messages[0].at - sent < 10.0
             assert messages[-1].message == {}
             chunks = [m.message for m in messages[:-1]]
             assert all(c["object"] == "chat.completion.chunk" for c in chunks)
@@ -132,7 +132,8 @@ def test_registers_then_answers_plain_and_streamed_chat(tmp_path, tiny_llm):
 
 
 def test_busy_while_streaming_and_while_capacity_is_full(tmp_path):
-    backend = SlowStreamBackend(delay_s=1.0)
+    # Each non-streaming run holds the slot 3 s: the refusal below must come well before.
+    backend = SlowStreamBackend(delay_s=3.0)
     with Dispatcher() as queen, fake_adapter(tmp_path, queen, backend) as (url, _app):
         queen.registration()
         # Streaming: the dispatcher takes the worker back once the first chunk comes, so the
@@ -158,14 +159,15 @@ def test_busy_while_streaming_and_while_capacity_is_full(tmp_path):
             )
         )
         thread.start()
-        queen.wait_busy(True, since)
+        went_busy = queen.wait_busy(True, since)
         sent = queen.send(CHAT, {"model": LLM, "messages": HI})
         refused = queen.reply()
         assert refused.message == {"error": "busy", "error_type": "busy"}
-        assert refused.at - sent < 0.5  # not queued behind the slot
+        # Not queued behind the slot: refused while the HTTP request still holds it.
+        assert results.empty() and refused.at - sent < 2.0
         thread.join(30)
         assert results.get_nowait() == 200
-        queen.wait_busy(False, since=time.monotonic() - 0.05)
+        queen.wait_busy(False, since=went_busy)
         metrics = httpx.get(f"{url}/metrics").text
         assert 'workerbee_jobs_total{outcome="busy",url="/v1/chat/completions"} 1.0' in metrics
 
@@ -218,7 +220,7 @@ def test_reconnects_and_registers_again_when_the_dispatcher_comes_back(tmp_path)
             queen = Dispatcher(port=queen.port).start()
             back = time.monotonic()
             again = queen.registration(timeout=BACKOFF_MAX_S + 5)
-            assert again.at - back < BACKOFF_MAX_S + 1.0
+            assert again.at - back < BACKOFF_MAX_S + 1.5  # the backoff is capped
             assert again.message["models"] == [LLM, "test/tiny-sd"]
             assert limiter.in_flight == 0  # the lost request gave its slot back
             metrics = httpx.get(f"{url}/metrics").text
