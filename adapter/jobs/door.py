@@ -14,7 +14,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapter.jobs.files import input_key, job_prefixes
-from adapter.jobs.model import JobPage, JobQuery, JobRecord, JobStatus, NewJob, OutputFile
+from adapter.jobs.model import (
+    JobPage,
+    JobQuery,
+    JobRecord,
+    JobStatus,
+    NewJob,
+    OutputFile,
+    QueueLimits,
+)
 from adapter.jobs.outputs.base import OutputStore
 from adapter.jobs.requests import build_request, load_uploads, stored_params
 from adapter.jobs.runner import JobRunner
@@ -29,7 +37,6 @@ from contract.errors import (
     ConflictError,
     LimitExceededError,
     NotFoundError,
-    QueueFullError,
     UnknownModelError,
 )
 from contract.pipelines import PIPELINE_SPECS, Pipeline, PipelineSpec
@@ -168,7 +175,12 @@ class JobsDoor:
             )
         request = build_request(spec, model.model_id, submission.params, uploads)
         await glue_for(spec.pipeline).prepare(request, self.settings.limits)
-        await self._check_queue(owner)
+        # The store checks the limits in the transaction that queues the job, which is what
+        # holds under concurrency (after the key's replay: a replay is never refused). A full
+        # queue is refused here too, before any upload is stored.
+        limits = self._queue_limits()
+        if idempotency_key is None:
+            limits.check(await self.store.count_queued(), await self.store.count_queued(owner))
         job_id = new_job_id()
         # Uploads first: once the row commits, a restart must find them.
         for name, upload in uploads.items():
@@ -187,7 +199,7 @@ class JobsDoor:
             idempotency_key=idempotency_key,
         )
         try:
-            job, created = await self.store.create(new)
+            job, created = await self.store.create(new, limits)
         except BaseException:
             await self._forget_inputs(job_id)
             raise
@@ -212,22 +224,9 @@ class JobsDoor:
         except Exception:
             logger.exception("jobs: could not delete the unused uploads of %s", job_id)
 
-    async def _check_queue(self, owner: str) -> None:
-        jobs, retry = self.settings.jobs, self.settings.retry_after_s
-        queued = await self.store.count_queued()
-        if queued >= jobs.max_queued:
-            raise QueueFullError(
-                f"The jobs queue is full ({queued} queued, ADAPTER_JOBS_MAX_QUEUED="
-                f"{jobs.max_queued}). Retry later.",
-                retry,
-            )
-        mine = await self.store.count_queued(owner)
-        if mine >= jobs.queued_per_token():
-            raise QueueFullError(
-                f"This token has {mine} jobs queued, the most one token may "
-                f"(ADAPTER_JOBS_MAX_QUEUED_PER_TOKEN={jobs.queued_per_token()}). Retry later.",
-                retry,
-            )
+    def _queue_limits(self) -> QueueLimits:
+        jobs = self.settings.jobs
+        return QueueLimits(jobs.max_queued, jobs.queued_per_token(), self.settings.retry_after_s)
 
     # --- read ------------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from contract.errors import QueueFullError
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
@@ -113,3 +115,28 @@ class WebhookDelivery:
     payload: dict[str, Any]
     attempts: int
     next_attempt_at: datetime
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """The most jobs queued at once, in all and for one owner. The store checks them in the
+    transaction that queues a job, so submissions at the same moment cannot pass them together."""
+
+    total: int
+    per_owner: int
+    retry_after_s: int
+
+    def check(self, queued: int, owner_queued: int) -> None:
+        """429 (QueueFullError) when one more job would pass a limit."""
+        if queued >= self.total:
+            raise QueueFullError(
+                f"The jobs queue is full ({queued} queued, ADAPTER_JOBS_MAX_QUEUED="
+                f"{self.total}). Retry later.",
+                self.retry_after_s,
+            )
+        if owner_queued >= self.per_owner:
+            raise QueueFullError(
+                f"This token has {owner_queued} jobs queued, the most one token may "
+                f"(ADAPTER_JOBS_MAX_QUEUED_PER_TOKEN={self.per_owner}). Retry later.",
+                self.retry_after_s,
+            )

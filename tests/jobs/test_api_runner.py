@@ -73,14 +73,25 @@ def test_a_cancelled_queued_job_never_starts_and_a_full_queue_is_429(held):
     first = submit(client)
     assert glue.at_step.wait(30)
     wait_for(client, first["id"], {"running"})
-    second, third = submit(client), submit(client)
+    second = submit(client)
+    body = {"pipeline": "text-to-image", "params": T2I}
+    keyed = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "third"})
+    assert keyed.status_code == 202, keyed.text
+    third = keyed.json()
     assert client.get(second["urls"]["self"]).json()["queue_position"] == 0
     assert client.get(third["urls"]["self"]).json()["queue_position"] == 1
-    full = client.post("/v1/jobs", json={"pipeline": "text-to-image", "params": T2I})
+    full = client.post("/v1/jobs", json=body)
     assert full.status_code == 429
     assert int(full.headers["retry-after"]) >= 1
     error = error_of(full)
     assert error["type"] == "queue_full" and "ADAPTER_JOBS_MAX_QUEUED" in error["message"]
+    # A replay of a queued job is answered with it, full queue or not; a new key is refused
+    # (by the store's own check, in the transaction that would queue it).
+    replay = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "third"})
+    assert replay.status_code == 202 and replay.json()["id"] == third["id"]
+    assert replay.headers["idempotent-replayed"] == "true"
+    refused = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "fourth"})
+    assert refused.status_code == 429 and error_of(refused)["type"] == "queue_full"
     canceled = client.post(second["urls"]["cancel"]).json()
     assert canceled["status"] == "canceled"
     assert client.get(third["urls"]["self"]).json()["queue_position"] == 0

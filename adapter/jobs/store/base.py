@@ -14,6 +14,7 @@ from adapter.jobs.model import (
     JobStatus,
     NewJob,
     OutputFile,
+    QueueLimits,
     WebhookDelivery,
 )
 
@@ -27,9 +28,12 @@ class JobStore(Protocol):
     async def schema_version(self) -> int:
         """The last migration applied (adapter.jobs.store.migrations.LATEST once open)."""
 
-    async def create(self, job: NewJob) -> tuple[JobRecord, bool]:
+    async def create(
+        self, job: NewJob, limits: QueueLimits | None = None
+    ) -> tuple[JobRecord, bool]:
         """Store a queued job; with an idempotency key already used by the same owner, the
-        existing job and False instead."""
+        existing job and False instead. With `limits`, the queue is counted in the same
+        transaction, one create at a time, and a full one refused (QueueFullError)."""
 
     async def get(self, job_id: str) -> JobRecord | None: ...
 

@@ -28,6 +28,7 @@ from adapter.jobs.model import (
     JobStatus,
     NewJob,
     OutputFile,
+    QueueLimits,
     WebhookDelivery,
 )
 from adapter.jobs.store import migrations, sql, transitions
@@ -49,6 +50,7 @@ T = TypeVar("T")
 Conn = AsyncConnection[Any]
 ENDED = [s.value for s in TERMINAL]
 M = "%s"
+CREATE_LOCK = 0x6A6F62732D6E6577  # "jobs-new": the advisory lock of creates under limits
 
 
 def where_it_is(url: str) -> str:
@@ -182,7 +184,9 @@ class PostgresJobStore:
 
     # --- jobs -----------------------------------------------------------------------------
 
-    async def create(self, job: NewJob) -> tuple[JobRecord, bool]:
+    async def create(
+        self, job: NewJob, limits: QueueLimits | None = None
+    ) -> tuple[JobRecord, bool]:
         record = transitions.new_row(job, self._clock())
         values = [encode(name, getattr(record, name)) for name in sql.COLUMNS]
         # A concurrent create with the same key waits on the unique index, then does nothing.
@@ -190,15 +194,25 @@ class PostgresJobStore:
             f"{sql.insert_job(M)} ON CONFLICT (owner, idempotency_key)"
             " WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id"
         )
+        same_key = "SELECT * FROM jobs WHERE owner = %s AND idempotency_key = %s"
+
+        async def count(conn: Conn, owner: str | None) -> int:
+            text, args = sql.count_queued(M, owner)
+            return int((await self._rows(conn, text, args))[0]["n"])
 
         async def run(conn: Conn) -> tuple[JobRecord, bool]:
+            if limits is not None:
+                # Held until commit: creates that count the queue run one at a time, so two
+                # cannot both find room for one (READ COMMITTED: each count sees the last).
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_LOCK,))
+                if job.idempotency_key is not None:
+                    rows = await self._rows(conn, same_key, (job.owner, job.idempotency_key))
+                    if rows:
+                        return decode(rows[0]), False
+                limits.check(await count(conn, None), await count(conn, job.owner))
             if await self._rows(conn, insert, values):
                 return record, True
-            rows = await self._rows(
-                conn,
-                "SELECT * FROM jobs WHERE owner = %s AND idempotency_key = %s",
-                (job.owner, job.idempotency_key),
-            )
+            rows = await self._rows(conn, same_key, (job.owner, job.idempotency_key))
             return decode(rows[0]), False
 
         return await self._run(run)

@@ -26,6 +26,7 @@ from adapter.jobs.model import (
     JobStatus,
     NewJob,
     OutputFile,
+    QueueLimits,
     WebhookDelivery,
 )
 from adapter.jobs.store import migrations, sql, transitions
@@ -183,7 +184,14 @@ class SqliteJobStore:
 
     # --- jobs -----------------------------------------------------------------------------
 
-    async def create(self, job: NewJob) -> tuple[JobRecord, bool]:
+    async def create(
+        self, job: NewJob, limits: QueueLimits | None = None
+    ) -> tuple[JobRecord, bool]:
+        def count(conn: sqlite3.Connection, owner: str | None) -> int:
+            text, args = sql.count_queued(M, owner)
+            return int(conn.execute(text, args).fetchone()[0])
+
+        # BEGIN IMMEDIATE (_write): creates, in this process or another, run one at a time.
         def run(conn: sqlite3.Connection) -> tuple[JobRecord, bool]:
             if job.idempotency_key is not None:
                 row = conn.execute(
@@ -192,6 +200,8 @@ class SqliteJobStore:
                 ).fetchone()
                 if row is not None:
                     return decode(row), False
+            if limits is not None:
+                limits.check(count(conn, None), count(conn, job.owner))
             record = transitions.new_row(job, self._clock())
             values = [encode(name, getattr(record, name)) for name in sql.COLUMNS]
             conn.execute(sql.insert_job(M), values)
