@@ -219,6 +219,46 @@ class GpuModel:
         return await self.worker.run(request, time_limit_s=self.plan.run_timeout)
 
     @modal.method()
+    async def run_reporting(self, request: RequestModel, partition: str) -> BaseModel:
+        """`run`, telling the pipeline's steps in `partition` of the stream Queue as
+        ("step", (step, total)) for the adapter to show a job's progress. One write travels at
+        a time, holding the latest step: those made while it travelled are passed over."""
+        loop = asyncio.get_running_loop()
+        latest: list[tuple[int, int]] = []
+        stepped = asyncio.Event()
+
+        def on_step(step: int, total: int) -> None:  # on the model's thread
+            latest[:] = [(step, total)]
+            with suppress(RuntimeError):  # the loop has closed: the run is over
+                loop.call_soon_threadsafe(stepped.set)
+
+        async def tell() -> None:
+            warned = False
+            while True:
+                await stepped.wait()
+                stepped.clear()
+                try:
+                    await self.stream_queue.put_many.aio(
+                        [("step", latest[-1])],
+                        partition=partition,
+                        partition_ttl=self.plan.stream_ttl_s,
+                    )
+                except Exception as exc:  # progress is extra: the run goes on without it
+                    if not warned:  # once a run, not at every step
+                        logger.warning("%s: could not tell a step: %r", self.plan.name, exc)
+                        warned = True
+
+        telling = asyncio.create_task(tell())
+        try:
+            return await self.worker.run(
+                request, time_limit_s=self.plan.run_timeout, on_step=on_step
+            )
+        finally:
+            telling.cancel()
+            with suppress(asyncio.CancelledError):
+                await telling
+
+    @modal.method()
     async def stream_into(self, request: RequestModel, partition: str) -> int:
         """Serve a streamed request into `partition` of the stream Queue, which the adapter
         reads: ("chunk", c)... then ("end", n) or ("error", e). Spawned, not a generator: a

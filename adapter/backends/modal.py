@@ -29,26 +29,25 @@ import asyncio
 import logging
 import queue as queue_module
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Mapping
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from adapter.backends.base import ModelState, RunHooks
+from adapter.backends.modal_errors import modal_errors, translate
 from adapter.settings import Settings
 from contract.aimodels import ServedModel
 from contract.errors import (
-    BadRequestError,
     ConfigError,
-    InferenceError,
     ModelUnavailableError,
-    PayloadTooLargeError,
     RunnerError,
     ServiceUnavailableError,
 )
 from contract.schemas import RequestModel
+from functions.cancel import OnStep
 from modal_deploy.class_plan import ClassPlan
 from modal_deploy.plan import plan_class, stream_queue_name
 
@@ -61,9 +60,10 @@ STREAM_BATCH = 100  # most chunks one read of the stream Queue takes
 
 class ModalClasses(Protocol):
     """Where the GPU classes are. `target(name)` returns an object with the interface of a
-    `modal.Cls` instance: `.run.spawn.aio(request)` and `.stream_into.spawn.aio(request,
-    partition)` give a call with `.get.aio(timeout=)` and `.cancel.aio()` (a
-    `modal.FunctionCall`); `stream_queue()` the `modal.Queue` that `stream_into` writes to."""
+    `modal.Cls` instance: `.run.spawn.aio(request)`, `.run_reporting.spawn.aio(request,
+    partition)` and `.stream_into.spawn.aio(request, partition)` give a call with
+    `.get.aio(timeout=)` and `.cancel.aio()` (a `modal.FunctionCall`); `stream_queue()` the
+    `modal.Queue` that `stream_into` and `run_reporting` write to."""
 
     async def lookup(self, name: str) -> None:
         """Raise (Modal's NotFoundError, AuthError...) unless the class is deployed."""
@@ -137,72 +137,6 @@ class AppClasses:
         return self._queue
 
 
-def translate(exc: BaseException, plan: ClassPlan, retry_after_s: int) -> RunnerError | None:
-    """The adapter error for what a Modal call raised; None for what must pass (cancellation).
-
-    Errors raised in the container arrive as the adapter's own types (the GPU class translates
-    pipeline errors as the local backend does) and pass unchanged.
-    """
-    import grpclib.exceptions
-    import modal.exception as modal_exc
-
-    key = plan.model.key
-    if isinstance(exc, RunnerError):
-        return exc
-    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit | GeneratorExit):
-        return None
-    if isinstance(exc, modal_exc.FunctionTimeoutError):
-        return InferenceError(f"{key} ran past its {plan.timeout} s time limit on Modal.")
-    if isinstance(exc, modal_exc.RequestSizeError):
-        return PayloadTooLargeError(f"The request is too large to send to Modal: {exc}")
-    if isinstance(
-        exc,
-        modal_exc.AuthError
-        | modal_exc.NotFoundError
-        | modal_exc.PermissionDeniedError
-        | modal_exc.InvalidError
-        | ConfigError,
-    ):
-        # Configuration, not an outage: a 500 whose message go-livepeer logs.
-        return ModelUnavailableError(f"Modal refused the call for {key}: {exc}")
-    if isinstance(exc, modal_exc.InputCancellation):
-        return ServiceUnavailableError(
-            f"The call for {key} was cancelled on Modal (app stopped or redeployed?).",
-            retry_after_s,
-        )
-    if isinstance(
-        exc,
-        modal_exc.ExecutionError
-        | modal_exc.RemoteError
-        | modal_exc.DeserializationError
-        | modal_exc.SerializationError
-        | modal_exc.OutputExpiredError,
-    ):
-        return InferenceError(f"{plan.model.pipeline.value.capitalize()} pipeline error on Modal.")
-    transport = grpclib.exceptions.GRPCError | grpclib.exceptions.StreamTerminatedError
-    if isinstance(exc, modal_exc.Error | OSError | TimeoutError | transport):
-        return ServiceUnavailableError(
-            f"Modal is unavailable: {str(exc) or type(exc).__name__}", retry_after_s
-        )
-    if isinstance(exc, Exception):
-        return InferenceError(f"{plan.model.pipeline.value.capitalize()} pipeline error.")
-    return None
-
-
-@contextmanager
-def modal_errors(plan: ClassPlan, retry_after_s: int) -> Iterator[None]:
-    """Raise the adapter's error for whatever a Modal call raises in the block."""
-    try:
-        yield
-    except BaseException as exc:
-        error = translate(exc, plan, retry_after_s)
-        if error is None or error is exc:
-            raise
-        if not isinstance(error, BadRequestError | ServiceUnavailableError):
-            logger.error("%s on Modal: %r", plan.model.key, exc)
-        raise error from exc
-
-
 class ModalBackend:
     def __init__(
         self,
@@ -270,14 +204,24 @@ class ModalBackend:
         self, model: ServedModel, request: RequestModel, hooks: RunHooks | None = None
     ) -> BaseModel:
         """A job's hooks: its call's id is told once spawned (`on_call`), and a call id given
-        (`call_id`) is waited for again rather than spawned twice; `on_step` is not called (the
-        steps run in a Modal container)."""
+        (`call_id`) is waited for again rather than spawned twice. With `on_step`, the class's
+        `run_reporting` tells each step in a partition of the stream Queue, handed on here while
+        the call runs (a call waited for again, after a restart, tells none)."""
         plan = self._plans[model.key]
+        relaying: asyncio.Future[None] | None = None
         with modal_errors(plan, self.settings.retry_after_s):
             if hooks is not None and hooks.call_id:
                 call = self._classes.call(hooks.call_id)
             else:
-                call = await self._spawn(self._classes.target(plan.name).run, request)
+                target = self._classes.target(plan.name)
+                if hooks is not None and hooks.on_step is not None:
+                    partition = uuid.uuid4().hex
+                    call = await self._spawn(target.run_reporting, request, partition)
+                    relaying = asyncio.ensure_future(
+                        self._relay_steps(plan, partition, hooks.on_step)
+                    )
+                else:
+                    call = await self._spawn(target.run, request)
                 if hooks is not None and hooks.on_call is not None:
                     try:
                         await hooks.on_call(call.object_id)
@@ -304,6 +248,9 @@ class ModalBackend:
                 if hooks is None or not hooks.keep_call:
                     await self._cancel(call)
                 raise
+            finally:
+                if relaying is not None:
+                    relaying.cancel()
         self._states[model.key] = ModelState.READY
         assert isinstance(result, BaseModel)
         return result
@@ -361,6 +308,25 @@ class ModalBackend:
             ) from exc
         finally:
             getting.cancel()
+
+    async def _relay_steps(self, plan: ClassPlan, partition: str, on_step: OnStep) -> None:
+        """Hand the latest step told in `partition` to `on_step`, until cancelled. Progress is
+        extra: a failed read is logged and tried again, and never fails the run."""
+        queue = self._classes.stream_queue()
+        while True:
+            try:
+                items = await queue.get_many.aio(
+                    STREAM_BATCH, timeout=plan.call_wait_s, partition=partition
+                )
+            except queue_module.Empty:
+                continue
+            except Exception as exc:
+                logger.warning("%s: could not read the steps: %r", plan.model.key, exc)
+                await asyncio.sleep(self.settings.retry_after_s)
+                continue
+            steps = [value for kind, value in items if kind == "step"]
+            if steps:
+                on_step(*steps[-1])
 
     async def _spawn(self, method: Any, *args: Any) -> Any:
         spawning = asyncio.ensure_future(method.spawn.aio(*args))

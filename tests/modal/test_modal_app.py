@@ -52,7 +52,7 @@ def test_modal_app_imports_offline_and_modal_records_each_models_settings():
             "/compile-cache": ("livepeer-compile-cache", False),
         }
         assert len(info.secrets) == 1 and info.secrets[0].startswith("Secret.from_dict(")
-        assert info.method_names == ["check", "run", "stream_into"]
+        assert info.method_names == ["check", "run", "run_reporting", "stream_into"]
     lightning, turbo = app.PLAN.classes
     assert lightning.gpu == ("L40S", "A100-80GB")
     assert (lightning.min_containers, lightning.max_containers) == (1, 2)  # warm, capacity 2

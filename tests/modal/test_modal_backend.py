@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 from adapter.app import create_app
 from adapter.backends import modal as modal_backend
 from adapter.backends.local import LocalBackend
-from adapter.backends.modal import ModalBackend, translate
+from adapter.backends.modal import ModalBackend
+from adapter.backends.modal_errors import translate
 from adapter.pipelines.llm import LLMRunner
 from adapter.pipelines.text_to_image import TextToImageRunner
 from adapter.settings import Settings
@@ -407,6 +408,7 @@ def test_the_seam_has_the_shape_of_modals_own_objects(tiny_modal_app):
     in_app = tiny_modal_app.GPU_CLASSES["TextToImage__test_tiny_sd"]()
     for target in (deployed, in_app):
         assert callable(target.run.spawn.aio) and callable(target.stream_into.spawn.aio)
+        assert callable(target.run_reporting.spawn.aio)
     call = modal.FunctionCall.from_id("fc-0123456789")
     assert callable(call.get.aio) and callable(call.cancel.aio)
     assert "timeout" in inspect.signature(modal.FunctionCall.get).parameters

@@ -1,15 +1,20 @@
 """A job on the Modal backend is a spawned call whose id is stored: an adapter that stops while
 the call runs leaves it running, and the next one waits for that same call instead of running
-the job twice (modal_app.py's classes, run in this process)."""
+the job twice. The steps the call tells through the stream Queue become the job's progress
+while it runs (modal_app.py's classes, run in this process)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
+from typing import Any
 
+import modal.exception
 import pytest
 
+from adapter.backends.base import RunHooks
 from adapter.backends.modal import ModalBackend
 from adapter.jobs.door import JobsDoor, JobSubmission
 from adapter.jobs.model import JobStatus
@@ -17,8 +22,10 @@ from adapter.jobs.outputs import open_outputs
 from adapter.jobs.runner import JobRunner
 from adapter.jobs.store import open_store
 from adapter.service import RunnerService
+from contract.schemas import ImageResponse, TextToImageParams
 from tests.support.apps import make_settings
 from tests.support.jobs_api import jobs_settings
+from tests.support.modal_inprocess import _Aio
 from tests.support.pausing_glue import PausingTextToImage
 
 pytestmark = pytest.mark.filterwarnings("ignore:The .* function is executing locally")
@@ -90,3 +97,81 @@ def test_a_restarted_runner_waits_for_the_jobs_modal_call_again(
             await backend.close()
 
     asyncio.run(scenario())
+
+
+def test_a_jobs_steps_on_modal_become_its_progress_while_it_runs(
+    tiny_modal_app, in_process_classes, tmp_path: Path
+):
+    gated = PausingTextToImage()  # held at a step until the gate opens
+    classes = in_process_classes(gated)
+    settings = make_settings(tmp_path, backend="modal", jobs=jobs_settings(tmp_path))
+    models = tiny_modal_app.MODELS
+
+    async def scenario() -> None:
+        backend = ModalBackend(settings, models, classes)
+        service = RunnerService(settings, models, backend)
+        store = open_store(settings.jobs.database_url, tmp_path)
+        outputs = open_outputs(settings.jobs.outputs_url, tmp_path)
+        runner = JobRunner(settings.jobs, service, store, outputs, worker_id="only")
+        door = JobsDoor(settings, service, store, outputs, runner)
+        await backend.start()
+        await door.start()
+        try:
+            params = {**SMALL, "num_inference_steps": 4}
+            job, _ = await door.submit(
+                "", JobSubmission(pipeline="text-to-image", params=params), {}, None
+            )
+
+            async def stepped() -> bool:
+                row = await store.get(job.id)
+                return row is not None and row.progress_step is not None
+
+            await until(stepped)
+            held = await store.get(job.id)
+            assert held is not None and held.status is JobStatus.RUNNING
+            assert (held.progress_total, held.progress_step) == (4, 1)  # held at its first step
+            (call,) = classes.calls
+            assert not call.task.done()  # told while the call runs on "Modal"
+            gated.gate.set()
+
+            async def done() -> bool:
+                row = await store.get(job.id)
+                return row is not None and row.status.terminal
+
+            await until(done)
+            ended = await store.get(job.id)
+            assert ended is not None and ended.status is JobStatus.SUCCEEDED, ended
+            assert ended.progress_step is not None and ended.progress_step >= 1
+            assert set(classes.queue.ttls) == {tiny_modal_app.PLAN.classes[0].stream_ttl_s}
+        finally:
+            gated.gate.set()
+            await runner.stop()
+            await store.close()
+            await backend.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_broken_progress_channel_never_fails_the_run(
+    tiny_modal_app, in_process_classes, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    classes = in_process_classes()
+
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        raise modal.exception.ConnectionError("the Queue is unreachable")
+
+    classes.queue.put_many = _Aio(down)  # the container cannot tell its steps
+    classes.queue.get_many = _Aio(down)  # nor can the adapter read them
+    steps: list[tuple[int, int]] = []
+    models = tiny_modal_app.MODELS
+    backend = ModalBackend(make_settings(tmp_path, backend="modal"), models, classes)
+
+    async def scenario() -> Any:
+        hooks = RunHooks(on_step=lambda step, total: steps.append((step, total)))
+        return await backend.run(models[0], TextToImageParams(**SMALL), hooks)
+
+    with caplog.at_level(logging.WARNING):
+        response = asyncio.run(scenario())
+    assert isinstance(response, ImageResponse) and len(response.images) == 1
+    assert steps == []
+    assert "could not tell a step" in caplog.text and "could not read the steps" in caplog.text

@@ -168,6 +168,7 @@ class InProcessTarget:
         # method's would not (modal 1.6.4).
         self.loaded = self.obj.check.local()
         self.run = InProcessMethod(self, "run")
+        self.run_reporting = InProcessMethod(self, "run_reporting")
         self.stream_into = InProcessMethod(self, "stream_into")
 
 
