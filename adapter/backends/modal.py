@@ -214,12 +214,10 @@ class ModalBackend:
                 call = self._classes.call(hooks.call_id)
             else:
                 target = self._classes.target(plan.name)
-                if hooks is not None and hooks.on_step is not None:
-                    partition = uuid.uuid4().hex
+                on_step = hooks.on_step if hooks is not None else None
+                partition = uuid.uuid4().hex
+                if on_step is not None:
                     call = await self._spawn(target.run_reporting, request, partition)
-                    relaying = asyncio.ensure_future(
-                        self._relay_steps(plan, partition, hooks.on_step)
-                    )
                 else:
                     call = await self._spawn(target.run, request)
                 if hooks is not None and hooks.on_call is not None:
@@ -228,6 +226,8 @@ class ModalBackend:
                     except BaseException:
                         await self._cancel(call)
                         raise
+                if on_step is not None:
+                    relaying = asyncio.ensure_future(self._relay_steps(plan, partition, on_step))
             try:
                 result = await call.get.aio(timeout=plan.call_wait_s)
             except ModelUnavailableError:
