@@ -19,7 +19,9 @@ class RunHooks:
     """What a job of the jobs door (adapter/jobs/runner.py) asks of one run besides its answer;
     a backend acts on the hooks it can, and ignores the rest."""
 
-    on_step: OnStep | None = None  # hears of each denoising step (the local backend)
+    # Hears of each step: on the model's thread (local backend) or the event loop (Modal's,
+    # relayed from the container); the job runner's StepTracker takes either.
+    on_step: OnStep | None = None
     # A backend whose run is a remote call (Modal) tells its id once spawned, before waiting...
     on_call: Callable[[str], Awaitable[None]] | None = None
     # ...and waits for that call again, instead of running the request twice, when given it.

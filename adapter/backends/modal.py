@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 LOOKUP_RETRY_FIRST_S = 2.0
 LOOKUP_RETRY_MAX_S = 60.0
 STREAM_BATCH = 100  # most chunks one read of the stream Queue takes
+RELAY_RETRY_FIRST_S = 1.0  # pauses after a failed read of a job's steps, doubling...
+RELAY_RETRY_MAX_S = 30.0  # ...up to this
 
 
 class ModalClasses(Protocol):
@@ -151,6 +153,7 @@ class ModalBackend:
         self._states = {key: ModelState.LOADING for key in self._plans}
         self._lookup_task: asyncio.Task[None] | None = None
         self._cancels: set[asyncio.Future[Any]] = set()
+        self._without_steps: set[str] = set()  # classes deployed before run_reporting
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -215,10 +218,14 @@ class ModalBackend:
             else:
                 target = self._classes.target(plan.name)
                 on_step = hooks.on_step if hooks is not None else None
+                if plan.name in self._without_steps:
+                    on_step = None
                 partition = uuid.uuid4().hex
+                call = None
                 if on_step is not None:
-                    call = await self._spawn(target.run_reporting, request, partition)
-                else:
+                    call = await self._spawn_reporting(plan, target, request, partition)
+                if call is None:
+                    on_step = None
                     call = await self._spawn(target.run, request)
                 if hooks is not None and hooks.on_call is not None:
                     try:
@@ -309,10 +316,32 @@ class ModalBackend:
         finally:
             getting.cancel()
 
+    async def _spawn_reporting(
+        self, plan: ClassPlan, target: Any, request: RequestModel, partition: str
+    ) -> Any:
+        """The call of the class's `run_reporting`, or None when the deployed app predates it
+        (Modal's NotFoundError for the method: the caller spawns `run`, and steps are not told
+        until `modal deploy modal_app.py` runs again; a missing class fails `run` too)."""
+        import modal.exception
+
+        try:
+            return await self._spawn(target.run_reporting, request, partition)
+        except modal.exception.NotFoundError as exc:
+            self._without_steps.add(plan.name)
+            logger.warning(
+                "%s: the deployed class has no run_reporting (%s): its jobs run without "
+                "progress until `modal deploy modal_app.py` deploys this version",
+                plan.name,
+                exc,
+            )
+            return None
+
     async def _relay_steps(self, plan: ClassPlan, partition: str, on_step: OnStep) -> None:
-        """Hand the latest step told in `partition` to `on_step`, until cancelled. Progress is
-        extra: a failed read is logged and tried again, and never fails the run."""
+        """Hand the latest step told in `partition` to `on_step` (here, on the event loop),
+        until cancelled. Progress is extra: a failed read is logged once and tried again after
+        a growing pause, and never fails the run."""
         queue = self._classes.stream_queue()
+        pause_s, warned = RELAY_RETRY_FIRST_S, False
         while True:
             try:
                 items = await queue.get_many.aio(
@@ -321,8 +350,11 @@ class ModalBackend:
             except queue_module.Empty:
                 continue
             except Exception as exc:
-                logger.warning("%s: could not read the steps: %r", plan.model.key, exc)
-                await asyncio.sleep(self.settings.retry_after_s)
+                if not warned:
+                    logger.warning("%s: could not read the steps: %r", plan.model.key, exc)
+                    warned = True
+                await asyncio.sleep(pause_s)
+                pause_s = min(pause_s * 2, RELAY_RETRY_MAX_S)
                 continue
             steps = [value for kind, value in items if kind == "step"]
             if steps:

@@ -176,8 +176,9 @@ class JobsDoor:
         request = build_request(spec, model.model_id, submission.params, uploads)
         await glue_for(spec.pipeline).prepare(request, self.settings.limits)
         # The store checks the limits in the transaction that queues the job, which is what
-        # holds under concurrency (after the key's replay: a replay is never refused). A full
-        # queue is refused here too, before any upload is stored.
+        # holds under concurrency (after the key's replay: a replay is never refused). Without
+        # a key, a full queue is refused here too, before any upload is stored; with one, the
+        # store refuses it and the uploads are deleted.
         limits = self._queue_limits()
         if idempotency_key is None:
             limits.check(await self.store.count_queued(), await self.store.count_queued(owner))

@@ -103,6 +103,22 @@ async def test_a_job_claimed_between_the_two_reads_still_shows_its_place(
     assert placed is not None and (placed[0].status, placed[1]) == (JobStatus.RUNNING, None)
 
 
+async def test_a_failed_read_raises_its_own_error_and_leaves_no_transaction_open(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job, _ = await store.create(new_job())
+
+    def broken(m: str, count: int) -> str:
+        raise ValueError("the positions' query could not be built")
+
+    monkeypatch.setattr(sql, "queue_positions", broken)
+    with pytest.raises(ValueError, match="could not be built"):
+        await store.page(JobQuery())
+    monkeypatch.undo()
+    claimed = await store.claim("w1", 60)  # a write after it: the read's transaction is over
+    assert claimed is not None and claimed.id == job.id
+
+
 async def test_many_sqlite_stores_opening_a_new_file_at_once_all_open(tmp_path: Path) -> None:
     # Switching a new file to WAL is answered "database is locked" at once, busy_timeout or
     # not, when another store switches it at the same moment: opening retries it.

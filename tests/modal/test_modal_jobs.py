@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import modal.exception
@@ -175,3 +176,33 @@ def test_a_broken_progress_channel_never_fails_the_run(
     assert isinstance(response, ImageResponse) and len(response.images) == 1
     assert steps == []
     assert "could not tell a step" in caplog.text and "could not read the steps" in caplog.text
+
+
+def test_an_app_deployed_before_run_reporting_runs_jobs_without_progress(
+    tiny_modal_app, in_process_classes, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """An adapter upgraded before `modal deploy` ran again: the deployed class has no
+    run_reporting, so Modal raises NotFoundError for it. The job runs on `run`, without
+    progress, and the method is not asked for again."""
+    classes = in_process_classes()
+    asked: list[tuple[Any, ...]] = []
+
+    async def no_such_method(*args: Any) -> Any:
+        asked.append(args)
+        raise modal.exception.NotFoundError("Class has no method run_reporting")
+
+    models = tiny_modal_app.MODELS
+    for name in classes.classes:
+        classes.target(name).run_reporting = SimpleNamespace(spawn=_Aio(no_such_method))
+    steps: list[tuple[int, int]] = []
+    backend = ModalBackend(make_settings(tmp_path, backend="modal"), models, classes)
+
+    async def scenario() -> list[Any]:
+        hooks = RunHooks(on_step=lambda step, total: steps.append((step, total)))
+        return [await backend.run(models[0], TextToImageParams(**SMALL), hooks) for _ in "ab"]
+
+    with caplog.at_level(logging.WARNING):
+        responses = asyncio.run(scenario())
+    assert all(isinstance(r, ImageResponse) for r in responses)
+    assert len(asked) == 1 and len(classes.calls) == 2 and steps == []
+    assert "has no run_reporting" in caplog.text and "modal deploy modal_app.py" in caplog.text

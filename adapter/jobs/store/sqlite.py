@@ -14,6 +14,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Sequence
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -132,9 +133,15 @@ class SqliteJobStore:
         def read(conn: sqlite3.Connection) -> T:
             conn.execute("BEGIN")
             try:
-                return fn(conn)
-            finally:
-                conn.execute("COMMIT")
+                result = fn(conn)
+            except BaseException:
+                # SQLite may have ended the transaction itself (a full disk, an I/O error):
+                # the read's own error is the one to raise.
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
 
         return await self._read(read)
 
