@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -41,61 +43,78 @@ async def until(condition, timeout_s: float = 60.0) -> None:
         await asyncio.sleep(0.02)
 
 
+@asynccontextmanager
+async def jobs_on_modal(
+    app: Any, classes: Any, tmp_path: Path, worker_id: str
+) -> AsyncIterator[tuple[JobsDoor, JobRunner, Any]]:
+    """(door, its runner, store): the jobs door over a started Modal backend on `classes`; the
+    store and the backend are closed on leaving (the runner is the test's to stop)."""
+    settings = make_settings(tmp_path, backend="modal", jobs=jobs_settings(tmp_path))
+    backend = ModalBackend(settings, app.MODELS, classes)
+    service = RunnerService(settings, app.MODELS, backend)
+    store = open_store(settings.jobs.database_url, tmp_path)
+    outputs = open_outputs(settings.jobs.outputs_url, tmp_path)
+    runner = JobRunner(settings.jobs, service, store, outputs, worker_id=worker_id)
+    door = JobsDoor(settings, service, store, outputs, runner)
+    await backend.start()
+    await door.start()
+    try:
+        yield door, runner, store
+    finally:
+        await store.close()
+        await backend.close()
+
+
+async def until_ended(store: Any, job_id: str) -> Any:
+    async def ended() -> bool:
+        row = await store.get(job_id)
+        return row is not None and row.status.terminal
+
+    await until(ended)
+    return await store.get(job_id)
+
+
 def test_a_restarted_runner_waits_for_the_jobs_modal_call_again(
     tiny_modal_app, in_process_classes, tmp_path: Path
 ):
     gated = PausingTextToImage()  # its steps wait until the gate opens
     classes = in_process_classes(gated)
-    settings = make_settings(tmp_path, backend="modal", jobs=jobs_settings(tmp_path))
-    models = tiny_modal_app.MODELS
 
     async def scenario() -> None:
-        backend = ModalBackend(settings, models, classes)
-        service = RunnerService(settings, models, backend)
-        store = open_store(settings.jobs.database_url, tmp_path)
-        outputs = open_outputs(settings.jobs.outputs_url, tmp_path)
-        first = JobRunner(settings.jobs, service, store, outputs, worker_id="first")
-        door = JobsDoor(settings, service, store, outputs, first)
-        await backend.start()
-        await door.start()
-        try:
-            submission = JobSubmission(pipeline="text-to-image", params=SMALL)
-            job, _ = await door.submit("", submission, {}, None)
-
-            async def has_call() -> bool:
-                row = await store.get(job.id)
-                return row is not None and row.call_id is not None
-
-            await until(has_call)
-            await first.stop()  # the adapter stops while the call runs on Modal
-            (call,) = classes.calls
-            assert not call.cancel_requested
-            requeued = await store.get(job.id)
-            assert requeued is not None and requeued.status is JobStatus.QUEUED
-            assert requeued.call_id == call.object_id
-
-            second = JobRunner(settings.jobs, service, store, outputs, worker_id="second")
-            await second.start()
+        jobs = jobs_on_modal(tiny_modal_app, classes, tmp_path, "first")
+        async with jobs as (door, first, store):
             try:
-                gated.gate.set()
+                submission = JobSubmission(pipeline="text-to-image", params=SMALL)
+                job, _ = await door.submit("", submission, {}, None)
 
-                async def done() -> bool:
+                async def has_call() -> bool:
                     row = await store.get(job.id)
-                    return row is not None and row.status.terminal
+                    return row is not None and row.call_id is not None
 
-                await until(done)
+                await until(has_call)
+                await first.stop()  # the adapter stops while the call runs on Modal
+                (call,) = classes.calls
+                assert not call.cancel_requested
+                requeued = await store.get(job.id)
+                assert requeued is not None and requeued.status is JobStatus.QUEUED
+                assert requeued.call_id == call.object_id
+
+                second = JobRunner(
+                    first.settings, first.service, store, first.outputs, worker_id="second"
+                )
+                await second.start()
+                try:
+                    gated.gate.set()
+                    ended = await until_ended(store, job.id)
+                finally:
+                    await second.stop()
+                assert ended is not None and ended.status is JobStatus.SUCCEEDED, ended
+                assert len(classes.calls) == 1  # waited for again, never spawned twice
+                (output,) = ended.outputs
+                png = await first.outputs.get(f"jobs/{job.id}/{output.name}")
+                assert png.startswith(b"\x89PNG")
             finally:
-                await second.stop()
-            ended = await store.get(job.id)
-            assert ended is not None and ended.status is JobStatus.SUCCEEDED, ended
-            assert len(classes.calls) == 1  # waited for again, never spawned twice
-            (output,) = ended.outputs
-            png = await outputs.get(f"jobs/{job.id}/{output.name}")
-            assert png.startswith(b"\x89PNG")
-        finally:
-            gated.gate.set()
-            await store.close()
-            await backend.close()
+                gated.gate.set()
 
     asyncio.run(scenario())
 
@@ -105,50 +124,34 @@ def test_a_jobs_steps_on_modal_become_its_progress_while_it_runs(
 ):
     gated = PausingTextToImage()  # held at a step until the gate opens
     classes = in_process_classes(gated)
-    settings = make_settings(tmp_path, backend="modal", jobs=jobs_settings(tmp_path))
-    models = tiny_modal_app.MODELS
 
     async def scenario() -> None:
-        backend = ModalBackend(settings, models, classes)
-        service = RunnerService(settings, models, backend)
-        store = open_store(settings.jobs.database_url, tmp_path)
-        outputs = open_outputs(settings.jobs.outputs_url, tmp_path)
-        runner = JobRunner(settings.jobs, service, store, outputs, worker_id="only")
-        door = JobsDoor(settings, service, store, outputs, runner)
-        await backend.start()
-        await door.start()
-        try:
-            params = {**SMALL, "num_inference_steps": 4}
-            job, _ = await door.submit(
-                "", JobSubmission(pipeline="text-to-image", params=params), {}, None
-            )
+        jobs = jobs_on_modal(tiny_modal_app, classes, tmp_path, "only")
+        async with jobs as (door, runner, store):
+            try:
+                params = {**SMALL, "num_inference_steps": 4}
+                submission = JobSubmission(pipeline="text-to-image", params=params)
+                job, _ = await door.submit("", submission, {}, None)
 
-            async def stepped() -> bool:
-                row = await store.get(job.id)
-                return row is not None and row.progress_step is not None
+                async def stepped() -> bool:
+                    row = await store.get(job.id)
+                    return row is not None and row.progress_step is not None
 
-            await until(stepped)
-            held = await store.get(job.id)
-            assert held is not None and held.status is JobStatus.RUNNING
-            assert (held.progress_total, held.progress_step) == (4, 1)  # held at its first step
-            (call,) = classes.calls
-            assert not call.task.done()  # told while the call runs on "Modal"
-            gated.gate.set()
-
-            async def done() -> bool:
-                row = await store.get(job.id)
-                return row is not None and row.status.terminal
-
-            await until(done)
-            ended = await store.get(job.id)
-            assert ended is not None and ended.status is JobStatus.SUCCEEDED, ended
-            assert ended.progress_step is not None and ended.progress_step >= 1
-            assert set(classes.queue.ttls) == {tiny_modal_app.PLAN.classes[0].stream_ttl_s}
-        finally:
-            gated.gate.set()
-            await runner.stop()
-            await store.close()
-            await backend.close()
+                await until(stepped)
+                held = await store.get(job.id)
+                assert held is not None and held.status is JobStatus.RUNNING
+                assert (held.progress_total, held.progress_step) == (4, 1)  # held at step 1
+                (call,) = classes.calls
+                assert not call.task.done()  # told while the call runs on "Modal"
+                gated.gate.set()
+                ended = await until_ended(store, job.id)
+                assert ended is not None and ended.status is JobStatus.SUCCEEDED, ended
+                assert ended.progress_step is not None and ended.progress_step >= 1
+                ttl = tiny_modal_app.PLAN.classes[0].stream_ttl_s
+                assert set(classes.queue.ttls) == {ttl}
+            finally:
+                gated.gate.set()
+                await runner.stop()
 
     asyncio.run(scenario())
 

@@ -196,10 +196,6 @@ class PostgresJobStore:
         )
         same_key = "SELECT * FROM jobs WHERE owner = %s AND idempotency_key = %s"
 
-        async def count(conn: Conn, owner: str | None) -> int:
-            text, args = sql.count_queued(M, owner)
-            return int((await self._rows(conn, text, args))[0]["n"])
-
         async def run(conn: Conn) -> tuple[JobRecord, bool]:
             if limits is not None:
                 # Held until commit: creates that count the queue run one at a time, so two
@@ -209,7 +205,7 @@ class PostgresJobStore:
                     rows = await self._rows(conn, same_key, (job.owner, job.idempotency_key))
                     if rows:
                         return decode(rows[0]), False
-                limits.check(await count(conn, None), await count(conn, job.owner))
+                limits.check(await self._queued(conn, None), await self._queued(conn, job.owner))
             if await self._rows(conn, insert, values):
                 return record, True
             rows = await self._rows(conn, same_key, (job.owner, job.idempotency_key))
@@ -244,9 +240,11 @@ class PostgresJobStore:
         return {row["id"]: int(row["ahead"]) for row in rows}
 
     async def count_queued(self, owner: str | None = None) -> int:
+        return await self._run(lambda conn: self._queued(conn, owner))
+
+    async def _queued(self, conn: Conn, owner: str | None) -> int:
         text, args = sql.count_queued(M, owner)
-        rows = await self._run(lambda conn: self._rows(conn, text, args))
-        return int(rows[0]["n"])
+        return int((await self._rows(conn, text, args))[0]["n"])
 
     async def claim(
         self, worker_id: str, lease_s: float, models: Collection[tuple[str, str]] | None = None

@@ -194,10 +194,6 @@ class SqliteJobStore:
     async def create(
         self, job: NewJob, limits: QueueLimits | None = None
     ) -> tuple[JobRecord, bool]:
-        def count(conn: sqlite3.Connection, owner: str | None) -> int:
-            text, args = sql.count_queued(M, owner)
-            return int(conn.execute(text, args).fetchone()[0])
-
         # BEGIN IMMEDIATE (_write): creates, in this process or another, run one at a time.
         def run(conn: sqlite3.Connection) -> tuple[JobRecord, bool]:
             if job.idempotency_key is not None:
@@ -208,7 +204,7 @@ class SqliteJobStore:
                 if row is not None:
                     return decode(row), False
             if limits is not None:
-                limits.check(count(conn, None), count(conn, job.owner))
+                limits.check(self._queued(conn, None), self._queued(conn, job.owner))
             record = transitions.new_row(job, self._clock())
             values = [encode(name, getattr(record, name)) for name in sql.COLUMNS]
             conn.execute(sql.insert_job(M), values)
@@ -244,8 +240,12 @@ class SqliteJobStore:
         return {row[0]: int(row[1]) for row in rows}
 
     async def count_queued(self, owner: str | None = None) -> int:
+        return await self._read(lambda conn: self._queued(conn, owner))
+
+    @staticmethod
+    def _queued(conn: sqlite3.Connection, owner: str | None) -> int:
         text, args = sql.count_queued(M, owner)
-        return await self._read(lambda conn: int(conn.execute(text, args).fetchone()[0]))
+        return int(conn.execute(text, args).fetchone()[0])
 
     async def claim(
         self, worker_id: str, lease_s: float, models: Collection[tuple[str, str]] | None = None
